@@ -1,0 +1,24 @@
+"""minialex: a small deep-learning framework that builds AlexNet (Krizhevsky, Sutskever and
+Hinton, 2012) from arrays up, on NumPy or CuPy.
+
+The parts, in the order a reader meets them:
+
+- ``minialex.backend``   NumPy or CuPy, devices, the transfer log
+- ``minialex.autograd``  Tensor, Function, backward
+- ``minialex.gradcheck`` finite-difference checks
+"""
+
+from .backend import (Device, DeviceError, Transfer, TransferLog, as_numpy, default_device,
+                      default_devices, get_array_module, gpu_available, gpu_count, transfer_log)
+from .autograd import (Function, Tensor, concat, enable_grad, is_grad_enabled, no_grad, split,
+                       tensor, to_device)
+from .gradcheck import GradcheckError, GradcheckReport, gradcheck
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Device", "DeviceError", "Transfer", "TransferLog", "as_numpy", "default_device",
+    "default_devices", "get_array_module", "gpu_available", "gpu_count", "transfer_log",
+    "Function", "Tensor", "concat", "enable_grad", "is_grad_enabled", "no_grad", "split",
+    "tensor", "to_device", "GradcheckError", "GradcheckReport", "gradcheck",
+]
