@@ -22,6 +22,18 @@ Writing a new op::
 
 Every input must live on one device; an op that gets tensors from two devices raises a
 ``DeviceError`` naming the op and both devices. ``minialex.to_device`` is the only way across.
+
+Rules a new op follows (the engine checks the first two and names the op when they break):
+
+- ``backward`` returns, for each input, a gradient of exactly that input's shape and dtype
+  (undo broadcasting with ``sum_to``), or None.
+- Gradients arriving in ``backward`` may be shared with other ops: never modify them in place.
+- One ``Function`` object per call (``Square()(x)``): the object stores that call's inputs.
+
+Dtypes. Arrays keep their dtype. Python floats (and lists of them) become float32, the dtype
+AlexNet trains in; pass ``dtype=numpy.float64`` or a float64 array for gradient checks. A Python
+number mixed with a tensor follows NumPy's rules for Python scalars: ``float32_tensor * 0.5`` stays
+float32, ``int_tensor * 0.5`` becomes float64 (as ``numpy.arange(3) * 0.5`` does).
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import threading
+import weakref
 from typing import Optional, Sequence, Tuple
 
 import numpy
@@ -72,17 +85,24 @@ def enable_grad():
 # Tensor
 # --------------------------------------------------------------------------------------------
 
+def _as_array(a):
+    """NumPy scalars (what ``0-d array * 2`` returns) as 0-d arrays, so ``.data`` and ``.grad``
+    are always real arrays that can be written in place (``p.data -= lr * g``)."""
+    return numpy.asarray(a) if isinstance(a, numpy.generic) else a
+
+
 def _to_array(data, device: Optional[Device], dtype=None):
-    """Turn ``data`` into an array of the right library for ``device``."""
+    """Turn ``data`` into an array of the right library for ``device``.
+
+    An array already on ``device`` is used as it is (no copy; a ``Tensor`` made from a NumPy
+    array shares its memory, like ``torch.from_numpy``). Anything else (lists, numbers, arrays of
+    the other library) is converted by ``device.put``.
+    """
     if device is None:
-        device = array_device(data) if hasattr(data, "__array__") or hasattr(data, "device") \
-            else Device("cpu")
+        device = array_device(data)
     if compatible(data, device) and hasattr(data, "dtype") and hasattr(data, "shape"):
-        xp = get_array_module(data)
         arr = data if dtype is None else data.astype(dtype, copy=False)
-        if arr.ndim == 0 and xp is numpy:  # keep 0-d arrays as arrays, not NumPy scalars
-            arr = numpy.asarray(arr)
-        return arr, device
+        return _as_array(arr), device
     return device.put(data, dtype=dtype), device
 
 
@@ -96,9 +116,16 @@ class Tensor:
     requires_grad : bool
     device : Device  ('cpu', 'cpu:0', 'cpu:1', 'cuda:N')
     creator : the Function that produced this tensor (None for leaves)
+
+    ``Tensor(data, requires_grad=False, device=None, dtype=None)``: ``data`` is an array (kept
+    as it is, dtype included), a Python number or a nested list. Python floats become float32,
+    Python ints int64. ``device=None`` means the array's own device ('cpu' for NumPy).
     """
 
-    __array_priority__ = 1000  # so that ndarray * Tensor calls Tensor.__rmul__
+    # So that ``ndarray * tensor`` calls Tensor.__rmul__ instead of NumPy building an object
+    # array: NumPy and CuPy both defer to a type with __array_ufunc__ = None, or a higher priority.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, device=None, dtype=None, name=None):
         if isinstance(data, Tensor):
@@ -141,6 +168,8 @@ class Tensor:
         return self.creator is None
 
     def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
     def __repr__(self) -> str:
@@ -194,9 +223,9 @@ class Tensor:
             grad = self.xp.ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
-            if not compatible(grad, self.device):
-                grad = self.device.put(grad)
-            grad = grad.astype(self.dtype, copy=False)
+            if not (compatible(grad, self.device) and hasattr(grad, "dtype")):
+                grad = self.device.put(grad)  # a list, a number, or an array of the other library
+            grad = _as_array(grad.astype(self.dtype, copy=False))
             if tuple(grad.shape) != self.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)} but the tensor "
                                  f"has shape {self.shape}")
@@ -238,7 +267,12 @@ class Function:
     ``forward(*arrays)`` returns one array or a tuple of arrays.
     ``backward(*grads_of_outputs)`` returns one gradient per input (None where an input needs
     none). Gradients of outputs that were not used downstream arrive as zeros.
-    All inputs must be on one device; the forward and backward run with it made current.
+    All inputs must be on one device; the forward and backward run with it made current
+    (``with device:`` selects the GPU on CuPy; a no-op on the CPU).
+
+    The graph: ``self.inputs`` holds the input tensors (strong references, so the graph stays
+    alive while its output does) and ``self.outputs`` weak references to the outputs (so an
+    unused output, e.g. one part of a ``split``, can be collected; its gradient is then zero).
     """
 
     #: the name used in error messages (defaults to the class name)
@@ -262,18 +296,20 @@ class Function:
         self.saved = ()
         with device:
             outs = self.forward(*[x.data for x in inputs])
-        single = not isinstance(outs, tuple)
-        outs = (outs,) if single else outs
+        single = not isinstance(outs, (tuple, list))
+        outs = (outs,) if single else tuple(outs)
+        outs = tuple(_as_array(a) for a in outs)
+        out_device = self.output_device()
         needs_graph = is_grad_enabled() and any(x.requires_grad for x in inputs)
         results = []
         for arr in outs:
             t = Tensor.__new__(Tensor)
-            t.data, t.device, t.grad, t.name, t._retain_grad = arr, device, None, None, False
+            t.data, t.device, t.grad, t.name, t._retain_grad = arr, out_device, None, None, False
             t.requires_grad = needs_graph
             t.creator = self if needs_graph else None
             results.append(t)
         if needs_graph:
-            self.outputs = [_WeakRef(t) for t in results]
+            self.outputs = [weakref.ref(t) for t in results]
             self.output_meta = [(tuple(a.shape), a.dtype) for a in outs]
         else:
             self.inputs = None  # nothing will call backward: keep no references
@@ -281,7 +317,12 @@ class Function:
         return results[0] if single else tuple(results)
 
     def save_for_backward(self, *arrays) -> None:
+        """Keep arrays for ``backward`` (read them back as ``self.saved``); freed after backward."""
         self.saved = arrays
+
+    def output_device(self) -> Device:
+        """Where the outputs live: the inputs' device (only ``ToDevice`` says otherwise)."""
+        return self.device
 
     def forward(self, *arrays):
         raise NotImplementedError
@@ -290,22 +331,18 @@ class Function:
         raise NotImplementedError
 
 
-class _WeakRef:
-    """A weak reference that tolerates tensors which have been collected."""
-
-    def __init__(self, t):
-        import weakref
-        self._ref = weakref.ref(t)
-
-    def __call__(self):
-        return self._ref()
-
-
 def _constant(value, device, like, op):
-    """Wrap a Python number or raw array given to an op as a constant on the op's device."""
+    """Wrap a Python number or raw array given to an op as a constant on the op's device.
+
+    A Python number takes the dtype NumPy's rules give it next to ``like`` (the op's first
+    tensor): float32 next to float32, float64 next to an integer tensor when it is a float.
+    """
     if device is None:
         device = array_device(value) if hasattr(value, "dtype") else Device("cpu")
-    dtype = like.dtype if like is not None and not hasattr(value, "dtype") else None
+    dtype = None
+    if like is not None and not hasattr(value, "dtype"):
+        dtype = numpy.result_type(like.dtype, value) if isinstance(value, (bool, int, float)) \
+            else like.dtype
     if hasattr(value, "dtype") and not compatible(value, device):
         raise DeviceError(f"{op}: got a raw array on {array_device(value)} for an op on {device}")
     t = Tensor.__new__(Tensor)
@@ -314,8 +351,23 @@ def _constant(value, device, like, op):
     return t
 
 
+def _op_name(fn) -> str:
+    return fn.name or type(fn).__name__
+
+
+def _freed_error(fn) -> RuntimeError:
+    return RuntimeError(f"backward through {_op_name(fn)} a second time: its graph was freed by "
+                        "the first backward(). Pass retain_graph=True to the first backward() "
+                        "to keep it")
+
+
 def _topological_order(root: Tensor):
-    """Functions reachable from ``root``, each after every function that consumes its outputs."""
+    """Functions reachable from ``root``, each after every function that consumes its outputs.
+
+    Depth-first search with an explicit stack (no recursion, so no recursion limit): a function
+    is appended after everything it depends on (post-order); reversing gives consumers first.
+    Raises before any gradient is touched if part of the graph was already freed.
+    """
     order, seen = [], set()
     if root.creator is None:
         return order
@@ -327,6 +379,8 @@ def _topological_order(root: Tensor):
             continue
         if id(fn) in seen:
             continue
+        if fn.inputs is None:
+            raise _freed_error(fn)
         seen.add(id(fn))
         stack.append((fn, True))
         for x in fn.inputs:
@@ -336,64 +390,74 @@ def _topological_order(root: Tensor):
     return order
 
 
+def _store_grad(t: Tensor, g) -> None:
+    """Add ``g`` into ``t.grad``. The first gradient is copied: the same array may also be another
+    tensor's gradient (Add passes ``gy`` to both inputs), and an optimizer updating one ``.grad``
+    in place must not change the other."""
+    t.grad = g.copy() if t.grad is None else t.grad + g
+
+
 def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
+    """Reverse-mode sweep: ``grads`` maps each waiting tensor (by id) to dL/dtensor so far."""
     if not root.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad (no input to it had "
                            "requires_grad=True, or it was computed under no_grad())")
     if root.creator is None:  # a leaf: its gradient is the upstream gradient itself
-        root.grad = grad if root.grad is None else root.grad + grad
+        _store_grad(root, grad)
         return
     grads = {id(root): grad}
     order = _topological_order(root)
     # Hold every intermediate tensor until the pass ends: freeing a node's inputs below would
-    # otherwise let Python collect tensors whose gradients are still waiting in ``grads``.
-    alive = [x for fn in order if fn.inputs is not None for x in fn.inputs]  # noqa: F841
+    # otherwise let Python collect tensors whose gradients are still waiting in ``grads`` (and
+    # then reuse their ids).
+    alive = [x for fn in order for x in fn.inputs]  # noqa: F841
     for fn in order:
-        op = fn.name or type(fn).__name__
-        if fn.inputs is None:
-            raise RuntimeError(f"backward through {op} a second time: its graph was freed. "
-                               "Pass retain_graph=True to the first backward() to keep it")
-        outs = [ref() for ref in fn.outputs]
+        op = _op_name(fn)
+        outs = [ref() for ref in fn.outputs]  # None where an output was collected (unused)
         gys = []
-        xp = None
-        for t, (shape, dtype) in zip(outs, fn.output_meta):
+        for t in outs:
             g = grads.pop(id(t), None) if t is not None else None
-            if g is not None and t is not None and t._retain_grad:
-                t.grad = g
+            if g is not None and t._retain_grad:
+                _store_grad(t, g)
             gys.append(g)
-        if all(g is None for g in gys):
-            continue
-        for i, g in enumerate(gys):
-            if g is None:
-                shape, dtype = fn.output_meta[i]
-                xp = fn.device.xp
-                with fn.device:
-                    gys[i] = xp.zeros(shape, dtype=dtype)
-        with fn.device:
-            gxs = fn.backward(*gys)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        if len(gxs) != len(fn.inputs):
-            raise RuntimeError(f"{op}.backward returned {len(gxs)} gradients for "
-                               f"{len(fn.inputs)} inputs")
-        for x, gx in zip(fn.inputs, gxs):
-            if gx is None or not x.requires_grad:
-                continue
-            if tuple(gx.shape) != x.shape or gx.dtype != x.dtype:
-                raise RuntimeError(
-                    f"{op}.backward returned a gradient of shape {tuple(gx.shape)} and dtype "
-                    f"{gx.dtype} for an input of shape {x.shape} and dtype {x.dtype}")
-            if x.creator is None:  # leaf: accumulate into .grad
-                x.grad = gx if x.grad is None else x.grad + gx
-            else:
-                prev = grads.get(id(x))
-                grads[id(x)] = gx if prev is None else prev + gx
-        if not retain_graph:
+        if any(g is not None for g in gys):
+            out_device = fn.output_device()
+            for i, g in enumerate(gys):
+                if g is None:  # an output nobody used: its gradient is zero
+                    shape, dtype = fn.output_meta[i]
+                    with out_device:
+                        gys[i] = out_device.xp.zeros(shape, dtype=dtype)
+            with fn.device:
+                gxs = fn.backward(*gys)
+            _collect_input_grads(fn, op, gxs, grads)
+        if not retain_graph:  # free the graph: saved arrays and the links to the inputs
             fn.inputs = None
             fn.saved = ()
-            for t in outs:
-                if t is not None:
-                    t.creator = None
+
+
+def _collect_input_grads(fn, op: str, gxs, grads: dict) -> None:
+    """Check each gradient ``fn.backward`` returned, then add it to its input's total."""
+    gxs = tuple(gxs) if isinstance(gxs, (tuple, list)) else (gxs,)
+    if len(gxs) != len(fn.inputs):
+        raise RuntimeError(f"{op}.backward returned {len(gxs)} gradient(s) for "
+                           f"{len(fn.inputs)} input(s)")
+    for k, (x, gx) in enumerate(zip(fn.inputs, gxs)):
+        if gx is None or not x.requires_grad:
+            continue
+        gx = _as_array(gx)
+        if not hasattr(gx, "shape") or tuple(gx.shape) != x.shape or gx.dtype != x.dtype:
+            raise RuntimeError(
+                f"{op}.backward returned a gradient of shape {tuple(getattr(gx, 'shape', ()))} "
+                f"and dtype {getattr(gx, 'dtype', type(gx).__name__)} for input {k} of shape "
+                f"{x.shape} and dtype {x.dtype}")
+        if not compatible(gx, x.device):
+            raise DeviceError(f"{op}.backward returned a gradient on {array_device(gx)} for "
+                              f"input {k} on {x.device}")
+        if x.creator is None:  # leaf: accumulate into .grad
+            _store_grad(x, gx)
+        else:
+            prev = grads.get(id(x))
+            grads[id(x)] = gx if prev is None else prev + gx
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,16 +465,18 @@ def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
 # --------------------------------------------------------------------------------------------
 
 class ToDevice(Function):
-    """Copy a tensor to another device; the backward copies the gradient back (both logged)."""
+    """Copy a tensor to another device; the backward copies the gradient back (both logged).
+
+    y = x (same shape and dtype, new memory on ``destination``); dL/dx = dL/dy copied back.
+    In AlexNet these are the paper's cross-GPU connections (§3.2: conv3, fc6, fc7, fc8).
+    """
 
     def __init__(self, destination: Device, label: str):
         self.destination = destination
         self.label = label
 
-    def __call__(self, x):
-        out = super().__call__(x)
-        out.device = self.destination
-        return out
+    def output_device(self) -> Device:
+        return self.destination
 
     def forward(self, x):
         src = self.device
@@ -454,35 +520,52 @@ def sum_to(g, shape):
     return xp.ascontiguousarray(out.reshape(shape))
 
 
+def _unbroadcast(g, like):
+    """The part of gradient ``g`` that belongs to input ``like``: summed over the axes NumPy
+    broadcast ``like`` along, and in ``like``'s dtype (an input mixed with a float64 constant
+    gets a float32 gradient if it is float32)."""
+    return _as_array(sum_to(g, like.shape).astype(like.dtype, copy=False))
+
+
 class Add(Function):
+    """y = a + b (NumPy broadcasting); dL/da = sum_to(gy), dL/db = sum_to(gy)."""
+
     def forward(self, a, b):
-        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(_Like(a), _Like(b))
         return a + b
 
     def backward(self, gy):
-        return sum_to(gy, self.shapes[0]), sum_to(gy, self.shapes[1])
+        a, b = self.saved
+        return _unbroadcast(gy, a), _unbroadcast(gy, b)
 
 
 class Sub(Function):
+    """y = a - b; dL/da = sum_to(gy), dL/db = -sum_to(gy)."""
+
     def forward(self, a, b):
-        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(_Like(a), _Like(b))
         return a - b
 
     def backward(self, gy):
-        return sum_to(gy, self.shapes[0]), sum_to(-gy, self.shapes[1])
+        a, b = self.saved
+        return _unbroadcast(gy, a), _unbroadcast(-gy, b)
 
 
 class Mul(Function):
+    """y = a * b; dL/da = sum_to(gy * b), dL/db = sum_to(gy * a)."""
+
     def forward(self, a, b):
         self.save_for_backward(a, b)
         return a * b
 
     def backward(self, gy):
         a, b = self.saved
-        return sum_to(gy * b, a.shape), sum_to(gy * a, b.shape)
+        return _unbroadcast(gy * b, a), _unbroadcast(gy * a, b)
 
 
 class Div(Function):
+    """y = a / b; dL/da = gy / b, dL/db = -gy * a / b**2 (each summed to its input's shape)."""
+
     def forward(self, a, b):
         self.save_for_backward(a, b)
         return a / b
@@ -491,10 +574,19 @@ class Div(Function):
         a, b = self.saved
         ga = gy / b
         gb = -gy * a / (b * b)
-        return sum_to(ga, a.shape), sum_to(gb, b.shape)
+        return _unbroadcast(ga, a), _unbroadcast(gb, b)
+
+
+class _Like:
+    """Shape and dtype of an array, without keeping the array (Add and Sub need no values)."""
+
+    def __init__(self, a):
+        self.shape, self.dtype = tuple(a.shape), a.dtype
 
 
 class Neg(Function):
+    """y = -x; dL/dx = -gy."""
+
     def forward(self, a):
         return -a
 
@@ -503,9 +595,12 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = x ** p for a constant exponent p."""
+    """y = x ** p for a constant number p; dL/dx = gy * p * x ** (p - 1)."""
 
     def __init__(self, exponent):
+        if isinstance(exponent, Tensor) or not numpy.isscalar(exponent):
+            raise TypeError(f"pow: the exponent must be a number, got {type(exponent).__name__} "
+                            "(for x ** y with a tensor y use exp(y * log(x)))")
         self.exponent = exponent
 
     def forward(self, x):
@@ -515,16 +610,26 @@ class Pow(Function):
     def backward(self, gy):
         (x,) = self.saved
         p = self.exponent
-        return (gy * p * x ** (p - 1)).astype(x.dtype, copy=False)
+        if p == 0:  # y = 1: x ** -1 would give inf * 0 = nan at x = 0
+            return gy * 0
+        return _as_array((gy * p * x ** (p - 1)).astype(x.dtype, copy=False))
 
 
 class MatMul(Function):
-    """(..., n, k) @ (..., k, m); 1-D operands are not supported (reshape them first)."""
+    """y = a @ b with a (..., n, k), b (..., k, m), y (..., n, m); the leading (batch) axes
+    broadcast. dL/da = gy @ b^T, dL/db = a^T @ gy (^T swaps the last two axes), each summed
+    over the batch axes it was broadcast along. 1-D operands are not supported (reshape first).
+    """
 
     def forward(self, a, b):
         if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not fit "
                              "(need (..., n, k) @ (..., k, m))")
+        try:
+            numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch axes of {tuple(a.shape)} and {tuple(b.shape)} do "
+                             "not broadcast") from None
         self.save_for_backward(a, b)
         return a @ b
 
@@ -533,10 +638,12 @@ class MatMul(Function):
         xp = get_array_module(gy)
         ga = gy @ xp.swapaxes(b, -1, -2)
         gb = xp.swapaxes(a, -1, -2) @ gy
-        return sum_to(ga, a.shape), sum_to(gb, b.shape)
+        return _unbroadcast(ga, a), _unbroadcast(gb, b)
 
 
 class Reshape(Function):
+    """y = x viewed with another shape (same elements, C order); dL/dx = gy reshaped back."""
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -549,12 +656,20 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    """y = x with its axes permuted (reversed when no axes are given); y.shape[i] is
+    x.shape[axes[i]]. dL/dx = gy permuted by the inverse permutation argsort(axes)."""
+
     def __init__(self, axes):
         self.axes = axes
 
     def forward(self, x):
         xp = get_array_module(x)
-        self.axes = self.axes or tuple(reversed(range(x.ndim)))
+        if not self.axes:
+            self.axes = tuple(reversed(range(x.ndim)))
+        if sorted(a % builtins.max(x.ndim, 1) for a in self.axes) != list(range(x.ndim)):
+            raise ValueError(f"transpose: axes {tuple(self.axes)} are not a permutation of the "
+                             f"{x.ndim} axes of an array of shape {tuple(x.shape)}")
+        self.axes = tuple(a % x.ndim for a in self.axes)  # -1 -> ndim-1, so argsort inverts it
         return xp.ascontiguousarray(x.transpose(self.axes))
 
     def backward(self, gy):
@@ -564,6 +679,9 @@ class Transpose(Function):
 
 
 class Sum(Function):
+    """y = sum of x over ``axis`` (None: all; an int or a tuple of ints); dL/dx = gy broadcast
+    back over the summed axes."""
+
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
 
@@ -591,6 +709,9 @@ def _keep_dims(g, in_shape, axis, keepdims):
 
 
 class Mean(Function):
+    """y = mean of x over ``axis`` = sum / count, count = number of elements averaged;
+    dL/dx = gy / count broadcast back over the averaged axes."""
+
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
 
@@ -608,7 +729,9 @@ class Mean(Function):
 
 
 class Max(Function):
-    """Maximum over axes; the gradient goes to the first maximum (ties broken deterministically)."""
+    """y = max of x over ``axis`` (None, an int or a tuple). The maximum is a kink: dL/dx is gy
+    at the first maximum of each group (first in C order) and 0 elsewhere, so ties are broken
+    deterministically. Gradient checks must use inputs without ties."""
 
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
@@ -621,24 +744,26 @@ class Max(Function):
     def backward(self, gy):
         (x,) = self.saved
         xp = get_array_module(x)
-        axis = self.axis
-        if axis is None:
-            flat = xp.zeros(x.size, dtype=x.dtype)
-            flat[int(xp.argmax(x))] = gy.reshape(())
-            return flat.reshape(x.shape)
-        axes = (axis,) if isinstance(axis, int) else tuple(a % x.ndim for a in axis)
-        axes = tuple(a % x.ndim for a in axes)
+        if self.axis is None:
+            axes = tuple(range(x.ndim))
+        else:
+            axes = (self.axis,) if isinstance(self.axis, int) else tuple(self.axis)
+            axes = tuple(sorted(a % x.ndim for a in axes))
         rest = tuple(i for i in range(x.ndim) if i not in axes)
-        moved = x.transpose(rest + axes).reshape([x.shape[i] for i in rest] + [-1])
-        idx = moved.argmax(axis=-1)
-        g = xp.zeros(moved.shape, dtype=x.dtype)
-        gk = _keep_dims(gy, x.shape, axis, self.keepdims).transpose(rest + axes).reshape(idx.shape)
-        xp.put_along_axis(g, idx[..., None], gk[..., None], axis=-1)
-        g = g.reshape([x.shape[i] for i in rest] + [x.shape[i] for i in axes])
-        return xp.ascontiguousarray(g.transpose(numpy.argsort(rest + axes)))
+        order = rest + axes
+        # Move the reduced axes last and flatten them into one: groups of shape (rest..., R).
+        groups = x.transpose(order).reshape([x.shape[i] for i in rest] + [-1])
+        first = groups.argmax(axis=-1)                              # (rest...)
+        onehot = xp.arange(groups.shape[-1]) == first[..., None]   # (rest..., R), one True each
+        gk = _keep_dims(gy, x.shape, self.axis, self.keepdims).transpose(order)
+        g = (onehot * gk.reshape(first.shape + (1,))).astype(x.dtype, copy=False)
+        g = g.reshape([x.shape[i] for i in order])
+        return xp.ascontiguousarray(g.transpose(tuple(numpy.argsort(order))))
 
 
 class Exp(Function):
+    """y = e ** x; dL/dx = gy * y (reuses the output, so it keeps y rather than x)."""
+
     def forward(self, x):
         xp = get_array_module(x)
         y = xp.exp(x)
@@ -651,6 +776,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """y = ln x (natural logarithm); dL/dx = gy / x."""
+
     def forward(self, x):
         xp = get_array_module(x)
         self.save_for_backward(x)
@@ -662,6 +789,10 @@ class Log(Function):
 
 
 class Concat(Function):
+    """y = the inputs joined along ``axis``; dL/dx_i = the slice of gy where x_i went.
+
+    In AlexNet this is where the two columns' feature maps meet (after the cross-device copy)."""
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -677,6 +808,9 @@ class Concat(Function):
 
 
 class Split(Function):
+    """ys = x cut along ``axis`` (``numpy.split`` rules); dL/dx = the ys' gradients joined
+    (zeros for parts that were not used)."""
+
     def __init__(self, sections, axis):
         self.sections, self.axis = sections, axis
 
@@ -690,27 +824,66 @@ class Split(Function):
 
 
 class GetItem(Function):
+    """y = x[index]: ints, slices, None, Ellipsis, integer or boolean arrays (or Tensors, or
+    lists), and tuples of them, with NumPy's meaning.
+
+    dL/dx = zeros of x's shape with gy added at the indexed places. With a fancy (array) index an
+    element can be picked twice (x[[0, 0]]), so the add must be unbuffered (``add.at``); with only
+    ints and slices every element is picked at most once and a plain assignment is exact.
+    """
+
     def __init__(self, index):
         self.index = index
 
     def forward(self, x):
         self.in_shape, self.in_dtype = x.shape, x.dtype
         xp = get_array_module(x)
+        self.index = _index_for(self.index, xp)
         return xp.ascontiguousarray(x[self.index])
 
     def backward(self, gy):
         xp = get_array_module(gy)
         g = xp.zeros(self.in_shape, dtype=self.in_dtype)
-        xp.add.at(g, self.index, gy) if xp is numpy else cupy_add_at(g, self.index, gy)
+        if _is_basic_index(self.index):
+            g[self.index] = gy
+        elif xp is numpy:
+            numpy.add.at(g, self.index, gy)
+        else:
+            cupy_add_at(g, self.index, gy)
         return g
 
 
+def _index_for(index, xp):
+    """An index whose array parts (Tensors, lists, arrays of the other library) are ``xp`` arrays."""
+    if isinstance(index, tuple):
+        return tuple(_index_for(i, xp) for i in index)
+    if isinstance(index, Tensor):
+        index = index.data
+    if isinstance(index, list) or (hasattr(index, "dtype") and get_array_module(index) is not xp):
+        index = xp.asarray(as_numpy(index) if xp is numpy else index)
+    return index
+
+
+def _is_basic_index(index) -> bool:
+    """Only ints, slices, None and Ellipsis: each element of x is picked at most once."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, numpy.integer, slice))
+               and not isinstance(p, bool) for p in parts)
+
+
 def cupy_add_at(g, index, gy):
-    import cupyx  # only reached with CuPy arrays, so CuPy is installed
-    cupyx.scatter_add(g, index, gy)
+    """g[index] += gy, unbuffered, on CuPy: ``cupy.add.at`` (CuPy >= 13) or ``cupyx.scatter_add``."""
+    from .backend import cupy
+    if hasattr(cupy.add, "at"):
+        cupy.add.at(g, index, gy)
+    else:
+        import cupyx
+        cupyx.scatter_add(g, index, gy)
 
 
 class AsType(Function):
+    """y = x converted to ``dtype``; dL/dx = gy converted back to x's dtype."""
+
     def __init__(self, dtype):
         self.dtype = numpy.dtype(dtype)
 
@@ -746,16 +919,21 @@ def transpose(x, *axes):
     return Transpose(axes or None)(x)
 
 
+def _axis(axis):
+    """NumPy wants a tuple, not a list, for several axes."""
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
 def sum(x, axis=None, keepdims=False):  # noqa: A001
-    return Sum(axis, keepdims)(x)
+    return Sum(_axis(axis), keepdims)(x)
 
 
 def mean(x, axis=None, keepdims=False):
-    return Mean(axis, keepdims)(x)
+    return Mean(_axis(axis), keepdims)(x)
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001
-    return Max(axis, keepdims)(x)
+    return Max(_axis(axis), keepdims)(x)
 
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
