@@ -13,6 +13,7 @@ from .backend import (Device, DeviceError, Transfer, TransferLog, as_numpy, defa
 from .autograd import (Function, Tensor, concat, enable_grad, is_grad_enabled, no_grad, split,
                        tensor, to_device)
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
+from . import functional, nn  # noqa: E402  (the layers: minialex.functional as F, minialex.nn)
 
 __version__ = "0.1.0"
 

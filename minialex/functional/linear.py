@@ -1,0 +1,49 @@
+"""Fully connected layer (fc6, fc7, fc8 in §3.5).
+
+    x (N, in)   weight (out, in)   bias (out,)   ->   y (N, out)
+    y = x @ weight.T + bias
+    dx = dy @ weight      dweight = dy.T @ x      dbias = sum_n dy[n]
+
+The weight layout (out, in) is PyTorch's, so weights can be compared one to one.
+"""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from .utils import check_float, check_ndim, check_same_dtype, shape_of
+
+
+class Linear(Function):
+    name = "linear"
+
+    def forward(self, x, weight, bias=None):
+        self.save_for_backward(x, weight)
+        self.has_bias = bias is not None
+        y = x @ weight.T                     # one 2-D GEMM (TF32-eligible on CuPy)
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, gy):
+        x, weight = self.saved
+        gx = gy @ weight
+        gw = gy.T @ x
+        if not self.has_bias:
+            return gx, gw
+        return gx, gw, gy.sum(axis=0)
+
+
+def linear(x, weight, bias=None):
+    """y = x @ weight.T + bias for x (N, in), weight (out, in), bias (out,)."""
+    check_ndim(x, 2, "linear", "input", "(N, in_features) (flatten conv outputs first)")
+    check_ndim(weight, 2, "linear", "weight", "(out_features, in_features)")
+    check_float(x, "linear")
+    check_same_dtype("linear", input=x, weight=weight, bias=bias)
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {x.shape[1]} features but weight expects "
+                         f"{weight.shape[1]} (input shape {shape_of(x)}, weight shape {shape_of(weight)})")
+    if bias is not None and shape_of(bias) != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) for weight shape "
+                         f"{shape_of(weight)}, got {shape_of(bias)}")
+    op = Linear()
+    return op(x, weight) if bias is None else op(x, weight, bias)
