@@ -87,10 +87,11 @@ class Device:
             kind, index = spec.kind, spec.index
         else:
             text = str(spec).strip().lower()
-            kind, _, idx = text.partition(":")
-            if idx:
+            kind, colon, idx = text.partition(":")
+            if colon:
                 if not idx.isdigit():
-                    raise ValueError(f"bad device {spec!r}: the index after ':' must be a number")
+                    raise ValueError(f"bad device {spec!r}: the index after ':' must be a number "
+                                     "such as 'cpu:0' or 'cuda:1'")
                 index = int(idx)
             if kind == "gpu":
                 kind = "cuda"
@@ -98,6 +99,8 @@ class Device:
                 raise ValueError(f"unknown device {spec!r}: use 'cpu', 'cpu:N' or 'cuda:N'")
             if kind == "cuda" and index is None:
                 index = 0
+        if index is not None and (not isinstance(index, int) or index < 0):
+            raise ValueError(f"bad device index {index!r}: must be an int >= 0")
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "index", index)
 

@@ -74,7 +74,8 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
 
     Parameters
     ----------
-    fn : callable taking Tensors and returning one Tensor (the op under test)
+    fn : callable taking Tensors and returning a Tensor, or a tuple of Tensors (then
+        L = sum_k sum(y_k * g_k) with one random g_k per output)
     inputs : arrays or Tensors; float64 is required (cast them first)
     wrt : indices of the inputs to differentiate (default: every floating-point input)
     mode : 'elementwise', 'direction', or 'auto' (elementwise if the inputs hold at most
@@ -103,22 +104,31 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
             out.append(x)
         return out
 
-    # Analytic gradients with a random upstream gradient.
+    def outputs(xs) -> tuple:
+        ys = fn(*xs)
+        ys = tuple(ys) if isinstance(ys, (tuple, list)) else (ys,)
+        if not all(isinstance(y, Tensor) for y in ys):
+            raise TypeError(f"gradcheck({name}): fn must return a Tensor or a tuple of Tensors, "
+                            f"got {[type(y).__name__ for y in ys]}")
+        return ys
+
+    # Analytic gradients with a random upstream gradient g_k per output (backprop of each
+    # output in turn; the leaves' .grad add up to dL/dx).
     xs = make_inputs(base, grad=True)
-    y = fn(*xs)
-    xp = y.xp
+    ys = outputs(xs)
     rng = numpy.random.default_rng(seed)
-    g = rng.standard_normal(y.shape)
-    g = y.device.put(g.astype(y.dtype))
-    y.backward(g)
+    g_np = [rng.standard_normal(y.shape) for y in ys]
+    for k, (y, g) in enumerate(zip(ys, g_np)):
+        if y.requires_grad:
+            y.backward(y.device.put(g.astype(y.dtype)), retain_graph=k < len(ys) - 1)
     analytic = {i: (as_numpy(xs[i].grad) if xs[i].grad is not None else numpy.zeros(xs[i].shape))
                 for i in wrt}
-    g_np = as_numpy(g)
 
     def loss(datas) -> float:
         with no_grad():
-            out = fn(*make_inputs(datas, grad=False))
-        return float(numpy.sum(as_numpy(out.data).astype(numpy.float64) * g_np))
+            ys = outputs(make_inputs(datas, grad=False))
+        return float(sum(numpy.sum(as_numpy(y.data).astype(numpy.float64) * g)
+                         for y, g in zip(ys, g_np)))
 
     total = sum(tensors[i].size for i in wrt)
     if mode == "auto":
