@@ -1,0 +1,242 @@
+# Lesson 4 source (see lessons/_build.py).
+# %% [markdown]
+# # Lesson 4 · Convolution: the loop, then im2col and one matrix product
+#
+# **The idea.** A convolutional layer slides each of its K kernels (small C×kh×kw blocks of
+# weights) over the image and, at every position, takes the dot product of the kernel with the
+# patch of input under it. Written as loops that is seven nested loops — clear but slow in Python.
+# The trick every fast implementation uses: copy each input patch into one row of a matrix
+# (**im2col**), and then all K kernels at all positions are **one matrix product** (GEMM), the
+# operation GPUs and BLAS libraries are best at.
+#
+# **What the paper says (§3.5, §3.2).** AlexNet's first layer filters the 224×224×3 image with
+# 96 kernels of size 11×11×3 at a stride of 4 pixels; conv2 has 256 kernels of 5×5×48, and so on.
+# "5×5×48", not 5×5×96: the kernels of conv2, conv4 and conv5 see only the channels of their own
+# GPU (§3.2). On one device that is a **grouped convolution** with two groups. The paper's
+# cuda-convnet code made convolution fast on the GPU; "our network takes between five and six days
+# to train on two GTX 580 3GB GPUs" (§1).
+
+# %%
+import os
+import time
+
+import numpy as np
+import matplotlib.pyplot as plt
+
+import minialex
+import minialex.functional as F
+
+CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 1. Output size
+#
+# A window of size kh moving with stride s over H rows (padded by p on each side) fits at
+# OH = ⌊(H + 2p − kh) / s⌋ + 1 positions. For conv1: (224 − 11)/4 + 1 = 54.25 — not a whole number;
+# lesson 11 shows how implementations get 55. With 227 inputs it is exactly 55.
+
+# %%
+def output_size(size, kernel, stride=1, padding=0):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+print("conv1 on 224:", (224 - 11) / 4 + 1, "-> floor", output_size(224, 11, 4))
+print("conv1 on 227:", output_size(227, 11, 4))
+print("conv2 on 27 with pad 2:", output_size(27, 5, 1, 2))
+
+# %% [markdown]
+# ## 2. The loop, from scratch
+#
+# y[n, k, oy, ox] = b[k] + Σ_{c,i,j} w[k, c, i, j] · x[n, c, oy·s + i, ox·s + j]
+
+# %%
+def conv2d_loops(x, w, b, stride=1, padding=0):
+    n_img, c_in, h, wd = x.shape
+    k_out, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh, ow = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
+    y = np.zeros((n_img, k_out, oh, ow), dtype=x.dtype)
+    for n in range(n_img):
+        for k in range(k_out):
+            for oy in range(oh):
+                for ox in range(ow):
+                    patch = xp[n, :, oy * stride:oy * stride + kh, ox * stride:ox * stride + kw]
+                    y[n, k, oy, ox] = np.sum(patch * w[k]) + b[k]  # the c, i, j loops
+    return y
+
+
+x = rng.standard_normal((2, 3, 8, 8))
+w = rng.standard_normal((4, 3, 3, 3))
+b = rng.standard_normal(4)
+y_loops = conv2d_loops(x, w, b, stride=1, padding=1)
+y_fast = F.conv2d(minialex.Tensor(x), minialex.Tensor(w), minialex.Tensor(b), stride=1, padding=1)
+print("output shape", y_loops.shape, "| same as F.conv2d:", np.allclose(y_loops, y_fast.numpy()))
+
+# %% [markdown]
+# ## 3. im2col: patches as rows
+#
+# Take a 1-channel 4×4 image and a 2×2 kernel with stride 1: there are 3×3 = 9 positions, each
+# patch has 4 values. im2col builds a 9×4 matrix, one patch per row. Overlapping patches mean each
+# input value is **copied** into several rows — im2col trades memory for speed.
+
+# %%
+def im2col_loops(x, kh, kw, stride=1):
+    n_img, c_in, h, wd = x.shape
+    oh, ow = output_size(h, kh, stride), output_size(wd, kw, stride)
+    rows = []
+    for n in range(n_img):
+        for oy in range(oh):
+            for ox in range(ow):
+                rows.append(x[n, :, oy * stride:oy * stride + kh, ox * stride:ox * stride + kw].ravel())
+    return np.array(rows)  # (N*OH*OW, C*kh*kw)
+
+
+tiny = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+cols = im2col_loops(tiny, 2, 2)
+print("from scratch equals F.im2col:", np.array_equal(cols, F.im2col(tiny, 2)))
+
+fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 4), gridspec_kw={"width_ratios": [1, 1]})
+a0.imshow(tiny[0, 0], cmap="Blues")
+for (i, j), v in np.ndenumerate(tiny[0, 0]):
+    a0.text(j, i, int(v), ha="center", va="center")
+a0.add_patch(plt.Rectangle((0.5, 0.5), 2, 2, fill=False, ec="red", lw=2))
+a0.set_title("4x4 input; one 2x2 patch (red)"); a0.set_xticks([]); a0.set_yticks([])
+a1.imshow(cols, cmap="Blues", aspect="auto")
+for (i, j), v in np.ndenumerate(cols):
+    a1.text(j, i, int(v), ha="center", va="center", color="red" if i == 4 else "black")
+a1.set_title("im2col: 9 patches x 4 values"); a1.set_xlabel("value in patch (c, i, j)")
+a1.set_ylabel("output position (oy, ox)")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# Now every output is a row of `cols` times a kernel: with the K kernels reshaped into a
+# K × (C·kh·kw) matrix W, **Y = cols · Wᵀ** gives all outputs at once, shape (N·OH·OW, K); a
+# reshape and transpose return NCHW.
+
+# %%
+def conv2d_im2col(x, w, b, stride=1, padding=0):
+    n_img, c_in, h, wd = x.shape
+    k_out, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh, ow = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
+    cols = im2col_loops(xp, kh, kw, stride)
+    y = cols @ w.reshape(k_out, -1).T + b  # the one GEMM
+    return y.reshape(n_img, oh, ow, k_out).transpose(0, 3, 1, 2)
+
+
+print("im2col + GEMM equals the loops:", np.allclose(conv2d_im2col(x, w, b, 1, 1), y_loops))
+
+# %% [markdown]
+# ## 4. Same answer, very different time
+#
+# minialex has both: `F.conv2d_naive` (loops that read like the formula; the tests' oracle) and
+# `F.conv2d` (im2col as a strided view plus one copy, then one GEMM per group). Both are
+# differentiable and give the same outputs and gradients.
+
+# %%
+shape = (2, 8, 16, 16) if CI else (4, 16, 32, 32)
+xb = rng.standard_normal(shape).astype(np.float32)
+wb = (rng.standard_normal((16, shape[1], 3, 3)) * 0.1).astype(np.float32)
+bb = np.zeros(16, dtype=np.float32)
+
+
+def best_time(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); best = min(best, time.perf_counter() - t)
+    return best
+
+
+X, W, B = minialex.Tensor(xb), minialex.Tensor(wb), minialex.Tensor(bb)
+times = {
+    "loops (this notebook)": best_time(lambda: conv2d_loops(xb, wb, bb, 1, 1), 1),
+    "F.conv2d_naive": best_time(lambda: F.conv2d_naive(X, W, B, padding=1), 1),
+    "im2col loops + GEMM (this notebook)": best_time(lambda: conv2d_im2col(xb, wb, bb, 1, 1), 2),
+    "F.conv2d (im2col + GEMM)": best_time(lambda: F.conv2d(X, W, B, padding=1), 5),
+}
+ref = F.conv2d_naive(X, W, B, padding=1).numpy()
+fast = F.conv2d(X, W, B, padding=1).numpy()
+print("input", shape, "| max |naive - fast| =", float(np.abs(ref - fast).max()))
+for name, s in times.items():
+    print(f"{name:38s} {s * 1e3:9.2f} ms")
+
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.barh(list(times), [s * 1e3 for s in times.values()], color=["gray", "gray", "tab:blue", "tab:blue"])
+ax.set_xscale("log"); ax.set_xlabel("milliseconds (log scale)")
+ax.set_title(f"3x3 convolution, 16 kernels, input {shape}")
+ax.invert_yaxis(); plt.show()
+
+# %% [markdown]
+# The gradients agree too. And, as lesson 3 demands, the fast op passes a float64 gradient check
+# with respect to input, weights and bias:
+
+# %%
+xs = minialex.Tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
+ws = minialex.Tensor(rng.standard_normal((6, 4, 3, 3)), requires_grad=True)
+g = rng.standard_normal((2, 6, 3, 3))
+F.conv2d(xs, ws, stride=2, padding=1).backward(g)
+gx_fast, gw_fast = xs.grad, ws.grad
+xs.zero_grad(); ws.zero_grad()
+F.conv2d_naive(xs, ws, stride=2, padding=1).backward(g)
+print("backward: fast equals naive:", np.allclose(gx_fast, xs.grad), np.allclose(gw_fast, ws.grad))
+print(minialex.gradcheck(lambda a, k, c: F.conv2d(a, k, c, stride=2, padding=1),
+                         [rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((6, 4, 3, 3)),
+                          rng.standard_normal(6)], name="conv2d"))
+
+# %% [markdown]
+# ## 5. AlexNet's conv1 as one GEMM
+#
+# For a batch of N images at 227×227 (or 224 padded; lesson 11), conv1's im2col matrix has
+# N·55·55 rows and 11·11·3 = 363 columns, and the GEMM multiplies it by 363×96.
+
+# %%
+n_img = 2 if CI else 8
+img = rng.standard_normal((n_img, 3, 227, 227)).astype(np.float32)
+k1 = (rng.standard_normal((96, 3, 11, 11)) * 0.01).astype(np.float32)
+rows, cols_n = n_img * 55 * 55, 363
+flops = 2 * rows * cols_n * 96
+s = best_time(lambda: F.conv2d(minialex.Tensor(img), minialex.Tensor(k1), stride=4), 2 if CI else 3)
+print(f"im2col matrix {rows:,} x {cols_n} ({rows * cols_n * 4 / 2**20:.0f} MiB float32), "
+      f"GEMM {flops / 1e9:.2f} GFLOP")
+print(f"F.conv2d conv1, batch {n_img}: {s * 1e3:.0f} ms = {flops / s / 1e9:.1f} GFLOP/s on this CPU")
+
+# %% [markdown]
+# ## 6. Groups: two columns on one device
+#
+# With `groups=2` the input channels and the kernels are split in two halves; kernels of half g
+# see only input channels of half g. That is exactly the two-GPU net's conv2: each column's 128
+# kernels see only its own 48 channels (§3.2). So a grouped convolution equals two separate
+# convolutions on the halves, concatenated — and has half the weights of a full one.
+
+# %%
+xg = rng.standard_normal((2, 8, 7, 7))
+wg = rng.standard_normal((6, 4, 3, 3))           # K=6 kernels, each sees C/groups = 4 channels
+grouped = F.conv2d(minialex.Tensor(xg), minialex.Tensor(wg), padding=1, groups=2).numpy()
+left = F.conv2d(minialex.Tensor(xg[:, :4]), minialex.Tensor(wg[:3]), padding=1).numpy()
+right = F.conv2d(minialex.Tensor(xg[:, 4:]), minialex.Tensor(wg[3:]), padding=1).numpy()
+print("grouped == concat(two halves):", np.allclose(grouped, np.concatenate([left, right], axis=1)))
+print("conv2 weights, two columns (groups=2):", 256 * 48 * 5 * 5 + 256,
+      "| if every kernel saw all 96 channels:", 256 * 96 * 5 * 5 + 256)
+
+fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+for ax, groups in zip(axes, (1, 2)):
+    mask = np.zeros((6, 8))
+    for k in range(6):
+        g_k = k // (6 // groups)
+        mask[k, g_k * 8 // groups:(g_k + 1) * 8 // groups] = 1
+    ax.imshow(mask, cmap="Greens")
+    ax.set_title(f"groups={groups}: who sees what")
+    ax.set_xlabel("input channel"); ax.set_ylabel("kernel")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## Exercise
+#
+# 1. How many times is each input pixel copied by im2col for AlexNet's conv1 (11×11, stride 4)?
+#    For conv2 (5×5, stride 1)? Check with `F.im2col` on a small input filled with ones, by
+#    summing the copies per pixel (hint: `F.col2im` does exactly this sum).
+# 2. Time `F.conv2d` for 1, 2, 4 and 8 groups at a fixed total number of kernels. Why does it get
+#    cheaper?
+# 3. Write the backward of `conv2d_im2col` yourself: dW = dYᵀ·cols, dcols = dY·W, and dx by adding
+#    every row of dcols back where its patch came from. Compare with `F.conv2d`'s gradients.
