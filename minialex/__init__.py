@@ -14,6 +14,8 @@ from .autograd import (Function, Tensor, concat, enable_grad, is_grad_enabled, n
                        tensor, to_device)
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from . import functional, nn  # noqa: E402  (the layers: minialex.functional as F, minialex.nn)
+from . import models  # noqa: E402  (AlexNet, its presets and forms)
+from .checkpoint import CheckpointError, load, save  # noqa: E402  (HDF5 files)
 
 __version__ = "0.1.0"
 
@@ -22,4 +24,5 @@ __all__ = [
     "default_devices", "get_array_module", "gpu_available", "gpu_count", "transfer_log",
     "Function", "Tensor", "concat", "enable_grad", "is_grad_enabled", "no_grad", "split",
     "tensor", "to_device", "GradcheckError", "GradcheckReport", "gradcheck",
+    "models", "save", "load", "CheckpointError",
 ]

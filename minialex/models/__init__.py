@@ -1,0 +1,49 @@
+"""AlexNet and its sizes.
+
+- ``AlexNet``          the two-column network of §3.5, column 0 and column 1 on two devices
+- ``GroupedAlexNet``   the same network on one device, conv2/4/5 as groups=2 convolutions
+- ``OneColumnAlexNet`` the one-GPU net the paper compares against (§3.2)
+- ``PRESETS``          'paper', 'mini', 'tiny'; ``describe``/``table`` print the per-layer table
+- ``build_model``      rebuild a model from its ``config`` (used by ``minialex.load``)
+"""
+
+from .presets import PAPER_INPUT_SIZE, PRESETS, Preset, get_preset
+from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
+from .summary import LayerRow, count_parameters, describe, table
+from .alexnet import DROPOUT_SITES, AlexNet, Column
+from .grouped import GroupedAlexNet, grouped_to_two_column, two_column_to_grouped
+from .one_column import OneColumnAlexNet
+
+MODEL_CLASSES = {"AlexNet": AlexNet, "GroupedAlexNet": GroupedAlexNet,
+                 "OneColumnAlexNet": OneColumnAlexNet}
+
+
+def build_model(config: dict, devices=None):
+    """Rebuild a model from its ``config`` (``model.config``, or as stored in a checkpoint).
+
+    ``devices``: a pair for AlexNet, or one device (or a pair, whose first is used) for the
+    single-device forms; default ``minialex.default_devices()``.
+    """
+    import numpy
+    cfg = dict(config)
+    name = cfg.pop("class", "AlexNet")
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"unknown model class {name!r}; known: {', '.join(MODEL_CLASSES)}")
+    cls = MODEL_CLASSES[name]
+    cfg["preset"] = get_preset(cfg["preset"])
+    cfg["dtype"] = numpy.dtype(cfg.get("dtype", "float32"))
+    if cls is AlexNet:
+        cfg["devices"] = devices
+    else:
+        if devices is not None and not isinstance(devices, str) and hasattr(devices, "__len__"):
+            devices = devices[0]
+        cfg["device"] = devices
+    return cls(**cfg)
+
+
+__all__ = [
+    "AlexNet", "Column", "GroupedAlexNet", "OneColumnAlexNet", "PRESETS", "Preset",
+    "PAPER_INPUT_SIZE", "DROPOUT_SITES", "INIT_SCHEMES", "LayerRow", "build_model",
+    "count_parameters", "describe", "get_preset", "grouped_to_two_column", "initial_parameters",
+    "parameter_shapes", "table", "two_column_to_grouped",
+]

@@ -1,0 +1,137 @@
+"""How AlexNet's weights start: the paper's scheme and two others.
+
+The parameters are drawn on the host with a NumPy Generator, in the fixed order of
+``parameter_shapes``, and only then put on their device, so the same seed gives bit-identical
+weights on a CPU and on a GPU, and in the two-column, grouped and checkpointed forms.
+
+Schemes (``fan_in`` = inputs to one neuron, e.g. 5*5*48 for the paper's conv2):
+
+=========  ===========================================  =======================================
+scheme     weights                                      biases
+=========  ===========================================  =======================================
+``paper``  N(0, 0.01^2) everywhere (§5)                 1 in conv2, conv4, conv5, fc6, fc7; else 0
+``caffe``  N(0, 0.01^2); fc6, fc7 N(0, 0.005^2)         0.1 in conv2, conv4, conv5, fc6, fc7; else 0
+``he``     N(0, 2/fan_in); fc8 N(0, 1/fan_in)           0.1 in conv2, conv4, conv5, fc6, fc7; else 0
+=========  ===========================================  =======================================
+
+Why more than one: §5's biases of 1 feed the ReLUs positive inputs from the start, but with
+std 0.01 the signal shrinks by a large factor at every layer, so a small net (``mini``, ``tiny``)
+barely learns in a few epochs; Caffe reports a flat loss with bias 1 even for the full net and used
+0.1 and std 0.005 in fc6/fc7. ``he`` (He et al., 2015) scales each layer's std to its fan-in so
+the signal keeps its size through the ReLUs: the default of the small presets, where it trains
+reliably. ``init="paper"`` is always available.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Dict, Tuple
+
+import numpy
+
+from .presets import CONV2_KERNEL, CONV345_KERNEL, Preset
+
+INIT_SCHEMES = ("paper", "caffe", "he")
+
+#: Layers whose biases the paper sets to 1 (§5): the ones whose inputs are ReLU outputs that
+#: should start positive. Everything else starts at 0.
+POSITIVE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+
+COLUMN_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+def parameter_shapes(preset: Preset, num_classes: int) -> "OrderedDict[str, Tuple[int, ...]]":
+    """Name -> shape of every parameter of the two-column AlexNet, in PyTorch layout.
+
+    Conv weights are (K, C_in, kh, kw), linear weights (out, in). conv3, fc6, fc7 and fc8 read
+    both columns: their C_in / in is the two columns' outputs concatenated, column 0 first.
+    fc8 is one layer, kept with column 0 (as in cuda-convnet2's two-GPU configuration).
+    """
+    c1, c2, c3, c4, c5 = preset.channels
+    k1, f = preset.conv1_kernel, preset.fc
+    shapes = OrderedDict()
+    for col in (0, 1):
+        p = f"column{col}."
+        shapes[p + "conv1.weight"] = (c1, 3, k1, k1)
+        shapes[p + "conv1.bias"] = (c1,)
+        shapes[p + "conv2.weight"] = (c2, c1, CONV2_KERNEL, CONV2_KERNEL)        # own column
+        shapes[p + "conv2.bias"] = (c2,)
+        shapes[p + "conv3.weight"] = (c3, 2 * c2, CONV345_KERNEL, CONV345_KERNEL)  # both columns
+        shapes[p + "conv3.bias"] = (c3,)
+        shapes[p + "conv4.weight"] = (c4, c3, CONV345_KERNEL, CONV345_KERNEL)    # own column
+        shapes[p + "conv4.bias"] = (c4,)
+        shapes[p + "conv5.weight"] = (c5, c4, CONV345_KERNEL, CONV345_KERNEL)    # own column
+        shapes[p + "conv5.bias"] = (c5,)
+        shapes[p + "fc6.weight"] = (f, 2 * preset.pool5_features)                # both columns
+        shapes[p + "fc6.bias"] = (f,)
+        shapes[p + "fc7.weight"] = (f, 2 * f)                                    # both columns
+        shapes[p + "fc7.bias"] = (f,)
+    shapes["fc8.weight"] = (num_classes, 2 * f)                                  # both columns
+    shapes["fc8.bias"] = (num_classes,)
+    return shapes
+
+
+def layer_of(name: str) -> str:
+    """'column1.conv4.weight' -> 'conv4'; 'fc8.bias' -> 'fc8'."""
+    return name.split(".")[-2]
+
+
+def _weight_std(scheme: str, layer: str, shape: Tuple[int, ...]) -> float:
+    if scheme == "paper":
+        return 0.01
+    if scheme == "caffe":
+        return 0.005 if layer in ("fc6", "fc7") else 0.01
+    if scheme == "he":
+        fan_in = int(numpy.prod(shape[1:]))
+        gain = 1.0 if layer == "fc8" else 2.0  # fc8 feeds the softmax, not a ReLU
+        return math.sqrt(gain / fan_in)
+    raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+
+
+def _bias_value(scheme: str, layer: str) -> float:
+    if layer not in POSITIVE_BIAS_LAYERS:
+        return 0.0
+    return 1.0 if scheme == "paper" else 0.1
+
+
+def initial_parameters(preset: Preset, num_classes: int, scheme: str, seed,
+                       dtype=numpy.float32) -> Dict[str, numpy.ndarray]:
+    """Host (NumPy) arrays for every parameter of the two-column AlexNet (``parameter_shapes``).
+
+    ``seed`` is an int or a ``numpy.random.Generator``. The grouped form converts these arrays
+    (grouped.py), so one seed gives the same network in both forms.
+    """
+    return draw_parameters(parameter_shapes(preset, num_classes), scheme, seed, dtype)
+
+
+def draw_parameters(shapes: Dict[str, Tuple[int, ...]], scheme: str, seed,
+                    dtype=numpy.float32) -> Dict[str, numpy.ndarray]:
+    """Draw every parameter named in ``shapes`` (names end in '<layer>.weight' / '<layer>.bias').
+
+    Weights are drawn in float64 in the order of ``shapes`` and then cast, so float32 and float64
+    models from one seed hold the same values up to rounding.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    rng = seed if isinstance(seed, numpy.random.Generator) else numpy.random.default_rng(seed)
+    params = OrderedDict()
+    for name, shape in shapes.items():
+        layer = layer_of(name)
+        if name.endswith(".weight"):
+            w = rng.standard_normal(shape) * _weight_std(scheme, layer, shape)
+        else:
+            w = numpy.full(shape, _bias_value(scheme, layer))
+        params[name] = w.astype(dtype)
+    return params
+
+
+def describe_init(scheme: str) -> str:
+    """One line for ``info`` and the per-layer table."""
+    return {
+        "paper": "paper (§5): weights N(0, 0.01^2); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0",
+        "caffe": "caffe: weights N(0, 0.01^2), fc6/fc7 N(0, 0.005^2); biases 0.1 in conv2, conv4, "
+                 "conv5, fc6, fc7, else 0",
+        "he": "he: weights N(0, 2/fan_in) (fc8: 1/fan_in); biases 0.1 in conv2, conv4, conv5, "
+              "fc6, fc7, else 0",
+    }[scheme]

@@ -1,0 +1,143 @@
+"""The sizes of AlexNet: the paper's network and smaller ones with the same shape.
+
+Every preset has the same eight learned layers, the same two columns, the same crossings (conv3,
+fc6, fc7 and fc8 read both columns), LRN after conv1 and conv2, overlapping 3x3/2 max pooling after
+LRN1, LRN2 and conv5, and dropout 0.5 on fc6 and fc7 (§3.3-§3.5, §4.2). Only the numbers change:
+input side, conv1's kernel and stride, kernels per column, and fully connected width.
+
+All counts below are *per column*: the paper's conv1 has 48 kernels in each column, 96 in all.
+
+224 or 227?  (the one place this is settled)
+--------------------------------------------
+The paper says 224x224 inputs, but (224 - 11) / 4 + 1 = 54.25, so an 11x11 stride-4 convolution
+cannot give the 55x55 maps of Figure 2 from 224 pixels without padding. minialex takes Caffe's
+answer: the ``paper`` preset reads **227x227** crops and conv1 uses no padding, so
+(227 - 11) / 4 + 1 = 55 exactly. (torchvision instead pads a 224 input by 2 on every side; that
+gives (228 - 11) // 4 + 1 = 55 too, with a slightly different border.) 227 is also what the GPU
+benchmark's PyTorch reference uses, so the two can be compared layer by layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Tuple, Union
+
+#: Input side of the ``paper`` preset; see the module docstring for why 227 and not 224.
+PAPER_INPUT_SIZE = 227
+#: conv1 padding of the ``paper`` preset: none, as in Caffe (227 -> 55).
+PAPER_CONV1_PADDING = 0
+
+# Constants shared by every preset (the paper's values).
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0   # §3.3, literal form (alpha not / n)
+POOL_SIZE, POOL_STRIDE = 3, 2                                # §3.4, overlapping: stride < window
+DROPOUT_P = 0.5                                              # §4.2, on fc6 and fc7
+CONV2_KERNEL, CONV2_PADDING = 5, 2                           # §3.5: 5x5, keeps 27x27
+CONV345_KERNEL, CONV345_PADDING = 3, 1                       # §3.5: 3x3, keeps 13x13
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One size of AlexNet. Counts are per column (each column has half of every layer)."""
+
+    name: str
+    input_size: int                 # square input side in pixels
+    conv1_kernel: int               # conv1 kernel side (paper: 11)
+    conv1_stride: int               # conv1 stride (paper: 4)
+    conv1_padding: int              # conv1 zero padding (paper preset: 0, with 227 inputs)
+    channels: Tuple[int, int, int, int, int]  # kernels per column in conv1..conv5
+    fc: int                         # neurons per column in fc6 and fc7 (paper: 2048)
+    init: str                       # the default initialisation scheme (see minialex.models.init)
+    description: str = ""
+
+    def to_dict(self) -> Dict:
+        """A JSON-able dict; ``Preset(**d)`` rebuilds it (lists become tuples)."""
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "Preset":
+        d = dict(d)
+        d["channels"] = tuple(int(c) for c in d["channels"])
+        return cls(**d)
+
+    # -- spatial sizes (pure arithmetic, no arrays) -----------------------------------------
+    def spatial_sizes(self) -> Dict[str, int]:
+        """Side of the feature maps after each layer, e.g. {'conv1': 55, 'pool1': 27, ...}."""
+        s = {}
+        n = conv_output_size(self.input_size, self.conv1_kernel, self.conv1_stride,
+                             self.conv1_padding)
+        s["conv1"] = n
+        s["pool1"] = n = pool_output_size(n)
+        s["conv2"] = n = conv_output_size(n, CONV2_KERNEL, 1, CONV2_PADDING)
+        s["pool2"] = n = pool_output_size(n)
+        for layer in ("conv3", "conv4", "conv5"):
+            s[layer] = n = conv_output_size(n, CONV345_KERNEL, 1, CONV345_PADDING)
+        s["pool5"] = pool_output_size(n)
+        return s
+
+    def check(self) -> None:
+        """Raise ValueError if the input is too small for the layers (a map shrinks below 1)."""
+        n = self.input_size
+        if conv_output_size(n, self.conv1_kernel, self.conv1_stride, self.conv1_padding) < 1:
+            raise ValueError(f"preset {self.name!r}: input {n}x{n} is smaller than conv1's "
+                             f"{self.conv1_kernel}x{self.conv1_kernel} kernel")
+        for layer, side in self.spatial_sizes().items():
+            if side < 1:
+                raise ValueError(f"preset {self.name!r}: input {n}x{n} is too small; the maps "
+                                 f"after {layer} would be {side}x{side}")
+        if any(c < 1 for c in self.channels) or self.fc < 1:
+            raise ValueError(f"preset {self.name!r}: every layer needs at least one kernel")
+
+    @property
+    def pool5_features(self) -> int:
+        """Length of one column's flattened pool5 output (paper: 128*6*6 = 4608)."""
+        side = self.spatial_sizes()["pool5"]
+        return self.channels[4] * side * side
+
+
+def conv_output_size(n: int, kernel: int, stride: int, padding: int) -> int:
+    """floor((n + 2*padding - kernel) / stride) + 1, the side of a convolution's output."""
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def pool_output_size(n: int, kernel: int = POOL_SIZE, stride: int = POOL_STRIDE) -> int:
+    """Side after a kernel x kernel, stride ``stride`` max pool without padding (55 -> 27 -> 13 -> 6)."""
+    return (n - kernel) // stride + 1
+
+
+PRESETS: Dict[str, Preset] = {
+    # The paper's network (§3.5, Figure 2), exactly: 60,965,224 parameters at 1000 classes.
+    "paper": Preset(
+        name="paper", input_size=PAPER_INPUT_SIZE, conv1_kernel=11, conv1_stride=4,
+        conv1_padding=PAPER_CONV1_PADDING, channels=(48, 128, 192, 192, 128), fc=2048,
+        init="paper",
+        description="the paper's network: 227x227 input, 96-256-384-384-256 kernels, fc 4096"),
+    # For CPUs and lessons: a 64x64 input, a quarter of the kernels, an eighth of the fc width.
+    # conv1 is 5x5 stride 2 so that three 3x3/2 poolings still leave a 2x2 map
+    # (64 -> 30 -> 14 -> 14 -> 6 -> 6 -> 2). The paper's init barely moves a net this small in
+    # a few epochs, so its default is He-scaled normal weights (see init.py).
+    "mini": Preset(
+        name="mini", input_size=64, conv1_kernel=5, conv1_stride=2, conv1_padding=0,
+        channels=(12, 32, 48, 48, 32), fc=256, init="he",
+        description="for CPUs and lessons: 64x64 input, 1/4 of the kernels, fc 512"),
+    # For whole-network gradient checks: a few kernels, a 35x35 input (35 -> 16 -> 7 -> 7 -> 3
+    # -> 3 -> 1), small enough for finite differences in float64.
+    "tiny": Preset(
+        name="tiny", input_size=35, conv1_kernel=5, conv1_stride=2, conv1_padding=0,
+        channels=(3, 4, 6, 6, 4), fc=8, init="he",
+        description="for gradient checks: 35x35 input, a few kernels per layer"),
+}
+
+
+def get_preset(preset: Union[str, Preset, Dict]) -> Preset:
+    """A Preset from its name, a Preset, or a dict made by ``Preset.to_dict``."""
+    if isinstance(preset, Preset):
+        return preset
+    if isinstance(preset, dict):
+        return Preset.from_dict(preset)
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        raise ValueError(f"unknown AlexNet preset {preset!r}; choose one of "
+                         f"{', '.join(PRESETS)}") from None
