@@ -394,7 +394,7 @@ def _store_grad(t: Tensor, g) -> None:
     """Add ``g`` into ``t.grad``. The first gradient is copied: the same array may also be another
     tensor's gradient (Add passes ``gy`` to both inputs), and an optimizer updating one ``.grad``
     in place must not change the other."""
-    t.grad = g.copy() if t.grad is None else t.grad + g
+    t.grad = g.copy() if t.grad is None else _as_array(t.grad + g)
 
 
 def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
@@ -457,7 +457,7 @@ def _collect_input_grads(fn, op: str, gxs, grads: dict) -> None:
             _store_grad(x, gx)
         else:
             prev = grads.get(id(x))
-            grads[id(x)] = gx if prev is None else prev + gx
+            grads[id(x)] = gx if prev is None else _as_array(prev + gx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,6 +506,12 @@ def to_device(x: Tensor, device, label: str = "to_device") -> Tensor:
 # Basic ops
 # --------------------------------------------------------------------------------------------
 
+def _contiguous(a):
+    """``a`` in C order, copied only if it is not. (``xp.ascontiguousarray`` would turn a 0-d
+    array into shape (1,), which breaks ops on scalars such as ``x.sum()[()]``.)"""
+    return get_array_module(a).asarray(a, order="C")
+
+
 def sum_to(g, shape):
     """Sum ``g`` down to ``shape`` (undo NumPy broadcasting in a backward pass)."""
     shape = tuple(shape)
@@ -517,7 +523,7 @@ def sum_to(g, shape):
     out = g.sum(axis=axes, keepdims=True)
     if lead:
         out = out.reshape(out.shape[lead:])
-    return xp.ascontiguousarray(out.reshape(shape))
+    return _contiguous(out.reshape(shape))
 
 
 def _unbroadcast(g, like):
@@ -670,12 +676,12 @@ class Transpose(Function):
             raise ValueError(f"transpose: axes {tuple(self.axes)} are not a permutation of the "
                              f"{x.ndim} axes of an array of shape {tuple(x.shape)}")
         self.axes = tuple(a % x.ndim for a in self.axes)  # -1 -> ndim-1, so argsort inverts it
-        return xp.ascontiguousarray(x.transpose(self.axes))
+        return _contiguous(x.transpose(self.axes))
 
     def backward(self, gy):
         xp = get_array_module(gy)
         inverse = tuple(numpy.argsort(self.axes))
-        return xp.ascontiguousarray(gy.transpose(inverse))
+        return _contiguous(gy.transpose(inverse))
 
 
 class Sum(Function):
@@ -692,7 +698,7 @@ class Sum(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        return xp.ascontiguousarray(xp.broadcast_to(_keep_dims(gy, self.in_shape, self.axis, self.keepdims),
+        return _contiguous(xp.broadcast_to(_keep_dims(gy, self.in_shape, self.axis, self.keepdims),
                                                     self.in_shape))
 
 
@@ -725,7 +731,7 @@ class Mean(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         g = _keep_dims(gy, self.in_shape, self.axis, self.keepdims) / gy.dtype.type(self.count)
-        return xp.ascontiguousarray(xp.broadcast_to(g, self.in_shape)).astype(gy.dtype, copy=False)
+        return _contiguous(xp.broadcast_to(g, self.in_shape)).astype(gy.dtype, copy=False)
 
 
 class Max(Function):
@@ -758,7 +764,7 @@ class Max(Function):
         gk = _keep_dims(gy, x.shape, self.axis, self.keepdims).transpose(order)
         g = (onehot * gk.reshape(first.shape + (1,))).astype(x.dtype, copy=False)
         g = g.reshape([x.shape[i] for i in order])
-        return xp.ascontiguousarray(g.transpose(tuple(numpy.argsort(order))))
+        return _contiguous(g.transpose(tuple(numpy.argsort(order))))
 
 
 class Exp(Function):
@@ -804,7 +810,7 @@ class Concat(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         cuts = numpy.cumsum(self.sizes)[:-1].tolist()
-        return tuple(xp.ascontiguousarray(g) for g in xp.split(gy, cuts, axis=self.axis))
+        return tuple(_contiguous(g) for g in xp.split(gy, cuts, axis=self.axis))
 
 
 class Split(Function):
@@ -816,7 +822,7 @@ class Split(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        return tuple(xp.ascontiguousarray(p) for p in xp.split(x, self.sections, axis=self.axis))
+        return tuple(_contiguous(p) for p in xp.split(x, self.sections, axis=self.axis))
 
     def backward(self, *gys):
         xp = get_array_module(*gys)
@@ -839,7 +845,7 @@ class GetItem(Function):
         self.in_shape, self.in_dtype = x.shape, x.dtype
         xp = get_array_module(x)
         self.index = _index_for(self.index, xp)
-        return xp.ascontiguousarray(x[self.index])
+        return _contiguous(x[self.index])
 
     def backward(self, gy):
         xp = get_array_module(gy)
