@@ -1,0 +1,194 @@
+"""conv2d, im2col, col2im: gradient checks, fast == naive, shapes, dtypes and errors (§3.5)."""
+
+import numpy
+import pytest
+
+import minialex
+import minialex.functional as F
+from minialex import Tensor, gradcheck
+from minialex.functional.conv import Conv2d, col2im, im2col
+
+# (N, C, H, W, K, kernel, stride, padding, groups)
+CASES = [
+    pytest.param(2, 3, 7, 6, 4, 3, 1, 0, 1, id="3x3-plain"),
+    pytest.param(2, 4, 9, 8, 6, 3, 2, 1, 2, id="3x3-s2-p1-groups2"),
+    pytest.param(1, 2, 6, 7, 3, 5, 1, 2, 1, id="5x5-p2-like-conv2"),
+    pytest.param(2, 2, 8, 11, 2, (3, 2), (2, 3), (0, 1), 1, id="nonsquare"),
+    pytest.param(3, 4, 5, 5, 4, 3, 1, 1, 4, id="depthwise-groups4"),
+]
+
+
+def run_with_grads(fn, arrays, upstream):
+    """Forward with every input requiring grad, backward with ``upstream``; (y, [grads])."""
+    ts = [Tensor(a, requires_grad=True) for a in arrays]
+    y = fn(*ts)
+    y.backward(upstream)
+    return y.numpy(), [minialex.as_numpy(t.grad) for t in ts]
+
+
+def random_case(rng, n, c, h, w, k, kernel, groups, device, dtype=numpy.float64):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = device.put(rng.standard_normal((n, c, h, w)), dtype=dtype)
+    wt = device.put(rng.standard_normal((k, c // groups, kh, kw)), dtype=dtype)
+    b = device.put(rng.standard_normal(k), dtype=dtype)
+    return x, wt, b
+
+
+@pytest.mark.parametrize("n,c,h,w,k,kernel,stride,padding,groups", CASES)
+def test_conv2d_gradcheck(device, rng, n, c, h, w, k, kernel, stride, padding, groups):
+    x, wt, b = random_case(rng, n, c, h, w, k, kernel, groups, device)
+    gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding, groups), [x, wt, b],
+              name="conv2d")
+
+
+def test_conv2d_gradcheck_conv1_geometry(device, rng):
+    """11x11 stride 4 (conv1, §3.5) on a small 27x27 input; direction mode (many inputs)."""
+    x, wt, b = random_case(rng, 2, 3, 27, 27, 4, 11, 1, device)
+    report = gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=4), [x, wt, b],
+                       name="conv2d conv1", mode="direction", directions=4)
+    assert report.compared == 4
+
+
+def test_conv2d_naive_gradcheck(rng):
+    x, wt, b = random_case(rng, 2, 4, 5, 6, 4, 3, 2, minialex.Device("cpu"))
+    gradcheck(lambda x, w, b: F.conv2d_naive(x, w, b, 2, 1, 2), [x, wt, b], name="conv2d_naive")
+
+
+@pytest.mark.parametrize("n,c,h,w,k,kernel,stride,padding,groups", CASES + [
+    pytest.param(2, 3, 27, 27, 4, 11, 4, 0, 1, id="conv1-11x11-s4"),
+    pytest.param(2, 4, 13, 13, 6, 3, 1, 1, 2, id="conv4-3x3-p1-groups2"),
+])
+def test_conv2d_fast_matches_naive(device, rng, n, c, h, w, k, kernel, stride, padding, groups):
+    x, wt, b = random_case(rng, n, c, h, w, k, kernel, groups, device)
+    fast = lambda x, w, b: F.conv2d(x, w, b, stride, padding, groups)       # noqa: E731
+    naive = lambda x, w, b: F.conv2d_naive(x, w, b, stride, padding, groups)  # noqa: E731
+    y = fast(Tensor(x), Tensor(wt), Tensor(b))
+    g = device.put(rng.standard_normal(y.shape))
+    y_fast, grads_fast = run_with_grads(fast, [x, wt, b], g)
+    y_naive, grads_naive = run_with_grads(naive, [x, wt, b], g)
+    numpy.testing.assert_allclose(y_fast, y_naive, rtol=1e-10, atol=1e-10)
+    for name, gf, gn in zip(["x", "weight", "bias"], grads_fast, grads_naive):
+        numpy.testing.assert_allclose(gf, gn, rtol=1e-10, atol=1e-10, err_msg=f"d{name}")
+
+
+def test_conv2d_output_shapes_alexnet():
+    """The paper's sizes: 227 -> 55 (conv1, §3.5 with Caffe's 227 crop), 27 -> 27 (conv2, pad 2)."""
+    x = Tensor(numpy.zeros((1, 3, 227, 227), numpy.float32))
+    w = Tensor(numpy.zeros((4, 3, 11, 11), numpy.float32))
+    assert F.conv2d(x, w, stride=4).shape == (1, 4, 55, 55)
+    x2 = Tensor(numpy.zeros((1, 4, 27, 27), numpy.float32))
+    w2 = Tensor(numpy.zeros((6, 2, 5, 5), numpy.float32))
+    assert F.conv2d(x2, w2, padding=2, groups=2).shape == (1, 6, 27, 27)
+
+
+def test_conv2d_without_bias_and_known_value():
+    x = numpy.arange(16, dtype=numpy.float64).reshape(1, 1, 4, 4)
+    w = numpy.ones((1, 1, 2, 2))
+    y = F.conv2d(Tensor(x), Tensor(w), stride=2).numpy()
+    # each output sums one 2x2 block: [[0+1+4+5, 2+3+6+7], [8+9+12+13, 10+11+14+15]]
+    numpy.testing.assert_array_equal(y[0, 0], [[10, 18], [42, 50]])
+
+
+def test_groups_see_only_their_own_channels(rng):
+    """groups=2 is the two-column net on one device (§3.2): kernels of group 0 ignore group 1."""
+    x = rng.standard_normal((1, 4, 5, 5))
+    w = rng.standard_normal((2, 2, 3, 3))
+    y = F.conv2d(Tensor(x), Tensor(w), groups=2).numpy()
+    x2 = x.copy()
+    x2[:, 2:] = 0                                       # change only group 1's channels
+    y2 = F.conv2d(Tensor(x2), Tensor(w), groups=2).numpy()
+    numpy.testing.assert_array_equal(y[:, 0], y2[:, 0])
+    assert not numpy.allclose(y[:, 1], y2[:, 1])
+    # and it equals two separate convolutions
+    col0 = F.conv2d(Tensor(x[:, :2]), Tensor(w[:1])).numpy()
+    numpy.testing.assert_allclose(y[:, :1], col0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_conv2d_dtype_preserved(device, rng, dtype):
+    x, wt, b = random_case(rng, 2, 4, 6, 6, 4, 3, 2, device, dtype=dtype)
+    xs, ws, bs = (Tensor(a, requires_grad=True) for a in (x, wt, b))
+    y = F.conv2d(xs, ws, bs, padding=1, groups=2)
+    assert y.dtype == dtype
+    y.sum().backward()
+    assert xs.grad.dtype == ws.grad.dtype == bs.grad.dtype == dtype
+    ref = F.conv2d_naive(Tensor(x.astype(numpy.float64)), Tensor(wt.astype(numpy.float64)),
+                         Tensor(b.astype(numpy.float64)), padding=1, groups=2).numpy()
+    tol = 1e-5 if dtype == numpy.float32 else 1e-12
+    numpy.testing.assert_allclose(y.numpy(), ref, rtol=tol, atol=tol)
+
+
+def test_im2col_rows_are_receptive_fields(device, rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    cols = minialex.as_numpy(im2col(device.put(x), (3, 2), stride=(2, 1), padding=1))
+    xpad = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    oh, ow = (6 + 2 - 3) // 2 + 1, (5 + 2 - 2) // 1 + 1
+    assert cols.shape == (2 * oh * ow, 3 * 3 * 2)
+    for n, oy, ox in [(0, 0, 0), (1, 2, 3), (1, oh - 1, ow - 1)]:
+        row = cols[(n * oh + oy) * ow + ox]
+        numpy.testing.assert_array_equal(row, xpad[n, :, oy * 2:oy * 2 + 3, ox:ox + 2].ravel())
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 0), (3, 2, 1), ((5, 2), (1, 3), (2, 0)), (11, 4, 0)])
+def test_col2im_is_the_adjoint_of_im2col(device, rng, kernel, stride, padding):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: col2im sums overlaps correctly."""
+    shape = (2, 3, 23, 19)
+    x = rng.standard_normal(shape)
+    cols = im2col(device.put(x), kernel, stride, padding)
+    c = rng.standard_normal(cols.shape)
+    lhs = float((minialex.as_numpy(cols) * c).sum())
+    rhs = float((x * minialex.as_numpy(col2im(device.put(c), shape, kernel, stride, padding))).sum())
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+def test_errors_name_the_op_and_shapes():
+    x = Tensor(numpy.zeros((2, 3, 8, 8), numpy.float32))
+    with pytest.raises(ValueError, match=r"conv2d: groups=2 .*\(2, 3, 8, 8\).*\(4, 1, 3, 3\)"):
+        F.conv2d(x, Tensor(numpy.zeros((4, 1, 3, 3), numpy.float32)), groups=2)
+    with pytest.raises(ValueError, match=r"conv2d: weight expects 2 channels.*\(2, 3, 8, 8\).*\(4, 2, 3, 3\)"):
+        F.conv2d(x, Tensor(numpy.zeros((4, 2, 3, 3), numpy.float32)))
+    with pytest.raises(ValueError, match=r"conv2d: kernel \(11, 11\) is larger than the padded input \(10, 10\)"):
+        F.conv2d(x, Tensor(numpy.zeros((4, 3, 11, 11), numpy.float32)), padding=1)
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(4,\)"):
+        F.conv2d(x, Tensor(numpy.zeros((4, 3, 3, 3), numpy.float32)), Tensor(numpy.zeros(3, numpy.float32)))
+    with pytest.raises(ValueError, match=r"conv2d: input must be 4-D"):
+        F.conv2d(Tensor(numpy.zeros((3, 8, 8), numpy.float32)), Tensor(numpy.zeros((4, 3, 3, 3), numpy.float32)))
+    with pytest.raises(TypeError, match=r"conv2d: input is float32 but weight is float64"):
+        F.conv2d(x, Tensor(numpy.zeros((4, 3, 3, 3))))
+    with pytest.raises(ValueError, match=r"conv2d_naive: groups=2"):
+        F.conv2d_naive(x, Tensor(numpy.zeros((4, 1, 3, 3), numpy.float32)), groups=2)
+
+
+class WrongConv2d(Conv2d):
+    """A deliberately broken backward: the weight gradient keeps only the first kernel row
+    (i = 0) and zeroes the rest. Gradcheck must catch it."""
+
+    def backward(self, gy):
+        gx, gw, *rest = super().backward(gy)
+        gw = gw.copy()
+        gw[:, :, 1:, :] = 0
+        return (gx, gw, *rest)
+
+
+def test_gradcheck_catches_a_wrong_conv_backward(rng):
+    x, wt, b = random_case(rng, 1, 2, 5, 5, 2, 3, 1, minialex.Device("cpu"))
+    report = gradcheck(lambda x, w, b: WrongConv2d((1, 1), (0, 0), 1)(x, w, b), [x, wt, b],
+                       raise_on_failure=False)
+    assert not report.passed and report.max_rel_error > 0.1
+    with pytest.raises(minialex.GradcheckError):
+        gradcheck(lambda x, w, b: WrongConv2d((1, 1), (0, 0), 1)(x, w, b), [x, wt, b])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not minialex.gpu_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("stride,padding,groups,kernel", [(4, 0, 1, 11), (1, 2, 2, 5), (1, 1, 2, 3)])
+def test_conv2d_cupy_matches_numpy_float32(rng, stride, padding, groups, kernel):
+    cpu, gpu = minialex.Device("cpu"), minialex.Device("cuda:0")
+    x, wt, b = random_case(rng, 4, 6, 31, 29, 8, kernel, groups, cpu, dtype=numpy.float32)
+    fn = lambda x, w, b: F.conv2d(x, w, b, stride, padding, groups)  # noqa: E731
+    g = rng.standard_normal(fn(Tensor(x), Tensor(wt), Tensor(b)).shape).astype(numpy.float32)
+    y_cpu, grads_cpu = run_with_grads(fn, [x, wt, b], g)
+    y_gpu, grads_gpu = run_with_grads(fn, [gpu.put(a) for a in (x, wt, b)], gpu.put(g))
+    numpy.testing.assert_allclose(y_gpu, y_cpu, rtol=2e-4, atol=2e-4)
+    for gg, gc in zip(grads_gpu, grads_cpu):
+        numpy.testing.assert_allclose(gg, gc, rtol=2e-4, atol=2e-3)
