@@ -1,0 +1,135 @@
+"""What every dataset offers, whatever its source (folder, Fashion-MNIST, built-in, cache).
+
+A dataset is a list of preprocessed images, all (base_size, base_size, 3) uint8 RGB — the
+paper's 256×256 store (§2), or smaller for small presets — with integer labels into ``classes``.
+
+    len(ds), ds.load(i) -> (image uint8 (B, B, 3), label int), ds.labels (N,) int64,
+    ds.classes (stable list of str), ds.num_classes, ds.base_size, ds.split ('train' or 'val'),
+    ds.stats (DataStats of the *training* split, also on a 'val' dataset), ds.skipped
+
+``ds.load(i)`` raises ``DataError`` naming the file when image i cannot be read; the loader
+catches it, drops that image from its batch and records it in ``ds.skipped``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import List, Optional, Sequence, Tuple
+
+import numpy
+
+from .errors import DataError
+from .stats import DataStats
+
+SPLITS = ("train", "val")
+
+
+class Dataset:
+    """Base class: subclasses set ``labels`` and implement ``__len__``, ``_load``, ``describe``
+    and ``_compute_stats``."""
+
+    labels: numpy.ndarray
+
+    def __init__(self, name: str, split: str, classes: Sequence[str], base_size: int,
+                 class_names: Optional[Sequence[str]] = None):
+        if split not in SPLITS:
+            raise ValueError(f"dataset {name}: split must be 'train' or 'val', got {split!r}")
+        if int(base_size) < 1:
+            raise ValueError(f"dataset {name}: base_size must be positive, got {base_size}")
+        self.name = name
+        self.split = split
+        self.classes: List[str] = list(classes)
+        # Human-readable names (e.g. ImageNet's 'tench' for 'n01440764'); same as classes if none.
+        self.class_names: List[str] = list(class_names) if class_names is not None else list(self.classes)
+        self.base_size = int(base_size)
+        self._stats: Optional[DataStats] = None
+        self._stats_lock = threading.Lock()
+        self._skipped: dict = {}
+
+    # -- the interface -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _load(self, i: int) -> numpy.ndarray:
+        """The (base_size, base_size, 3) uint8 image i; DataError if unreadable."""
+        raise NotImplementedError
+
+    def describe(self, i: int) -> str:
+        """Where image i comes from (a path, a file and index, ...), for messages."""
+        raise NotImplementedError
+
+    def _compute_stats(self) -> DataStats:
+        raise NotImplementedError
+
+    # -- shared behaviour ----------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def load(self, i: int) -> Tuple[numpy.ndarray, int]:
+        """(image (base_size, base_size, 3) uint8, label). Raises DataError if unreadable."""
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"{self.name} {self.split}: index {i} out of range for {len(self)} images")
+        image = self._load(i)
+        b = self.base_size
+        if image.shape != (b, b, 3) or image.dtype != numpy.uint8:
+            raise DataError(f"{self.describe(i)}: expected a ({b}, {b}, 3) uint8 image, "
+                            f"got {image.shape} {image.dtype}")
+        return image, int(self.labels[i])
+
+    @property
+    def stats(self) -> DataStats:
+        """Mean and RGB PCA of the *training* split, [0, 1] pixel scale (see stats.py)."""
+        with self._stats_lock:
+            if self._stats is None:
+                self._stats = self._compute_stats()
+            return self._stats
+
+    @stats.setter
+    def stats(self, value: DataStats) -> None:
+        self._stats = value
+
+    def record_skip(self, i: int, reason: str) -> None:
+        """Remember that image i could not be used (thread-safe: one dict store)."""
+        self._skipped[self.describe(i)] = reason
+
+    @property
+    def skipped(self) -> List[Tuple[str, str]]:
+        """(what, reason) for every file skipped so far: at scan time and while loading."""
+        return sorted(self._skipped.items())
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name!r}, split={self.split!r}, images={len(self)}, "
+                f"classes={self.num_classes}, base_size={self.base_size})")
+
+
+class Subset(Dataset):
+    """Images ``indices`` of ``parent`` (same classes, base size and training statistics)."""
+
+    def __init__(self, parent: Dataset, indices: Sequence[int]):
+        super().__init__(parent.name, parent.split, parent.classes, parent.base_size,
+                         parent.class_names)
+        self.parent = parent
+        self.indices = numpy.asarray(indices, dtype=numpy.int64)
+        self.labels = numpy.asarray(parent.labels)[self.indices]
+        self._skipped = parent._skipped  # one record for both views
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _load(self, i: int) -> numpy.ndarray:
+        return self.parent._load(int(self.indices[i]))
+
+    def describe(self, i: int) -> str:
+        return self.parent.describe(int(self.indices[i]))
+
+    def _compute_stats(self) -> DataStats:
+        return self.parent.stats
+
+
+def spread_indices(count: int, limit: int) -> numpy.ndarray:
+    """``limit`` indices spread evenly over range(count): a subset that keeps every class of a
+    class-sorted folder (the first ``limit`` files would keep only the first classes)."""
+    limit = min(int(limit), count)
+    return (numpy.arange(limit, dtype=numpy.int64) * count) // max(limit, 1)

@@ -1,0 +1,130 @@
+"""Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017) from its four IDX files.
+
+Found by default in /usr/share/datasets/fashion-mnist (Debian's ``dataset-fashion-mnist``);
+``open_dataset("fashion-mnist:DIR")`` reads another folder. Files: ``train-images-idx3-ubyte``,
+``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
+gzipped (``.gz``) or not. The 10,000 test images are the ``"val"`` split.
+
+How 28×28 grayscale becomes AlexNet's input: each image is scaled (bilinear) to
+base_size × base_size and its one channel is copied into R, G and B, so it goes through exactly
+the same path as colour data (the net's first layer keeps its 3 input channels). The classes keep
+Fashion-MNIST's official label order (0 = T-shirt/top ... 9 = Ankle boot), so labels match every
+other use of the dataset.
+
+Statistics: computed from all 60,000 training images at 28×28 (scaling preserves the mean and
+changes the variance only slightly). With R = G = B the colour covariance is rank one: the first
+eigenvector is (1, 1, 1)/√3 and the other two eigenvalues are zero, so PCA lighting becomes a
+random change of brightness — which is what colour noise means for grayscale data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import threading
+from typing import Dict, Tuple
+
+import numpy
+from PIL import Image
+
+from .dataset import Dataset
+from .errors import DataError, DataFileNotFoundError
+from .stats import DataStats, StatsAccumulator
+
+DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot"]
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # 0x00000803 (uint8, 3 dims), 0x00000801 (uint8, 1 dim)
+
+_arrays: Dict[Tuple[str, str], Tuple[numpy.ndarray, numpy.ndarray]] = {}
+_lock = threading.Lock()
+
+
+def _find(folder: str, name: str) -> str:
+    for candidate in (name + ".gz", name):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    raise DataFileNotFoundError(f"Fashion-MNIST file {os.path.join(folder, name)}.gz not found")
+
+
+def read_idx(path: str, magic: int) -> numpy.ndarray:
+    """The uint8 array in an IDX file (gzipped or not), after checking its magic and its size."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    if len(data) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise DataError(f"{path}: wrong IDX magic number {found:#010x}, expected {magic:#010x}")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+    expected = header + int(numpy.prod(shape))
+    if len(data) != expected:
+        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file has "
+                        f"{len(data)} bytes")
+    return numpy.frombuffer(data, dtype=numpy.uint8, offset=header).reshape(shape)
+
+
+def read_split(folder: str, split: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """(images (N, 28, 28) uint8, labels (N,) int64) of one split, read once per process."""
+    key = (os.path.abspath(folder), split)
+    with _lock:
+        if key in _arrays:
+            return _arrays[key]
+    if not os.path.isdir(folder):
+        raise DataFileNotFoundError(f"Fashion-MNIST folder {folder} does not exist "
+                                    f"(Debian: apt install dataset-fashion-mnist)")
+    image_path, label_path = (_find(folder, name) for name in FILES[split])
+    images = read_idx(image_path, IMAGES_MAGIC)
+    labels = read_idx(label_path, LABELS_MAGIC).astype(numpy.int64)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{image_path}: expected (N, rows, cols) images and (N,) labels, got "
+                        f"{images.shape} and {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{image_path} has {len(images)} images but {label_path} has "
+                        f"{len(labels)} labels")
+    if labels.size and labels.max() >= len(CLASSES):
+        raise DataError(f"{label_path}: label {labels.max()} out of range for {len(CLASSES)} classes")
+    with _lock:
+        _arrays[key] = (images, labels)
+    return images, labels
+
+
+class FashionMNIST(Dataset):
+    """Fashion-MNIST as 3-channel base_size images (see the module docstring)."""
+
+    def __init__(self, split: str = "train", *, folder: str = DEFAULT_DIR, base_size: int = 256):
+        super().__init__(name=f"fashion-mnist:{folder}", split=split, classes=CLASSES,
+                         base_size=base_size)
+        self.folder = folder
+        self.images, self.labels = read_split(folder, split)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _load(self, i: int) -> numpy.ndarray:
+        gray = self.images[i]
+        if gray.shape != (self.base_size, self.base_size):
+            resized = Image.fromarray(gray).resize((self.base_size, self.base_size),
+                                                   Image.Resampling.BILINEAR)
+            gray = numpy.asarray(resized)
+        return numpy.repeat(gray[:, :, None], 3, axis=2)
+
+    def describe(self, i: int) -> str:
+        return f"{self.folder} {self.split} image {i}"
+
+    def _compute_stats(self) -> DataStats:
+        images, _ = read_split(self.folder, "train")
+        g = images.astype(numpy.float64)
+        # R = G = B = g, so Σx = Σg·(1,1,1) and Σxxᵀ = Σg²·ones(3,3): no need to copy channels.
+        acc = StatsAccumulator(count=g.size, total=numpy.full(3, g.sum()),
+                               outer=numpy.full((3, 3), numpy.square(g).sum()))
+        return acc.result()

@@ -1,0 +1,167 @@
+"""``prepare``: preprocess a dataset once into one HDF5 file (layout in cache.py).
+
+Every image is decoded, converted to RGB and brought to base_size × base_size (shorter side
+scaled, central crop: §2) exactly once, so training reads fixed-size uint8 arrays instead of
+decoding JPEGs every epoch. The training set's mean and PCA (§2, §4.1) are accumulated on the way
+from *every* training image.
+
+Streaming: images are written one by one into chunked datasets (one chunk per image), so memory
+does not grow with the dataset.
+
+Resumable: every ``checkpoint_every`` source images the split's ``done`` (source images
+processed), ``written`` (images stored) and the running statistics sums are saved as attributes
+and the file is flushed. Run the same command again after an interruption and it continues from
+the last checkpoint (at most ``checkpoint_every`` images are redone). ``complete`` is set last;
+readers refuse an incomplete file.
+
+Skipped: files that cannot be decoded, and non-image files found while scanning, are listed in
+``/skipped`` with the reason and reported at the end; they are not fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Sequence, Tuple
+
+import h5py
+import numpy
+
+from .cache import FORMAT, FORMAT_VERSION, open_cache_file
+from .errors import DataError
+from .sources import open_dataset
+from .stats import StatsAccumulator
+
+_str = h5py.string_dtype("utf-8")
+
+
+@dataclasses.dataclass
+class PrepareReport:
+    """What ``prepare_cache`` did: the file, images per split, and the files it skipped."""
+
+    path: str
+    base_size: int
+    images: dict
+    skipped: List[Tuple[str, str]]
+    resumed: bool
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in self.images.items())
+        lines = [f"{self.path}: {counts} images of {self.base_size}x{self.base_size}"
+                 f"{' (resumed)' if self.resumed else ''}; {len(self.skipped)} file(s) skipped"]
+        lines += [f"  skipped {what}: {why}" for what, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _new_file(out: str, source: str, base_size: int, classes, class_names) -> h5py.File:
+    f = h5py.File(out, "w")
+    f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, base_size=base_size,
+                   source=source, complete=False, created_by="minialex prepare")
+    f.create_dataset("classes", data=numpy.array(classes, dtype=object), dtype=_str)
+    f.create_dataset("class_names", data=numpy.array(class_names, dtype=object), dtype=_str)
+    f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=_str, chunks=(256,))
+    return f
+
+
+def _append_skipped(f: h5py.File, items: Sequence[Tuple[str, str]]) -> None:
+    if items:
+        d = f["skipped"]
+        n = d.shape[0]
+        d.resize((n + len(items),))
+        d[n:] = numpy.array([f"{what}\t{why}" for what, why in items], dtype=object)
+
+
+def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    b = ds.base_size
+    if split not in f:
+        g = f.create_group(split)
+        g.create_dataset("images", shape=(len(ds), b, b, 3), maxshape=(None, b, b, 3),
+                         dtype=numpy.uint8, chunks=(1, b, b, 3))
+        g.create_dataset("labels", shape=(len(ds),), maxshape=(None,), dtype=numpy.int64)
+        g.attrs.update(done=0, written=0, total=len(ds), count=0, sum=numpy.zeros(3),
+                       outer=numpy.zeros((3, 3)), finished=False)
+    g = f[split]
+    if int(g.attrs["total"]) != len(ds):
+        raise DataError(f"{f.filename}: the {split} split was started with {g.attrs['total']} "
+                        f"images but the source now has {len(ds)}; delete the file to start over")
+    if g.attrs["finished"]:
+        return
+    done, written = int(g.attrs["done"]), int(g.attrs["written"])
+    acc = StatsAccumulator(g.attrs["count"], g.attrs["sum"], g.attrs["outer"])
+    pending = list(ds.skipped) if done == 0 else []  # scan-time skips, recorded once
+    images, labels = g["images"], g["labels"]
+
+    def checkpoint():
+        _append_skipped(f, pending)
+        pending.clear()
+        g.attrs.update(done=done, written=written, count=acc.count, sum=acc.total, outer=acc.outer)
+        f.flush()
+
+    with tqdm(total=len(ds), initial=done, desc=f"prepare {split}", unit="img",
+              disable=not progress) as bar:
+        for i in range(done, len(ds)):
+            try:
+                image, label = ds.load(i)
+            except DataError as e:
+                pending.append((ds.describe(i), str(e)))
+            else:
+                images[written] = image
+                labels[written] = label
+                if split == "train":
+                    acc.add(image)
+                written += 1
+            done = i + 1
+            bar.update(1)
+            if done % checkpoint_every == 0:
+                checkpoint()
+    if written == 0:
+        raise DataError(f"{ds.name}: no readable image in the {split} split")
+    images.resize((written, b, b, 3))
+    labels.resize((written,))
+    checkpoint()
+    g.attrs["finished"] = True
+    f.flush()
+
+
+def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train", "val"),
+                  checkpoint_every: int = 256, progress: bool = True, **open_options) -> PrepareReport:
+    """Write the dataset ``source`` (any ``open_dataset`` spec) to the HDF5 cache ``out``.
+
+    base_size: the side of the stored squares (256 in the paper, §2). open_options go to
+    ``open_dataset`` (seed, num_train, num_val, limit, class_names_file, ...). Resumes an
+    interrupted run if ``out`` exists and was started with the same source and base size.
+    Returns a PrepareReport; raises DataError for unusable sources or a foreign ``out`` file.
+    """
+    out = os.path.abspath(os.path.expanduser(str(out)))
+    if "train" not in splits:
+        raise ValueError("prepare_cache: the train split is needed for the mean and PCA")
+    datasets = {s: open_dataset(source, s, base_size=base_size, **open_options) for s in splits}
+    train = datasets["train"]
+    resumed = os.path.exists(out)
+    if resumed:
+        f = open_cache_file(out, "r+")
+        if str(f.attrs["source"]) != str(source) or int(f.attrs["base_size"]) != base_size:
+            msg = (f"{out} holds {f.attrs['source']} at base size {f.attrs['base_size']}, not "
+                   f"{source} at {base_size}; delete it or choose another --out")
+            f.close()
+            raise DataError(msg)
+    else:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        f = _new_file(out, str(source), base_size, train.classes, train.class_names)
+    with f:
+        if not f.attrs["complete"]:
+            for split in splits:
+                _prepare_split(f, datasets[split], split, checkpoint_every, progress)
+            g = f["train"]
+            stats = StatsAccumulator(g.attrs["count"], g.attrs["sum"], g.attrs["outer"]).result()
+            for name, value in stats.to_dict().items():
+                if f"stats/{name}" in f:
+                    del f[f"stats/{name}"]
+                f.create_dataset(f"stats/{name}", data=value)
+            f.attrs["complete"] = True
+        images = {s: int(f[s].attrs["written"]) for s in splits if s in f}
+        skipped = [tuple(s.split("\t", 1)) for s in
+                   (x.decode() if isinstance(x, bytes) else x for x in f["skipped"][()])]
+    return PrepareReport(out, base_size, images, skipped, resumed)
