@@ -1,21 +1,413 @@
 """The command line: ``python cli.py COMMAND`` or, once installed, ``minialex COMMAND``.
 
-Thin by design: each command parses its options and calls a job in the package.
+Thin by design: each command parses its options and calls a job in the package (train.py,
+evaluate.py, viz.py, health.py, benchmark.py). A user mistake (a missing file, an unknown
+preset, a checkpoint of another model, a bad data spec) prints one line, ``error: ...``, and
+exits with status 1; ``--debug`` (before or after the command name) shows the traceback instead.
+A run stopped with Ctrl-C exits with status 130 after saving its checkpoint.
 """
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
 
 import click
 
+#: Exit status of a user mistake, and of a training run stopped by Ctrl-C (128 + SIGINT).
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _user_errors():
+    """Exception types that mean 'the user asked for something that cannot be done'."""
+    from .backend import DeviceError
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .gradcheck import GradcheckError  # noqa: F401  (a failed check is reported, not raised)
+    from .train import TrainingError
+    return (DataError, CheckpointError, TrainingError, DeviceError, FileNotFoundError,
+            IsADirectoryError, PermissionError, ValueError)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def command(*args, **kwargs):
+    """``main.command`` plus a ``--debug`` flag and one-line errors for user mistakes."""
+    def decorate(fn):
+        @main.command(*args, **kwargs)
+        @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+        @click.pass_context
+        @functools.wraps(fn)
+        def wrapper(ctx, debug, **options):
+            debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
+            try:
+                return fn(**options)
+            except _user_errors() as e:
+                if debug:
+                    raise
+                text = str(e).strip().splitlines()
+                first = text[0].rstrip(":") if text else type(e).__name__
+                more = " (--debug shows the details)" if len(text) > 1 else ""
+                _fail(first + more)
+        return wrapper
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="minialex")
-def main():
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx, debug):
     """minialex: AlexNet (Krizhevsky, Sutskever and Hinton, 2012) from the array up.
 
     \b
     Examples:
-      python cli.py train              # train on the built-in dataset
-      python cli.py info --preset paper
+      python cli.py train                     # train on the built-in dataset (no download)
+      python cli.py train --data fashion-mnist --epochs 5
+      python cli.py evaluate runs/latest/best.h5 --ten-crop
+      python cli.py info --preset paper       # the per-layer table, 60,965,224 parameters
+      python cli.py COMMAND --help            # every command has examples
     """
+    ctx.obj = {"debug": debug}
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+@command("train")
+@click.option("--data", default="builtin", show_default=True, metavar="SPEC",
+              help="'builtin', 'fashion-mnist[:DIR]', an ImageNet-layout folder (train/ and val/ "
+                   "with one folder per class) or a cache .h5 written by 'prepare'.")
+@click.option("--preset", default=None, metavar="NAME",
+              help="paper, mini or tiny. Default: paper with a GPU, mini without.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Default: 12 for mini/tiny on the built-in data, 30 for paper on it, "
+                   "90 (the paper) otherwise.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128, §5]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate epsilon. [default: 0.01, §5]")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="[default: 0.9, §5]")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+              help="[default: 0.0005, §5]")
+@click.option("--decay-biases", is_flag=True,
+              help="Apply weight decay to biases too (cuda-convnet2 and Caffe do not; default off).")
+@click.option("--devices", default=None, metavar="D0[,D1]",
+              help="Column 0's and column 1's device, e.g. cuda:0,cuda:1 or cpu:0,cpu:1; one "
+                   "device holds both. Default: two GPUs, one GPU, or the CPU.")
+@click.option("--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
+              help="tf32: tensor-core matrix products on the GPU (no effect on the CPU).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds weights, dropout, data order and augmentation.")
+@click.option("--out", default=None, metavar="DIR",
+              help="Run folder (metrics.jsonl, last.h5, best.h5). Default: runs/<date>-<time>, "
+                   "or the checkpoint's folder with --resume.")
+@click.option("--resume", default=None, metavar="CHECKPOINT",
+              help="Continue a run exactly from its last.h5 (or its folder).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Background processes preparing batches.")
+@click.option("--schedule", type=click.Choice(["plateau", "step"]), default=None,
+              help="plateau: lr / 10 when validation error stalls, at most 3 times (§5); "
+                   "step: lr / 10 every --step-size epochs. [default: plateau]")
+@click.option("--patience", type=click.IntRange(min=1), default=None,
+              help="Epochs without improvement before lr / 10. [default: 2]")
+@click.option("--step-size", type=click.IntRange(min=1), default=None,
+              help="Epochs between lr / 10 with --schedule step. [default: 30]")
+@click.option("--limit-batches", type=click.IntRange(min=1), default=None,
+              help="At most this many training batches per epoch (quick runs).")
+@click.option("--limit-val-batches", type=click.IntRange(min=1), default=None,
+              help="At most this many validation batches per epoch.")
+@click.option("--train-images", type=click.IntRange(min=1), default=None,
+              help="Use this many training images (the built-in set draws that many; "
+                   "other data keeps that many, spread over the classes).")
+@click.option("--val-images", type=click.IntRange(min=1), default=None,
+              help="Likewise for the validation split.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+def train_command(no_progress, **options):
+    """Train AlexNet with SGD as in §5 of the paper.
+
+    With no options: the built-in dataset (ten classes of shapes, generated, no download), the
+    preset that suits the machine, and a run folder under runs/. It prints per-epoch validation
+    top-1/top-5 error and writes a checkpoint every epoch. Ctrl-C saves and stops; --resume
+    continues exactly where it stopped.
+
+    \b
+    Examples:
+      python cli.py train
+      python cli.py train --data fashion-mnist --epochs 5 --out runs/fmnist
+      python cli.py train --resume runs/fmnist/last.h5 --epochs 8
+      python cli.py train --data /data/imagenet --preset paper --devices cuda:0,cuda:1 --workers 8
+    """
+    from .train import TrainConfig, train
+    config = TrainConfig(progress=not no_progress, **options)
+    result = train(config, echo=click.echo)
+    if result.stopped == "interrupted":
+        sys.exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate, predict
+# --------------------------------------------------------------------------------------------
+
+@command("evaluate")
+@click.argument("checkpoint")
+@click.option("--data", default=None, metavar="SPEC",
+              help="Dataset to test on (same forms as train --data). Default: the checkpoint's.")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--ten-crop", is_flag=True,
+              help="Average the softmax of 10 patches: corners, centre and their reflections (§4.1).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--devices", default=None, metavar="D0[,D1]")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Test only this many images.")
+def evaluate_command(checkpoint, data, split, ten_crop, batch_size, workers, devices, limit):
+    """Top-1 and top-5 error of a checkpoint on a dataset split.
+
+    \b
+    Examples:
+      python cli.py evaluate runs/20261126-150000/best.h5
+      python cli.py evaluate runs/fmnist/best.h5 --data fashion-mnist --ten-crop
+    """
+    from .evaluate import evaluate_checkpoint
+    from .train import parse_devices
+    tm, result = evaluate_checkpoint(checkpoint, data, split, ten_crop, batch_size, workers,
+                                     parse_devices(devices), limit)
+    click.echo(result.table(f"{tm.path} (AlexNet '{tm.model.preset}') on "
+                            f"{data or tm.data_spec} {split}"))
+
+
+@command("predict")
+@click.argument("checkpoint")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--ten-crop", is_flag=True, help="Average the softmax of 10 patches (§4.1).")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--devices", default=None, metavar="D0[,D1]")
+def predict_command(checkpoint, images, ten_crop, top, devices):
+    """The most probable classes of each image, with their probabilities.
+
+    Images are preprocessed as in training and testing: shorter side scaled to the stored size,
+    central square, centre crop of the model's input size, training mean subtracted.
+
+    \b
+    Example:
+      python cli.py predict runs/fmnist/best.h5 shoe.png shirt.jpg
+    """
+    from .evaluate import format_top5, predict_files
+    from .train import parse_devices
+    _, preds = predict_files(checkpoint, images, top, ten_crop, parse_devices(devices))
+    for path, p in zip(images, preds):
+        click.echo(format_top5(path, p))
+
+
+# --------------------------------------------------------------------------------------------
+# info
+# --------------------------------------------------------------------------------------------
+
+@command("info")
+@click.option("--preset", default="paper", show_default=True, help="paper, mini or tiny.")
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--devices", default=None, metavar="D0[,D1]",
+              help="Devices to show for the columns. Default: this machine's.")
+def info_command(preset, num_classes, devices):
+    """The network layer by layer: output shape, parameters, neurons, device and crossings.
+
+    Also states the choices the paper leaves open: 224 or 227 input, where fc8 lives, the LRN
+    convention, the dropout form and the initialisation.
+
+    \b
+    Examples:
+      python cli.py info                      # the paper's net: 60,965,224 parameters
+      python cli.py info --preset mini --num-classes 10
+    """
+    from .backend import default_devices
+    from .models import table
+    from .train import parse_devices
+    d0, d1 = parse_devices(devices) or default_devices()
+    click.echo(table(preset, num_classes))
+    click.echo(f"devices: column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
+               + (" (one device: the crossings are no-op copies)" if d0 == d1 else ""))
+    click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
+               "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
+
+
+# --------------------------------------------------------------------------------------------
+# Figures: filters, neighbors, plot
+# --------------------------------------------------------------------------------------------
+
+@command("filters")
+@click.argument("checkpoint")
+@click.option("--out", default="filters.png", show_default=True, help="PNG file to write.")
+@click.option("--zoom", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Pixels per kernel pixel.")
+def filters_command(checkpoint, out, zoom):
+    """conv1's kernels as an image grid, one block per column: the paper's Figure 3.
+
+    In the paper one column's kernels come out largely colour-agnostic and the other's
+    colour-specific (§6.1); the command prints how colourful each column's kernels are.
+
+    \b
+    Example:
+      python cli.py filters runs/20261126-150000/best.h5 --out filters.png
+    """
+    from .evaluate import colourfulness, conv1_kernels
+    from .viz import save_filters
+    cols = conv1_kernels(checkpoint)
+    save_filters(cols, out, zoom=zoom)
+    shares = ", ".join(f"column {i} {100 * colourfulness(c):.0f}%" for i, c in enumerate(cols))
+    click.echo(f"wrote {out}: {sum(len(c) for c in cols)} kernels of "
+               f"{'x'.join(str(s) for s in cols[0].shape[1:])} in {len(cols)} blocks; "
+               f"share of kernel energy that is colour: {shares}")
+
+
+@command("neighbors")
+@click.argument("checkpoint")
+@click.argument("images", nargs=-1)
+@click.option("--data", default=None, metavar="SPEC",
+              help="Whose training images to search. Default: the checkpoint's data.")
+@click.option("--out", default="neighbors.png", show_default=True, help="The neighbours grid.")
+@click.option("--top5-out", default="top5.png", show_default=True, help="The top-5 picture.")
+@click.option("-k", "--count", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Neighbours per query.")
+@click.option("--search", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Training images to search.")
+@click.option("--queries", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Validation images to use when no IMAGE is given.")
+@click.option("--devices", default=None, metavar="D0[,D1]")
+def neighbors_command(checkpoint, images, data, out, top5_out, count, search, queries, devices):
+    """Figure 4: nearest training images in the last hidden layer, and top-5 predictions.
+
+    For each query (the IMAGE files, or else a few validation images) it finds the training
+    images whose last-hidden-layer activity (the 2 x fc vector fc8 reads) is nearest in
+    Euclidean distance (§6.1), and draws the query's five most probable classes.
+
+    \b
+    Examples:
+      python cli.py neighbors runs/20261126-150000/best.h5
+      python cli.py neighbors runs/fmnist/best.h5 --data fashion-mnist boot.png
+    """
+    from .evaluate import neighbours
+    from .train import parse_devices
+    from .viz import save_neighbours, save_top5
+    r = neighbours(checkpoint, images, data, count, search, queries, devices=parse_devices(devices))
+    save_neighbours(r["queries"], r["neighbours"], out)
+    save_top5(r["queries"], r["top5"], top5_out, true_labels=r["truth"],
+              titles=[t or os.path.basename(n) for t, n in zip(r["truth"], r["names"])])
+    for name, labels in zip(r["names"], r["neighbour_labels"]):
+        click.echo(f"{name}: nearest training images are {', '.join(labels)}")
+    click.echo(f"wrote {out} and {top5_out}")
+
+
+@command("plot")
+@click.argument("run_dir")
+@click.option("--out", default=None, help="PNG file. Default: RUN_DIR/curves.png.")
+def plot_command(run_dir, out):
+    """Training curves of a run: loss, top-1/top-5 error and learning rate against epochs.
+
+    \b
+    Example:
+      python cli.py plot runs/20261126-150000
+    """
+    from .viz import save_training_curves
+    path = os.path.join(run_dir, "metrics.jsonl") if os.path.isdir(run_dir) else run_dir
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: give a run folder written by 'train'")
+    with open(path) as fh:
+        try:
+            records = [json.loads(line) for line in fh if line.strip()]
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not a metrics log (line {e.lineno}: {e.msg})") from None
+    out = out or os.path.join(os.path.dirname(path) or ".", "curves.png")
+    save_training_curves(records, out, title=os.path.dirname(os.path.abspath(path)))
+    click.echo(f"wrote {out}")
+
+
+# --------------------------------------------------------------------------------------------
+# gradcheck, bench
+# --------------------------------------------------------------------------------------------
+
+@command("gradcheck")
+@click.option("--device", default=None, help="cpu or cuda:N. Default: a GPU if there is one.")
+def gradcheck_command(device):
+    """Finite-difference gradient check of every layer on this machine's backend.
+
+    A quick health check of a new install (CuPy kernels included): float64, random upstream
+    gradients; every op must agree with its numeric derivative to 1e-5.
+
+    \b
+    Examples:
+      python cli.py gradcheck
+      python cli.py gradcheck --device cuda:0
+    """
+    from .backend import default_device
+    from .health import format_table, run_checks
+    device = device or str(default_device())
+    results = run_checks(device)
+    click.echo(format_table(results, device))
+    if not all(r.passed for r in results):
+        sys.exit(EXIT_USER_ERROR)
+
+
+@command("bench")
+@click.option("--preset", default=None, help="Default: paper on a GPU, mini on a CPU.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Timed steps. [default: 20 on a GPU, 5 on a CPU]")
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "both"]), default="fp32",
+              show_default=True)
+@click.option("--devices", default=None, metavar="D0[,D1]")
+def bench_command(preset, batch_size, steps, warmup, precision, devices):
+    """Time a training step (forward, backward, SGD update) on this machine.
+
+    On a GPU, with benchmarks/gpu_step.py and PyTorch present, it runs minialex next to the
+    same AlexNet in PyTorch + cuDNN at the same precision and prints the ratio.
+
+    \b
+    Examples:
+      python cli.py bench                     # mini on a CPU, paper on a GPU
+      python cli.py bench --preset paper --precision tf32 --batch-size 128
+    """
+    from .backend import gpu_available
+    from .benchmark import format_result, time_training_step
+    from .train import choose_preset, parse_devices, set_precision
+    devs = parse_devices(devices)
+    preset, _ = choose_preset(preset, devs)
+    on_gpu = any(d.is_cuda for d in devs) if devs else gpu_available()
+    reference = _gpu_step_module() if on_gpu else None
+    if reference is not None:
+        args = ["--precision", precision, "--batch", str(batch_size), "--steps",
+                str(steps or 20), "--warmup", str(warmup), "--preset", preset]
+        click.echo(f"python benchmarks/gpu_step.py {' '.join(args)}")
+        sys.exit(reference.main(args) or 0)
+    for prec in (["fp32", "tf32"] if precision == "both" else [precision]):
+        if on_gpu:
+            set_precision(prec)
+        r = time_training_step(preset, batch_size, devs, steps or (20 if on_gpu else 5), warmup)
+        click.echo(format_result(r, prec if on_gpu else None))
+        if not on_gpu:
+            break
+    if not on_gpu:
+        click.echo("(no GPU: PyTorch comparison is GPU-only; see benchmarks/gpu_step.py)")
+
+
+def _gpu_step_module():
+    """benchmarks/gpu_step.py from the source tree, if it is there (it is not installed)."""
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "benchmarks", "gpu_step.py")
+    if not os.path.exists(path):
+        return None
+    spec = importlib.util.spec_from_file_location("minialex_gpu_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -1,0 +1,610 @@
+"""Training AlexNet: the loop behind ``python cli.py train``.
+
+One epoch (§5): for every batch of 128, forward through both columns, the mean cross-entropy,
+backward, and the SGD update of ``minialex.optim``; then the validation top-1 and top-5 error,
+the learning-rate schedule (divide by 10 when the validation error stops improving, at most three
+times) and a checkpoint.
+
+What a run writes to its folder (``--out``, default ``runs/<date>-<time>``)::
+
+    config.json     the options of the run
+    metrics.jsonl   one JSON object per line: {"event": "step", ...} every ``log_every`` steps
+                    (loss, accuracy, lr) and {"event": "epoch", ...} after each epoch
+                    (train/val loss, top-1/top-5 error, lr, images/s, seconds)
+    last.h5         checkpoint, rewritten (atomically) after every epoch and on Ctrl-C;
+                    ``--resume`` takes it (or the folder)
+    best.h5         a copy of the checkpoint with the lowest validation top-1 error so far
+
+A checkpoint holds, beside the weights and momentum buffers (``minialex.save``): the epoch, step
+and batch position, the schedule's state, every random generator's state, the data statistics
+(mean, PCA, class names: what ``predict`` needs) and the epoch history. That is what makes
+``--resume`` exact: on the CPU with the same seed, an interrupted and resumed run computes the
+same losses, batch for batch, as one that ran through.
+
+Failures: Ctrl-C finishes nothing half-way (the current step is dropped), saves ``last.h5`` and
+returns; a NaN or infinite loss stops the run before the update, naming the step, and leaves the
+last good checkpoint alone; out of GPU memory says so and suggests a smaller batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy
+
+from .backend import Device, as_numpy, gpu_available, gpu_count
+from .autograd import Tensor, no_grad
+
+#: Epochs when --epochs is not given. The CPU default (mini on the built-in data) is sized to
+#: finish in about 6-8 minutes on a 2-core machine; the paper trained for ~90 epochs (§5).
+DEFAULT_EPOCHS = {("builtin", "mini"): 12, ("builtin", "tiny"): 12, ("builtin", "paper"): 30}
+PAPER_EPOCHS = 90
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (diverged, out of memory, a checkpoint that does not fit): the
+    message is one line for the user."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Options of a run. ``None`` means: the default, or on ``--resume`` the checkpoint's value."""
+
+    data: str = "builtin"
+    preset: Optional[str] = None          # None: 'paper' with a GPU, 'mini' without
+    epochs: Optional[int] = None          # None: DEFAULT_EPOCHS / PAPER_EPOCHS
+    batch_size: Optional[int] = None      # 128 (§5)
+    lr: Optional[float] = None            # 0.01 (§5)
+    momentum: Optional[float] = None      # 0.9 (§5)
+    weight_decay: Optional[float] = None  # 0.0005 (§5)
+    decay_biases: bool = False
+    devices: Optional[str] = None         # 'cuda:0,cuda:1', 'cpu:0,cpu:1', 'cpu', ...
+    precision: str = "fp32"               # 'fp32' or 'tf32' (GPU matmuls only)
+    seed: int = 0
+    out: Optional[str] = None
+    resume: Optional[str] = None
+    workers: int = 0
+    schedule: Optional[str] = None        # 'plateau' (§5) or 'step'
+    patience: Optional[int] = None        # plateau: epochs without improvement before lr / 10
+    step_size: Optional[int] = None       # step: epochs between lr / 10
+    limit_batches: Optional[int] = None   # at most this many training batches per epoch
+    limit_val_batches: Optional[int] = None
+    train_images: Optional[int] = None    # use only this many training images (quick runs)
+    val_images: Optional[int] = None
+    log_every: int = 10
+    progress: bool = True                 # tqdm bars (off in tests)
+
+    def resolved(self) -> Dict:
+        return {k: v for k, v in dataclasses.asdict(self).items()}
+
+
+#: What the checkpoint decides on --resume unless the user gave the option again.
+_FROM_CHECKPOINT = ("data", "preset", "batch_size", "lr", "momentum", "weight_decay",
+                    "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
+                    "val_images")
+_DEFAULTS = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
+                 patience=2, step_size=30)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out_dir: str
+    checkpoint: Optional[str]
+    epochs_done: int
+    steps: int
+    history: List[Dict]
+    losses: List[float]               # every training step's loss in this call, in order
+    stopped: str                      # 'finished', 'schedule', 'interrupted'
+
+    @property
+    def best(self) -> Optional[Dict]:
+        rows = [h for h in self.history if h.get("val_top1_error") is not None]
+        return min(rows, key=lambda h: h["val_top1_error"]) if rows else None
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing preset, devices, precision
+# --------------------------------------------------------------------------------------------
+
+def parse_devices(spec: Optional[str]) -> Optional[Tuple[Device, Device]]:
+    """'cuda:0,cuda:1' -> (cuda:0, cuda:1); one device -> both columns on it; None -> None."""
+    if spec is None or not str(spec).strip():
+        return None
+    names = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if len(names) > 2:
+        raise ValueError(f"--devices takes one or two devices (one per column), got {len(names)}")
+    devices = [Device(n) for n in names]
+    for d in devices:
+        if d.is_cuda and d.index >= gpu_count():
+            raise ValueError(f"device {d} does not exist: "
+                             + (f"CuPy sees {gpu_count()} GPU(s)" if gpu_count() else "no GPU found"
+                                " (CuPy not installed or no CUDA driver)"))
+    return (devices[0], devices[-1])
+
+
+def choose_preset(preset: Optional[str], devices) -> Tuple[str, str]:
+    """(preset, why): the user's choice, else 'paper' on a GPU and 'mini' on a CPU."""
+    if preset is not None:
+        return preset, "chosen with --preset"
+    on_gpu = any(d.is_cuda for d in devices) if devices else gpu_available()
+    if on_gpu:
+        return "paper", "a GPU is available, so the paper's network (227x227 input, 60.9M weights)"
+    return "mini", ("no GPU found: the paper's network takes ~7 s per batch of 128 on a CPU, so "
+                    "'mini' (same 8 layers, 2 columns, LRN, overlapping pooling, dropout; 64x64 "
+                    "input, 1/4 of the kernels) which trains in minutes")
+
+
+def set_precision(precision: str) -> str:
+    """fp32 or tf32 for float32 matrix products on the GPU (a no-op on the CPU).
+
+    TF32 keeps float32 storage but multiplies with a 10-bit mantissa on tensor cores (about 8x
+    the fp32 rate on an H100/H200). CuPy reads CUPY_TF32 when it first multiplies float32
+    matrices; setting its compute type directly also works after that.
+    """
+    if precision not in ("fp32", "tf32"):
+        raise ValueError(f"unknown precision {precision!r}: use fp32 or tf32")
+    os.environ["CUPY_TF32"] = "1" if precision == "tf32" else "0"
+    from .backend import cupy
+    if cupy is not None:
+        try:
+            from cupy._core import _routines_linalg as linalg
+            linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if precision == "tf32"
+                                    else linalg.COMPUTE_TYPE_DEFAULT)
+        except (ImportError, AttributeError):  # another CuPy layout: the variable still applies
+            pass
+    return precision
+
+
+def default_epochs(data: str, preset: str) -> int:
+    kind = "builtin" if str(data).split(":")[0] == "builtin" else "other"
+    return DEFAULT_EPOCHS.get((kind, preset), PAPER_EPOCHS)
+
+
+# --------------------------------------------------------------------------------------------
+# Random state (exact resume)
+# --------------------------------------------------------------------------------------------
+
+def find_generators(model) -> Dict[str, object]:
+    """The NumPy generators the model draws dropout masks from, by name: AlexNet's
+    ``dropout_generators`` and any ``nn.Dropout`` layer's ``generator``. Their states go into
+    the checkpoint. (CuPy generators on a GPU keep no readable state, so exact resume is a CPU
+    guarantee.)"""
+    found = {}
+    for i, g in enumerate(getattr(model, "dropout_generators", ()) or ()):
+        found[f"dropout_generators.{i}"] = g
+    for name, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
+        g = module.__dict__.get("generator")
+        if g is not None:
+            found[f"{name}.generator"] = g
+    return {k: g for k, g in found.items() if isinstance(g, numpy.random.Generator)}
+
+
+def generator_states(model) -> Dict[str, str]:
+    return {k: json.dumps(g.bit_generator.state) for k, g in find_generators(model).items()}
+
+
+def restore_generator_states(model, states: Dict[str, str]) -> None:
+    gens = find_generators(model)
+    for key, text in states.items():
+        if key in gens:
+            gens[key].bit_generator.state = json.loads(text)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+class _StopFlag:
+    """First Ctrl-C: finish cleanly after the current step; second Ctrl-C: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _topk_correct(logits, labels, k: int) -> Tuple[int, int]:
+    """(top-1 correct, top-k correct) counts for a batch of logits (N, C) and labels (N,)."""
+    scores, labels = as_numpy(logits), as_numpy(labels)
+    k = min(k, scores.shape[1])
+    top = numpy.argsort(-scores, axis=1, kind="stable")[:, :k]
+    hit = top == labels[:, None]
+    return int(hit[:, 0].sum()), int(hit.any(axis=1).sum())
+
+
+def _new_out_dir() -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join("runs", stamp)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join("runs", f"{stamp}-{n}")
+    return path
+
+
+class Trainer:
+    """One run: set up (or restore) model, optimizer, schedule and data, then loop epochs."""
+
+    def __init__(self, config: TrainConfig, echo: Callable[[str], None] = print,
+                 on_step: Optional[Callable[[int, float], None]] = None):
+        self.config = dataclasses.replace(config)
+        self.echo = echo
+        self.on_step = on_step
+        self.losses: List[float] = []
+        self.history: List[Dict] = []
+        self.epoch = 0          # epochs completed
+        self.batch = 0          # next batch of the current epoch
+        self.step = 0           # updates done
+        self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        self.checkpoint_path: Optional[str] = None
+
+    # -- setting up ------------------------------------------------------------------------
+    def _merge_resume(self) -> Optional[Dict]:
+        """On --resume, take the checkpoint's options for everything the user did not give."""
+        cfg = self.config
+        if not cfg.resume:
+            return None
+        from .checkpoint import read_extra, read_meta
+        path = cfg.resume
+        if os.path.isdir(path):
+            path = os.path.join(path, "last.h5")
+        meta, extra = read_meta(path), read_extra(path)
+        if "train" not in extra:
+            raise TrainingError(f"{path}: this checkpoint holds no training state (it was not "
+                                "written by 'train'), so it cannot be resumed")
+        saved = json.loads(extra["train"]["config"])
+        for key in _FROM_CHECKPOINT:
+            if getattr(cfg, key) is None or key in ("data", "seed") and getattr(cfg, key) == \
+                    getattr(TrainConfig, key):
+                setattr(cfg, key, saved.get(key))
+        if cfg.preset is not None and cfg.preset != meta.get("preset"):
+            raise TrainingError(f"{path} holds preset {meta.get('preset')!r}, not {cfg.preset!r}")
+        cfg.preset = meta.get("preset")
+        if cfg.out is None:
+            cfg.out = os.path.dirname(os.path.abspath(path))
+        return {"path": path, "meta": meta, "extra": extra}
+
+    def setup(self) -> None:
+        from . import data as D
+        from .models import AlexNet
+        from .optim import SGD, make_schedule
+        cfg = self.config
+        resume = self._merge_resume()
+        for key, value in _DEFAULTS.items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        devices = parse_devices(cfg.devices)
+        preset, why = choose_preset(cfg.preset, devices)
+        cfg.preset = preset
+        from .models import get_preset
+        spec = get_preset(preset)
+        if devices is None:
+            from .backend import default_devices
+            devices = default_devices()
+        set_precision(cfg.precision)
+        if cfg.epochs is None:
+            cfg.epochs = default_epochs(cfg.data, preset)
+        place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
+        self.echo(f"preset '{preset}' on {place}: {why}")
+
+        base = D.base_size_for(spec.input_size)
+        self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
+        self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
+        self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
+                  f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
+                  f"stored {base}x{base}, random {spec.input_size}x{spec.input_size} crops "
+                  "with flips and PCA lighting (§4.1)")
+
+        self.model = AlexNet(num_classes=self.train_set.num_classes, preset=preset,
+                             devices=devices, seed=cfg.seed)
+        self.devices = self.model.devices
+        self.optimizer = SGD(self.model.named_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                             weight_decay=cfg.weight_decay, decay_biases=cfg.decay_biases)
+        self.schedule = make_schedule(cfg.schedule, self.optimizer, patience=cfg.patience,
+                                      step_size=cfg.step_size)
+        if resume is not None:
+            self._restore(resume)
+        nparams = sum(p.size for p in self.model.parameters())
+        self.echo(f"AlexNet '{preset}': {nparams:,} parameters; SGD lr {self.optimizer.lr:g}, "
+                  f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
+                  f"({'biases too' if cfg.decay_biases else 'not on biases'}), batch "
+                  f"{cfg.batch_size}; lr / 10 "
+                  + (f"when validation error stalls for {cfg.patience} epochs (at most 3 times, §5)"
+                     if cfg.schedule == "plateau" else f"every {cfg.step_size} epochs (at most 3 times)")
+                  + f"; {cfg.epochs} epochs, seed {cfg.seed}")
+        self.out = cfg.out or _new_out_dir()
+        os.makedirs(self.out, exist_ok=True)
+        with open(os.path.join(self.out, "config.json"), "w") as fh:
+            json.dump(cfg.resolved(), fh, indent=2)
+        self._open_metrics(resume)
+        self.echo(f"writing to {self.out}/ (metrics.jsonl, last.h5 every epoch, best.h5)"
+                  + (f"; resumed from {resume['path']} at epoch {self.epoch + 1}, batch "
+                     f"{self.batch}" if resume else ""))
+
+    def _restore(self, resume: Dict) -> None:
+        from .checkpoint import CheckpointError, load
+        path, extra = resume["path"], resume["extra"]
+        try:
+            load(path, model=self.model, optimizer=self.optimizer)
+        except CheckpointError as e:
+            raise TrainingError(str(e).splitlines()[0] + " (the data or preset differ from the "
+                                "checkpoint's?)") from None
+        state = extra["train"]
+        self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+        self.sums = json.loads(state["sums"])
+        self.schedule.load_state_dict(json.loads(state["schedule"]))
+        self.history = json.loads(state["history"])
+        restore_generator_states(self.model, extra.get("rng", {}))
+
+    def _open_metrics(self, resume) -> None:
+        """metrics.jsonl: on resume into the same folder, drop lines written after the checkpoint."""
+        self.metrics_path = os.path.join(self.out, "metrics.jsonl")
+        kept = []
+        if resume is not None:
+            if os.path.exists(self.metrics_path):
+                with open(self.metrics_path) as fh:
+                    kept = [json.loads(line) for line in fh if line.strip()]
+                kept = [r for r in kept if r.get("step", 0) <= self.step]
+            else:
+                kept = list(self.history)
+        with open(self.metrics_path, "w") as fh:
+            for r in kept:
+                fh.write(json.dumps(r) + "\n")
+
+    def _log(self, record: Dict) -> None:
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, rng_states: Optional[Dict[str, str]] = None) -> str:
+        """Write last.h5 (atomically) with everything --resume needs."""
+        from .checkpoint import save
+        stats = self.train_set.stats
+        extra = {
+            "train": {"epoch": self.epoch, "batch": self.batch, "step": self.step,
+                      "sums": json.dumps(self.sums), "schedule": json.dumps(self.schedule.state_dict()),
+                      "history": json.dumps(self.history), "config": json.dumps(self.config.resolved())},
+            "rng": rng_states if rng_states is not None else generator_states(self.model),
+            "data": {"mean": numpy.asarray(stats.mean), "pca_eigenvalues": numpy.asarray(stats.pca_eigenvalues),
+                     "pca_eigenvectors": numpy.asarray(stats.pca_eigenvectors),
+                     "classes": numpy.array([c.encode() for c in self.train_set.classes]),
+                     "class_names": numpy.array([c.encode() for c in self.train_set.class_names]),
+                     "spec": self.config.data, "base_size": self.train_set.base_size},
+        }
+        if not extra["rng"]:
+            extra.pop("rng")
+        path = os.path.join(self.out, "last.h5")
+        save(path, self.model, optimizer=self.optimizer, extra=extra, epoch=self.epoch,
+             step=self.step, batch=self.batch)
+        self.checkpoint_path = path
+        return path
+
+    # -- the loop --------------------------------------------------------------------------
+    def _loader(self, train: bool):
+        from . import data as D
+        cfg = self.config
+        if train:
+            return D.DataLoader(self.train_set, cfg.batch_size, input_size=self.model.input_size,
+                                train=True, device=self.devices[0], seed=cfg.seed,
+                                epoch=self.epoch, start_batch=self.batch, workers=cfg.workers)
+        return D.DataLoader(self.val_set, cfg.batch_size, input_size=self.model.input_size,
+                            train=False, device=self.devices[0], seed=cfg.seed,
+                            workers=cfg.workers, stats=self.train_set.stats)
+
+    def _batches_per_epoch(self) -> int:
+        from . import data as D
+        n = len(D.DataLoader(self.train_set, self.config.batch_size, input_size=self.model.input_size,
+                             train=True, device=self.devices[0], seed=self.config.seed))
+        if self.config.limit_batches:
+            n = min(n, self.config.limit_batches)
+        return n
+
+    def train_step(self, images, labels) -> Tuple[float, int]:
+        """Forward, loss, backward, update: (loss, correct). Raises TrainingError on NaN/inf."""
+        from . import functional as F
+        model = self.model
+        model.train()
+        logits = model(Tensor(images, device=self.devices[0]))
+        loss = F.cross_entropy(logits, labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = (f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
+                    else "no checkpoint was written yet")
+            raise TrainingError(
+                f"the loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
+                f"{self.batch + 1}) with learning rate {self.optimizer.lr:g}: training diverged; "
+                f"{kept}. Try a smaller --lr")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        top1, _ = _topk_correct(logits.data, labels, 1)
+        return value, top1
+
+    def run_epoch(self, stop: _StopFlag, nb: int) -> bool:
+        """Train from self.batch to the end of the epoch; False when stopped by Ctrl-C."""
+        cfg = self.config
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                       unit="batch", dynamic_ncols=True, leave=False)
+        loader = iter(self._loader(train=True)) if self.batch < nb else iter(())
+        started = time.perf_counter()
+        try:
+            while self.batch < nb:
+                rng = generator_states(self.model)     # the state this step starts from
+                if stop.requested:
+                    self._interrupted(rng)
+                    return False
+                try:
+                    images, labels = next(loader)
+                    t0 = time.perf_counter()
+                    loss, correct = self.train_step(images, labels)
+                except KeyboardInterrupt:
+                    self._interrupted(rng)
+                    return False
+                n = len(labels)
+                dt = time.perf_counter() - t0
+                self.step += 1
+                self.batch += 1
+                self.losses.append(loss)
+                self.sums["loss"] += loss * n
+                self.sums["correct"] += correct
+                self.sums["seen"] += n
+                self.sums["seconds"] += dt
+                if self.step % cfg.log_every == 0 or self.batch == nb:
+                    self._log({"event": "step", "step": self.step, "epoch": self.epoch + 1,
+                               "epoch_float": self.epoch + self.batch / nb, "loss": loss,
+                               "top1_error": 1 - correct / n, "lr": self.optimizer.lr})
+                if bar is not None:
+                    seen = max(self.sums["seen"], 1)
+                    bar.set_postfix(loss=f"{self.sums['loss'] / seen:.3f}",
+                                    acc=f"{100 * self.sums['correct'] / seen:.1f}%",
+                                    img_s=f"{n / max(time.perf_counter() - started, 1e-9):.0f}")
+                    bar.update(1)
+                started = time.perf_counter()
+                if self.on_step is not None:
+                    try:
+                        self.on_step(self.step, loss)
+                    except KeyboardInterrupt:
+                        self._interrupted(generator_states(self.model))
+                        return False
+        finally:
+            if bar is not None:
+                bar.close()
+            close = getattr(loader, "close", None)
+            if close is not None:
+                close()
+        return True
+
+    def _interrupted(self, rng_states) -> None:
+        path = self.save(rng_states)
+        self.echo(f"interrupted at epoch {self.epoch + 1}, batch {self.batch} (step {self.step}): "
+                  f"saved {path}; continue with: python cli.py train --resume {path}")
+
+    def end_epoch(self) -> bool:
+        """Validate, log, schedule, checkpoint; True when the schedule says stop."""
+        from .evaluate import evaluate
+        cfg = self.config
+        val = evaluate(self.model, self._loader(train=False), cfg.limit_val_batches,
+                       progress=cfg.progress, desc="validating")
+        seen = max(self.sums["seen"], 1)
+        record = {"event": "epoch", "epoch": self.epoch + 1, "step": self.step,
+                  "lr": self.optimizer.lr, "train_loss": self.sums["loss"] / seen,
+                  "train_top1_error": 1 - self.sums["correct"] / seen,
+                  "val_loss": val.loss, "val_top1_error": val.top1_error,
+                  "val_top5_error": val.top5_error,
+                  "images_per_s": self.sums["seen"] / max(self.sums["seconds"], 1e-9),
+                  "seconds": self.sums["seconds"]}
+        best_before = min((h["val_top1_error"] for h in self.history), default=None)
+        self.history.append(record)
+        self._log(record)
+        reduced = self.schedule.step(val.top1_error)
+        self.epoch += 1
+        self.batch = 0
+        self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        path = self.save()
+        improved = best_before is None or val.top1_error < best_before
+        if improved:
+            _copy_atomic(path, os.path.join(self.out, "best.h5"))
+        self.echo(f"epoch {record['epoch']:>3}/{cfg.epochs}  train loss {record['train_loss']:.3f} "
+                  f"err {100 * record['train_top1_error']:5.1f}%  |  val loss {val.loss:.3f} "
+                  f"top-1 err {100 * val.top1_error:5.1f}%  top-5 err {100 * val.top5_error:5.1f}%"
+                  f"  |  lr {record['lr']:g}  {record['images_per_s']:.0f} img/s"
+                  + ("  (best)" if improved else ""))
+        if reduced:
+            self.echo(f"validation error stopped improving: learning rate divided by 10, now "
+                      f"{self.optimizer.lr:g} (§5)")
+        if self.schedule.finished:
+            self.echo("the learning rate was reduced 3 times and the validation error stalled "
+                      "again: stopping, as the paper did (§5)")
+        return self.schedule.finished
+
+    def run(self) -> TrainResult:
+        self.setup()
+        cfg = self.config
+        nb = self._batches_per_epoch()
+        stopped = "finished"
+        with _StopFlag() as stop:
+            try:
+                while self.epoch < cfg.epochs:
+                    if not self.run_epoch(stop, nb):
+                        stopped = "interrupted"
+                        break
+                    if self.end_epoch():
+                        stopped = "schedule"
+                        break
+            except Exception as e:
+                if _is_out_of_memory(e):
+                    raise TrainingError(
+                        f"out of GPU memory at batch size {cfg.batch_size} (preset "
+                        f"'{cfg.preset}'): try --batch-size {max(1, cfg.batch_size // 2)}"
+                        + (f"; the last good checkpoint is {self.checkpoint_path}"
+                           if self.checkpoint_path else "")) from None
+                raise
+        result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
+                             list(self.history), list(self.losses), stopped)
+        best = result.best
+        if best is not None and stopped != "interrupted":
+            self.echo(f"done: best validation top-1 error {100 * best['val_top1_error']:.1f}% "
+                      f"(accuracy {100 * (1 - best['val_top1_error']):.1f}%, top-5 error "
+                      f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
+                      f"checkpoints in {self.out}/")
+        return result
+
+
+def open_data(spec: str, split: str, seed: int, base_size: int, images: Optional[int] = None):
+    """A dataset split with ``images`` images: the built-in set draws that many, other sources
+    keep that many spread over the split (``None``: all, or the built-in set's default)."""
+    from . import data as D
+    if str(spec) == "builtin":
+        key = "num_train" if split == "train" else "num_val"
+        return D.open_dataset(spec, split, seed=seed, base_size=base_size, **{key: images})
+    return D.open_dataset(spec, split, seed=seed, base_size=base_size, limit=images)
+
+
+def _copy_atomic(src: str, dst: str) -> None:
+    tmp = dst + ".tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    from .backend import cupy
+    if cupy is not None:
+        try:
+            if isinstance(e, cupy.cuda.memory.OutOfMemoryError):
+                return True
+        except AttributeError:
+            pass
+    return type(e).__name__ == "OutOfMemoryError"
+
+
+def train(config: TrainConfig, echo: Callable[[str], None] = print,
+          on_step: Optional[Callable[[int, float], None]] = None) -> TrainResult:
+    """Run (or resume) a training job; see the module docstring. ``on_step(step, loss)`` is
+    called after every update (tests use it to inject a KeyboardInterrupt)."""
+    return Trainer(config, echo=echo, on_step=on_step).run()
