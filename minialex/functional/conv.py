@@ -172,14 +172,18 @@ class Conv2d(Function):
         k, cg, kh, kw = shape_of(weight)
         kg = k // self.groups
         gy2 = gy.transpose(0, 2, 3, 1).reshape(-1, k)          # (N*OH*OW, K), rows as in cols
-        gx = xp.empty((n, c, h, w), dtype=gy.dtype)
+        # An input that needs no gradient (AlexNet's conv1 reads the image) skips col2im, the
+        # costliest step of the backward on the CPU.
+        need_gx = self.inputs is None or self.inputs[0].requires_grad
+        gx = xp.empty((n, c, h, w), dtype=gy.dtype) if need_gx else None
         gw = xp.empty_like(weight)
         for g, col in enumerate(cols):
             gyg = xp.ascontiguousarray(gy2[:, g * kg:(g + 1) * kg])
             wmat = weight[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw)
             gw[g * kg:(g + 1) * kg] = (gyg.T @ col).reshape(kg, cg, kh, kw)
-            gx[:, g * cg:(g + 1) * cg] = col2im(gyg @ wmat, (n, cg, h, w), (kh, kw),
-                                                self.stride, self.padding)
+            if need_gx:
+                gx[:, g * cg:(g + 1) * cg] = col2im(gyg @ wmat, (n, cg, h, w), (kh, kw),
+                                                    self.stride, self.padding)
         gb = gy.sum(axis=(0, 2, 3)) if self.has_bias else None
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 

@@ -1,0 +1,68 @@
+// im2col and col2im for minialex.functional.conv2d (paper §3.5), on CuPy arrays.
+//
+// Layouts (row-major, as in the NumPy twin in functional/conv.py):
+//   x     (N, C, H, W)
+//   cols  (N*OH*OW, C*KH*KW)   row (n*OH + oy)*OW + ox, column (c*KH + i)*KW + j
+//
+// Templated on the element type T (float or double): values are copied and summed in T, the
+// input's dtype. One thread per output element, grid-stride loops, 64-bit flat indices.
+
+template <typename T>
+__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, const long long total,
+                       const int C, const int H, const int W, const int KH, const int KW,
+                       const int SH, const int SW, const int PH, const int PW,
+                       const int OH, const int OW) {
+    const long long ckk = (long long)C * KH * KW;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const long long row = idx / ckk;
+        const int col = (int)(idx - row * ckk);
+        const int j = col % KW;
+        const int i = (col / KW) % KH;
+        const int c = col / (KW * KH);
+        const int ox = (int)(row % OW);
+        const int oy = (int)((row / OW) % OH);
+        const long long n = row / ((long long)OW * OH);
+        const int iy = oy * SH - PH + i;
+        const int ix = ox * SW - PW + j;
+        T v = T(0);                                   // zero padding
+        if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+            v = x[((n * C + c) * H + iy) * W + ix];
+        }
+        cols[idx] = v;
+    }
+}
+
+// col2im as a gather: one thread per input pixel (n, c, y, x) sums the column entries that
+// im2col copied from it, i.e. every kernel offset (i, j) whose window position (oy, ox) lands on
+// it. No atomics, so the result is deterministic. Offsets are visited in the same (i, j)
+// row-major order as the NumPy twin's loop.
+template <typename T>
+__global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const long long total,
+                       const int C, const int H, const int W, const int KH, const int KW,
+                       const int SH, const int SW, const int PH, const int PW,
+                       const int OH, const int OW) {
+    const long long ckk = (long long)C * KH * KW;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const int xx = (int)(idx % W);
+        const int y = (int)((idx / W) % H);
+        const int c = (int)((idx / ((long long)W * H)) % C);
+        const long long n = idx / ((long long)W * H * C);
+        T sum = T(0);
+        for (int i = 0; i < KH; ++i) {
+            const int t = y + PH - i;                  // must equal oy * SH
+            if (t < 0 || t % SH != 0) continue;
+            const int oy = t / SH;
+            if (oy >= OH) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int u = xx + PW - j;             // must equal ox * SW
+                if (u < 0 || u % SW != 0) continue;
+                const int ox = u / SW;
+                if (ox >= OW) continue;
+                sum += cols[((n * OH + oy) * OW + ox) * ckk + (c * KH + i) * KW + j];
+            }
+        }
+        x[idx] = sum;
+    }
+}

@@ -1,0 +1,72 @@
+// Overlapping max pooling (paper §3.4) for minialex.functional.max_pool2d, on CuPy arrays.
+//
+//   x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW) int32
+//
+// argmax holds the offset i*KW + j of the window's maximum; ties go to the first maximum in
+// (i, j) row-major order (strict >), padding never wins: exactly the NumPy twin's rules.
+
+template <typename T>
+__global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y,
+                                 int* __restrict__ argmax, const long long total,
+                                 const int H, const int W, const int KH, const int KW,
+                                 const int SH, const int SW, const int PH, const int PW,
+                                 const int OH, const int OW) {
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const int ox = (int)(idx % OW);
+        const int oy = (int)((idx / OW) % OH);
+        const long long nc = idx / ((long long)OW * OH);
+        const T* plane = x + nc * H * W;
+        T best = T(0);
+        int where = -1;
+        for (int i = 0; i < KH; ++i) {
+            const int iy = oy * SH - PH + i;
+            if (iy < 0 || iy >= H) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int ix = ox * SW - PW + j;
+                if (ix < 0 || ix >= W) continue;
+                const T v = plane[iy * W + ix];
+                if (where < 0 || v > best) {
+                    best = v;
+                    where = i * KW + j;
+                }
+            }
+        }
+        y[idx] = best;
+        argmax[idx] = where;
+    }
+}
+
+// Backward as a gather: one thread per input pixel sums dy over every window that covers it and
+// whose maximum sits on it. Overlapping windows (stride < window) can give a pixel several
+// shares, all added (§3.4). No atomics: deterministic.
+template <typename T>
+__global__ void max_pool_backward(const T* __restrict__ gy, const int* __restrict__ argmax,
+                                  T* __restrict__ gx, const long long total,
+                                  const int H, const int W, const int KH, const int KW,
+                                  const int SH, const int SW, const int PH, const int PW,
+                                  const int OH, const int OW) {
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const int xx = (int)(idx % W);
+        const int y = (int)((idx / W) % H);
+        const long long nc = idx / ((long long)W * H);
+        const T* g = gy + nc * OH * OW;
+        const int* a = argmax + nc * OH * OW;
+        T sum = T(0);
+        for (int i = 0; i < KH; ++i) {
+            const int t = y + PH - i;
+            if (t < 0 || t % SH != 0) continue;
+            const int oy = t / SH;
+            if (oy >= OH) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int u = xx + PW - j;
+                if (u < 0 || u % SW != 0) continue;
+                const int ox = u / SW;
+                if (ox >= OW) continue;
+                if (a[oy * OW + ox] == i * KW + j) sum += g[oy * OW + ox];
+            }
+        }
+        gx[idx] = sum;
+    }
+}
