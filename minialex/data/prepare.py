@@ -21,6 +21,7 @@ Skipped: files that cannot be decoded, and non-image files found while scanning,
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import List, Sequence, Tuple
 
@@ -53,10 +54,10 @@ class PrepareReport:
         return "\n".join(lines)
 
 
-def _new_file(out: str, source: str, base_size: int, classes, class_names) -> h5py.File:
+def _new_file(out: str, source: str, base_size: int, options: str, classes, class_names) -> h5py.File:
     f = h5py.File(out, "w")
     f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, base_size=base_size,
-                   source=source, complete=False, created_by="minialex prepare")
+                   source=source, options=options, complete=False, created_by="minialex prepare")
     f.create_dataset("classes", data=numpy.array(classes, dtype=object), dtype=_str)
     f.create_dataset("class_names", data=numpy.array(class_names, dtype=object), dtype=_str)
     f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=_str, chunks=(256,))
@@ -125,6 +126,18 @@ def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress
     f.flush()
 
 
+def _prepare_all(f: h5py.File, datasets, splits, checkpoint_every: int, progress: bool) -> None:
+    for split in splits:
+        _prepare_split(f, datasets[split], split, checkpoint_every, progress)
+    g = f["train"]
+    stats = StatsAccumulator(g.attrs["count"], g.attrs["sum"], g.attrs["outer"]).result()
+    for name, value in stats.to_dict().items():
+        if f"stats/{name}" in f:
+            del f[f"stats/{name}"]
+        f.create_dataset(f"stats/{name}", data=value)
+    f.attrs["complete"] = True
+
+
 def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train", "val"),
                   checkpoint_every: int = 256, progress: bool = True, **open_options) -> PrepareReport:
     """Write the dataset ``source`` (any ``open_dataset`` spec) to the HDF5 cache ``out``.
@@ -139,28 +152,24 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
         raise ValueError("prepare_cache: the train split is needed for the mean and PCA")
     datasets = {s: open_dataset(source, s, base_size=base_size, **open_options) for s in splits}
     train = datasets["train"]
+    options = json.dumps(open_options, sort_keys=True)  # seed, sizes...: must match to resume
     resumed = os.path.exists(out)
     if resumed:
-        f = open_cache_file(out, "r+")
-        if str(f.attrs["source"]) != str(source) or int(f.attrs["base_size"]) != base_size:
-            msg = (f"{out} holds {f.attrs['source']} at base size {f.attrs['base_size']}, not "
-                   f"{source} at {base_size}; delete it or choose another --out")
-            f.close()
-            raise DataError(msg)
+        with open_cache_file(out, "r") as f:  # read-only first: a complete cache is left alone
+            if (str(f.attrs["source"]), int(f.attrs["base_size"]), str(f.attrs["options"])) != (
+                    str(source), base_size, options):
+                raise DataError(f"{out} holds {f.attrs['source']} at base size "
+                                f"{f.attrs['base_size']} ({f.attrs['options']}), not {source} at "
+                                f"{base_size} ({options}); delete it or choose another --out")
+            complete = bool(f.attrs["complete"])
+        if not complete:
+            with open_cache_file(out, "r+") as f:
+                _prepare_all(f, datasets, splits, checkpoint_every, progress)
     else:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-        f = _new_file(out, str(source), base_size, train.classes, train.class_names)
-    with f:
-        if not f.attrs["complete"]:
-            for split in splits:
-                _prepare_split(f, datasets[split], split, checkpoint_every, progress)
-            g = f["train"]
-            stats = StatsAccumulator(g.attrs["count"], g.attrs["sum"], g.attrs["outer"]).result()
-            for name, value in stats.to_dict().items():
-                if f"stats/{name}" in f:
-                    del f[f"stats/{name}"]
-                f.create_dataset(f"stats/{name}", data=value)
-            f.attrs["complete"] = True
+        with _new_file(out, str(source), base_size, options, train.classes, train.class_names) as f:
+            _prepare_all(f, datasets, splits, checkpoint_every, progress)
+    with open_cache_file(out, "r") as f:
         images = {s: int(f[s].attrs["written"]) for s in splits if s in f}
         skipped = [tuple(s.split("\t", 1)) for s in
                    (x.decode() if isinstance(x, bytes) else x for x in f["skipped"][()])]
