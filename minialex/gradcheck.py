@@ -19,8 +19,14 @@ Two modes:
 * ``direction``: e is a few random unit directions d over all inputs at once, comparing the
   numeric directional derivative with sum_i <dL/dx_i, d_i> (cheap for large inputs).
 
-Relative error: |a - n| / max(|a|, |n|, atol_floor). In float64 a correct op gives ~1e-8 or less;
+Relative error: |a - n| / max(|a|, |n|, floor). In float64 a correct op gives ~1e-8 or less;
 a wrong backward gives something near 1.
+
+The floor. L itself is only known to about u * S, where u = 2.2e-16 (float64's machine epsilon)
+and S = sum |f(x) * g|, so every numeric derivative carries rounding noise of about u * S / eps
+(1e-8 for S = 50): a tiny gradient (a saturated sigmoid's 1e-8) cannot be resolved better than
+that. So values below noise / rtol are compared absolutely, at the noise level:
+floor = max(floor argument, noise / rtol), noise = 8 * u * S / eps.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class GradcheckReport:
     per_input: List[float]
     compared: int
     rtol: float
+    noise: float = 0.0  # estimated rounding noise of the numeric derivatives (absolute)
 
     @property
     def passed(self) -> bool:
@@ -81,7 +88,8 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
     mode : 'elementwise', 'direction', or 'auto' (elementwise if the inputs hold at most
         ``max_elements`` values in all)
     rtol : largest relative error that passes
-    floor : relative-error denominator floor, so that values near zero compare absolutely
+    floor : relative-error denominator floor, so that values near zero compare absolutely;
+        raised to the numeric derivatives' rounding noise / rtol (see the module docstring)
 
     Returns a ``GradcheckReport``; raises ``GradcheckError`` with a table when the check fails
     (unless ``raise_on_failure`` is False).
@@ -118,6 +126,10 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
     ys = outputs(xs)
     rng = numpy.random.default_rng(seed)
     g_np = [rng.standard_normal(y.shape) for y in ys]
+    scale = sum(float(numpy.abs(as_numpy(y.data).astype(numpy.float64) * g).sum())
+                for y, g in zip(ys, g_np))
+    noise = 8 * numpy.finfo(numpy.float64).eps * scale / eps
+    floor = max(floor, noise / rtol)
     for k, (y, g) in enumerate(zip(ys, g_np)):
         if y.requires_grad:
             y.backward(y.device.put(g.astype(y.dtype)), retain_graph=k < len(ys) - 1)
@@ -177,11 +189,12 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
         raise ValueError(f"gradcheck: unknown mode {mode!r} (use 'elementwise', 'direction' or 'auto')")
 
     report = GradcheckReport(name, mode, max(per_input) if per_input else 0.0, per_input,
-                             compared, rtol)
+                             compared, rtol, noise)
     if not report.passed and raise_on_failure:
         rows.sort(key=lambda r: -r[4])
         lines = [f"gradcheck({name}) failed: max relative error {report.max_rel_error:.3e} > "
-                 f"rtol {rtol:.1e} ({mode}, eps={eps})",
+                 f"rtol {rtol:.1e} ({mode}, eps={eps}, values below {floor:.1e} compared "
+                 "absolutely)",
                  f"{'input':>6} {'where':>20} {'analytic':>14} {'numeric':>14} {'rel.err':>10}"]
         for inp, where, a, n, r in rows[:10]:
             lines.append(f"{str(inp):>6} {str(where):>20} {a:>14.6e} {n:>14.6e} {r:>10.2e}")

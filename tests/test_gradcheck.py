@@ -155,3 +155,13 @@ def test_tuple_outputs_and_seeds():
     assert gradcheck(f, [x], seed=1).max_rel_error == first.max_rel_error
     with pytest.raises(TypeError, match="must return a Tensor"):
         gradcheck(lambda t: t.numpy(), [x])
+
+
+def test_tiny_gradients_are_compared_at_the_noise_level():
+    """A saturated sigmoid has gradients near 1e-8, below what central differences resolve;
+    the check must not fail a correct op there, and must still catch a 0.1% error."""
+    x = numpy.random.default_rng(8).standard_normal((20, 20)) * 6
+    report = gradcheck(lambda t: 1.0 / (1.0 + (-t).exp()), [x], name="sigmoid")
+    assert report.passed and 0 < report.noise < 1e-6
+    with pytest.raises(GradcheckError):
+        gradcheck(lambda t: _Scaled(1.001)(1.0 / (1.0 + (-t).exp())), [x])
