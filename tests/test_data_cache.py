@@ -98,3 +98,17 @@ def test_bad_cache_files(tmp_path):
     prepare_cache("builtin", str(out), base_size=16, progress=False, **SMALL)
     with pytest.raises(DataError, match="base size"):
         prepare_cache("builtin", str(out), base_size=20, progress=False, **SMALL)
+
+
+def test_prepare_command(tmp_path):
+    from click.testing import CliRunner
+
+    from minialex.cli import main
+    out = tmp_path / "cli.h5"
+    r = CliRunner().invoke(main, ["prepare", "builtin", "--out", str(out), "--base-size", "16",
+                                  "--limit", "20", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "20 train, 20 val images of 16x16; 0 file(s) skipped" in r.output
+    assert len(open_dataset(str(out), "val")) == 20
+    r = CliRunner().invoke(main, ["prepare", str(tmp_path / "missing"), "--out", str(out)])
+    assert r.exit_code == 1 and "missing" in r.output and "Traceback" not in r.output

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, NamedTuple, Optional
 
 import numpy
 
@@ -49,6 +49,15 @@ from .errors import DataError
 from .stats import DataStats
 from .transforms import (center_offset, crop, hflip, lighting_alphas, normalize_batch,
                          pixel_offsets, random_crop_offsets, random_flips, ten_crops)
+
+
+class HostBatch(NamedTuple):
+    """One batch on the host before normalisation, unreadable images left out."""
+
+    crops: numpy.ndarray     # uint8 (n, [10,] S, S, 3)
+    labels: numpy.ndarray    # int64 (n,)
+    offsets: numpy.ndarray   # float32 (n, 3): 255 * (lighting - mean), see transforms.pixel_offsets
+    skipped: int             # images of this batch that could not be read
 
 
 class Augmentation:
@@ -146,9 +155,8 @@ class DataLoader:
             return numpy.frombuffer(memory, numpy.uint8, count).reshape(shape)
         return numpy.empty(shape, numpy.uint8)
 
-    def host_batch(self, b: int) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-        """Batch b before normalisation: (uint8 crops (n, [10,] S, S, 3), labels (n,) int64,
-        pixel offsets (n, 3) float32), with unreadable images left out."""
+    def host_batch(self, b: int) -> HostBatch:
+        """Batch b before normalisation (runs in a worker thread: it changes no loader state)."""
         indices = self.batch_indices(b)
         s, base = self.input_size, self.dataset.base_size
         aug = self.augmentation(b) if self.augment else None
@@ -160,7 +168,6 @@ class DataLoader:
                 image, label = self.dataset.load(int(i))
             except DataError as e:
                 self.dataset.record_skip(int(i), str(e))
-                self.num_skipped += 1
                 continue
             k = len(kept)
             if self.ten_crop:
@@ -179,11 +186,12 @@ class DataLoader:
         else:
             lighting = numpy.zeros((len(kept), 3))
         offsets = pixel_offsets(self.stats.mean, lighting)
-        return crops[:len(kept)], numpy.asarray(labels, dtype=numpy.int64), offsets
+        return HostBatch(crops[:len(kept)], numpy.asarray(labels, dtype=numpy.int64), offsets,
+                         len(indices) - len(kept))
 
     def _cpu_batch(self, b: int):
-        crops, labels, offsets = self.host_batch(b)
-        return normalize_batch(numpy, crops, offsets, self.scale), labels
+        host = self.host_batch(b)
+        return normalize_batch(numpy, host.crops, host.offsets, self.scale), host.labels, host.skipped
 
     # -- iteration -----------------------------------------------------------------------------
     def _produced(self) -> Iterator:
@@ -211,13 +219,15 @@ class DataLoader:
 
     def __iter__(self):
         if not self.device.is_cuda:
-            for images, labels in self._produced():
+            for images, labels, skipped in self._produced():
+                self.num_skipped += skipped
                 if len(labels):
                     yield images, labels
             return
         staged = None  # GPU: the copy of batch b+1 is in flight while batch b is used
         for host in self._produced():
-            if not len(host[1]):
+            self.num_skipped += host.skipped
+            if not len(host.labels):
                 continue
             nxt = self._stage(host)
             if staged is not None:
@@ -229,7 +239,7 @@ class DataLoader:
     # -- the GPU path (CuPy); the CPU twin is _cpu_batch -------------------------------------
     def _stage(self, host):
         """Start the asynchronous copy of a pinned uint8 batch to the GPU on the copy stream."""
-        crops, labels, offsets = host
+        crops, labels, offsets, _ = host
         with self.device:
             if self._copy_stream is None:
                 self._copy_stream = cupy.cuda.Stream(non_blocking=True)
