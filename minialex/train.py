@@ -88,7 +88,7 @@ class TrainConfig:
 
 
 #: What the checkpoint decides on --resume unless the user gave the option again.
-_FROM_CHECKPOINT = ("data", "preset", "batch_size", "lr", "momentum", "weight_decay",
+_FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                     "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
                     "val_images")
 _DEFAULTS = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
@@ -276,6 +276,10 @@ class Trainer:
             raise TrainingError(f"{path}: this checkpoint holds no training state (it was not "
                                 "written by 'train'), so it cannot be resumed")
         saved = json.loads(extra["train"]["config"])
+        # Hyperparameters given again on the command line win over the checkpoint's (e.g. a
+        # learning rate lowered by hand, as the paper's authors did); the rest come from it.
+        self.overrides = {k: getattr(cfg, k) for k in ("lr", "momentum", "weight_decay")
+                          if getattr(cfg, k) is not None}
         for key in _FROM_CHECKPOINT:
             if getattr(cfg, key) is None or key in ("data", "seed") and getattr(cfg, key) == \
                     getattr(TrainConfig, key):
@@ -353,11 +357,17 @@ class Trainer:
             raise TrainingError(str(e).splitlines()[0] + " (the data or preset differ from the "
                                 "checkpoint's?)") from None
         state = extra["train"]
+        self.checkpoint_path = path
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
         self.sums = json.loads(state["sums"])
         self.schedule.load_state_dict(json.loads(state["schedule"]))
         self.history = json.loads(state["history"])
         restore_generator_states(self.model, extra.get("rng", {}))
+        for key, value in getattr(self, "overrides", {}).items():
+            if getattr(self.optimizer, key) != value:
+                self.echo(f"{key.replace('_', ' ')} set to {value:g} (the checkpoint had "
+                          f"{getattr(self.optimizer, key):g})")
+                setattr(self.optimizer, key, float(value))
 
     def _open_metrics(self, resume) -> None:
         """metrics.jsonl: on resume into the same folder, drop lines written after the checkpoint."""
@@ -427,9 +437,10 @@ class Trainer:
         from . import functional as F
         model = self.model
         model.train()
-        logits = model(Tensor(images, device=self.devices[0]))
-        loss = F.cross_entropy(logits, labels)
-        value = loss.item()
+        with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
+            logits = model(Tensor(images, device=self.devices[0]))
+            loss = F.cross_entropy(logits, labels)
+            value = loss.item()
         if not math.isfinite(value):
             kept = (f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
                     else "no checkpoint was written yet")

@@ -1,0 +1,131 @@
+"""The training loop: a short run writes a loadable checkpoint; an interrupted and resumed run
+computes exactly the losses of an uninterrupted one; a diverging run stops and keeps the last
+good checkpoint; Ctrl-C is honoured between steps."""
+
+import json
+import os
+import signal
+
+import numpy
+import pytest
+
+import minialex
+from minialex.checkpoint import read_extra, read_meta
+from minialex.train import (TrainConfig, TrainingError, _StopFlag, choose_preset, parse_devices,
+                            train)
+
+# 192 training images in batches of 32: 6 steps per epoch, about a second on the tiny preset.
+SMALL = dict(preset="tiny", train_images=192, val_images=64, batch_size=32, progress=False,
+             log_every=1)
+
+
+def quiet(_):
+    pass
+
+
+def test_short_run_writes_a_loadable_checkpoint_and_metrics(tmp_path):
+    out = tmp_path / "run"
+    result = train(TrainConfig(epochs=2, out=str(out), **SMALL), echo=quiet)
+    assert result.stopped == "finished" and result.epochs_done == 2 and result.steps == 12
+    assert len(result.losses) == 12 and all(numpy.isfinite(result.losses))
+    for name in ("last.h5", "best.h5", "metrics.jsonl", "config.json"):
+        assert (out / name).exists(), name
+    model = minialex.load(str(out / "last.h5"))
+    assert model.preset == "tiny" and model.num_classes == 10
+    meta = read_meta(str(out / "last.h5"))
+    assert meta["epoch"] == 2 and meta["step"] == 12
+    extra = read_extra(str(out / "last.h5"))
+    assert extra["data"]["mean"].shape == (3,) and len(extra["data"]["classes"]) == 10
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    steps = [r for r in records if r["event"] == "step"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and len(steps) == 12
+    for r in epochs:
+        assert 0 <= r["val_top5_error"] <= r["val_top1_error"] <= 1
+    # the optimizer's momentum buffers went in too, one per parameter
+    from minialex.checkpoint import read_optimizer_state
+    opt = read_optimizer_state(str(out / "last.h5"))
+    assert set(opt["velocity"]) == {name for name, _ in model.named_parameters()}
+    assert opt["lr"] == 0.01 and opt["steps"] == 12
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    full = train(TrainConfig(epochs=2, out=str(tmp_path / "full"), **SMALL), echo=quiet)
+
+    def interrupt_at(step):
+        def hook(s, loss):
+            if s == step:
+                raise KeyboardInterrupt
+        return hook
+
+    out = str(tmp_path / "parts")
+    first = train(TrainConfig(epochs=2, out=out, **SMALL), echo=quiet, on_step=interrupt_at(4))
+    assert first.stopped == "interrupted" and first.steps == 4
+    meta = read_meta(os.path.join(out, "last.h5"))
+    assert (meta["epoch"], meta["batch"], meta["step"]) == (0, 4, 4)
+    second = train(TrainConfig(resume=os.path.join(out, "last.h5"), progress=False, log_every=1),
+                   echo=quiet, on_step=interrupt_at(9))
+    assert second.stopped == "interrupted" and second.steps == 9
+    third = train(TrainConfig(resume=out, progress=False, log_every=1), echo=quiet)
+    assert third.stopped == "finished"
+
+    losses = first.losses + second.losses + third.losses
+    assert losses == full.losses  # bit for bit: same batches, same dropout masks, same updates
+    a = minialex.load(os.path.join(out, "last.h5"))
+    b = minialex.load(str(tmp_path / "full" / "last.h5"))
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        numpy.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
+    assert [h["val_top1_error"] for h in third.history] == \
+        [h["val_top1_error"] for h in full.history]
+    # the metrics log of the resumed run has each step exactly once
+    steps = [json.loads(l)["step"] for l in open(os.path.join(out, "metrics.jsonl"))
+             if '"step"' in l and '"event": "step"' in l]
+    assert steps == list(range(1, 13))
+
+
+def test_diverging_run_stops_naming_the_step_and_keeps_the_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
+    good = (out / "last.h5").read_bytes()
+    with pytest.raises(TrainingError, match=r"at step \d+ \(epoch 2, batch \d+\).*last good checkpoint"):
+        train(TrainConfig(resume=str(out), epochs=3, lr=1e30, progress=False), echo=quiet)
+    assert (out / "last.h5").read_bytes() == good
+    assert read_meta(str(out / "last.h5"))["epoch"] == 1
+    minialex.load(str(out / "last.h5"))
+
+
+def test_diverging_from_the_start_says_no_checkpoint(tmp_path):
+    with pytest.raises(TrainingError, match=r"at step \d+ \(epoch 1, batch \d+\).*no checkpoint was written"):
+        train(TrainConfig(epochs=1, out=str(tmp_path / "r"), lr=1e30, **{**SMALL, "batch_size": 64}),
+              echo=quiet)
+    assert not (tmp_path / "r" / "last.h5").exists()
+
+
+def test_ctrl_c_is_deferred_to_the_end_of_the_step():
+    with _StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_preset_and_devices_choice():
+    assert choose_preset(None, parse_devices("cpu"))[0] == "mini"
+    assert choose_preset(None, parse_devices("cpu:0,cpu:1"))[0] == "mini"
+    assert choose_preset("tiny", None) == ("tiny", "chosen with --preset")
+    d0, d1 = parse_devices("cpu:0,cpu:1")
+    assert (str(d0), str(d1)) == ("cpu:0", "cpu:1")
+    with pytest.raises(ValueError, match="one or two devices"):
+        parse_devices("cpu,cpu,cpu")
+    if not minialex.gpu_available():
+        with pytest.raises(ValueError, match="does not exist"):
+            parse_devices("cuda:0")
+
+
+def test_two_logical_devices_train_like_one(tmp_path):
+    """Columns on 'cpu:0' and 'cpu:1' (the two-GPU discipline on a CPU) give the same losses."""
+    one = train(TrainConfig(epochs=1, out=str(tmp_path / "a"), **SMALL), echo=quiet)
+    two = train(TrainConfig(epochs=1, out=str(tmp_path / "b"), devices="cpu:0,cpu:1", **SMALL),
+                echo=quiet)
+    numpy.testing.assert_allclose(two.losses, one.losses, rtol=1e-5)
