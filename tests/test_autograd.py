@@ -366,6 +366,26 @@ def test_bad_backward_is_reported_with_the_op_name(op, pattern):
         op()(x).sum().backward()
 
 
+class _ReturnsNumber(Function):
+    def forward(self, x):
+        return float(x.sum())
+
+    def backward(self, gy):
+        return gy
+
+
+def test_forward_must_return_an_array():
+    with pytest.raises(TypeError, match="_ReturnsNumber.forward returned a float, not an array"):
+        _ReturnsNumber()(Tensor(numpy.ones(2)))
+
+
+def test_ops_are_reachable_from_autograd_and_ops():
+    import minialex.autograd as autograd
+    import minialex.ops as ops
+    for name in ("add", "matmul", "sum", "max", "getitem", "concat", "split", "sum_to", "Max"):
+        assert getattr(autograd, name) is getattr(ops, name)
+
+
 def test_retain_grad_keeps_intermediate_gradients():
     x = Tensor(numpy.array([1.0, 2.0]), requires_grad=True)
     h = (x * 3).retain_grad()
