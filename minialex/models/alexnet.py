@@ -71,10 +71,13 @@ def dropout_generator(seed_sequence, device: Device):
     return numpy.random.default_rng(seed_sequence)
 
 
-def relu_lrn_pool(x: Tensor) -> Tensor:
-    """ReLU, then local response normalisation (§3.3), then overlapping max pooling (§3.4)."""
-    x = F.relu(x)
-    x = F.local_response_norm(x, size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+def lrn(x: Tensor) -> Tensor:
+    """Local response normalisation with the paper's constants (§3.3), over one column's channels."""
+    return F.local_response_norm(x, size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+
+
+def max_pool(x: Tensor) -> Tensor:
+    """Overlapping max pooling, 3x3 windows with stride 2 (§3.4)."""
     return F.max_pool2d(x, kernel_size=POOL_SIZE, stride=POOL_STRIDE)
 
 
@@ -240,7 +243,13 @@ class AlexNet(nn.Module):
         return both0, both1
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, images) -> Tensor:
+    def forward(self, images, activations: Optional[dict] = None) -> Tensor:
+        """Logits (N, num_classes) on device 0 for images (N, 3, S, S).
+
+        If ``activations`` is a dict, every stage's output is stored in it: 'column0.conv1' ...
+        'column1.pool5' (conv stages after their ReLU; pool stages after LRN and pooling),
+        'column0.fc6' ... 'column1.fc7' (after ReLU, before dropout) and 'fc8' (the logits).
+        """
         if not isinstance(images, Tensor):
             images = Tensor(images)
         s = self.input_size
@@ -254,33 +263,58 @@ class AlexNet(nn.Module):
         col0, col1 = self.column0, self.column1
         n = images.shape[0]
 
+        def keep(stage, h0, h1):  # note both columns' outputs of one stage, if asked to
+            if activations is not None:
+                activations[f"column0.{stage}"], activations[f"column1.{stage}"] = h0, h1
+            return h0, h1
+
         # The image goes to both columns.
         x0 = to_device(images, d0, label="image -> column0")
         x1 = to_device(images, d1, label="image -> column1")
 
         # Layers 1 and 2: each column sees only itself.
-        h0 = relu_lrn_pool(col0.conv2(relu_lrn_pool(col0.conv1(x0))))
-        h1 = relu_lrn_pool(col1.conv2(relu_lrn_pool(col1.conv1(x1))))
+        h0, h1 = keep("conv1", F.relu(col0.conv1(x0)), F.relu(col1.conv1(x1)))
+        h0, h1 = keep("pool1", max_pool(lrn(h0)), max_pool(lrn(h1)))
+        h0, h1 = keep("conv2", F.relu(col0.conv2(h0)), F.relu(col1.conv2(h1)))
+        h0, h1 = keep("pool2", max_pool(lrn(h0)), max_pool(lrn(h1)))
 
         # Crossing 1: conv3 reads both columns' pool2.
         h0, h1 = self.exchange(h0, h1, "conv3")
-        h0 = F.relu(col0.conv3(h0))
-        h1 = F.relu(col1.conv3(h1))
+        h0, h1 = keep("conv3", F.relu(col0.conv3(h0)), F.relu(col1.conv3(h1)))
 
         # Layers 4 and 5: each column sees only itself again.
-        h0 = F.max_pool2d(F.relu(col0.conv5(F.relu(col0.conv4(h0)))), POOL_SIZE, POOL_STRIDE)
-        h1 = F.max_pool2d(F.relu(col1.conv5(F.relu(col1.conv4(h1)))), POOL_SIZE, POOL_STRIDE)
+        h0, h1 = keep("conv4", F.relu(col0.conv4(h0)), F.relu(col1.conv4(h1)))
+        h0, h1 = keep("conv5", F.relu(col0.conv5(h0)), F.relu(col1.conv5(h1)))
+        h0, h1 = keep("pool5", max_pool(h0), max_pool(h1))
 
         # Crossing 2: fc6 reads both columns' pool5, flattened (channel, row, column order).
         h0, h1 = self.exchange(h0.reshape(n, -1), h1.reshape(n, -1), "fc6")
-        h0 = self._dropout(F.relu(col0.fc6(h0)), "column0.fc6", 0)
-        h1 = self._dropout(F.relu(col1.fc6(h1)), "column1.fc6", 1)
+        h0, h1 = keep("fc6", F.relu(col0.fc6(h0)), F.relu(col1.fc6(h1)))
+        h0, h1 = self._dropout(h0, "column0.fc6", 0), self._dropout(h1, "column1.fc6", 1)
 
         # Crossing 3: fc7 reads both columns' fc6.
         h0, h1 = self.exchange(h0, h1, "fc7")
-        h0 = self._dropout(F.relu(col0.fc7(h0)), "column0.fc7", 0)
-        h1 = self._dropout(F.relu(col1.fc7(h1)), "column1.fc7", 1)
+        h0, h1 = keep("fc7", F.relu(col0.fc7(h0)), F.relu(col1.fc7(h1)))
+        h0, h1 = self._dropout(h0, "column0.fc7", 0), self._dropout(h1, "column1.fc7", 1)
 
         # Crossing 4: fc8 (on device 0) reads both columns' fc7. No ReLU: these are the logits.
         both = concat([h0, to_device(h1, d0, label="fc8 input: column1 -> column0")], axis=1)
-        return self.fc8(both)
+        logits = self.fc8(both)
+        if activations is not None:
+            activations["fc8"] = logits
+        return logits
+
+    def last_hidden(self, images) -> Tensor:
+        """The 2*fc-long last hidden layer (fc7 after ReLU, both columns, column 0 first) on
+        device 0, in test mode and without a graph: the vectors §6.1 compares (Figure 4)."""
+        from ..autograd import no_grad
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                acts = {}
+                self.forward(images, activations=acts)
+                h1 = to_device(acts["column1.fc7"], self.devices[0], label="fc7 features -> column0")
+                return concat([acts["column0.fc7"], h1], axis=1)
+        finally:
+            self.train(was_training)

@@ -31,9 +31,10 @@ import numpy
 
 from .. import functional as F
 from .. import nn
-from ..autograd import Tensor, concat, split
+from ..autograd import Tensor, concat, no_grad, split, to_device
 from ..backend import Device, as_device, default_devices
-from .alexnet import DROPOUT_SITES, AlexNet, assign_parameters, dropout_generator, split_seed
+from .alexnet import (DROPOUT_SITES, AlexNet, assign_parameters, dropout_generator, max_pool,
+                      split_seed)
 from .init import COLUMN_LAYERS, INIT_SCHEMES, initial_parameters
 from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
                       LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE, PRESETS,
@@ -154,25 +155,47 @@ class SingleDeviceAlexNet(nn.Module):
         return F.dropout(x, p=DROPOUT_P, training=self.training, mode=self.dropout_mode,
                          mask=mask, generator=self.dropout_generator)
 
-    def forward(self, images) -> Tensor:
+    def forward(self, images, activations: Optional[dict] = None) -> Tensor:
+        """Logits (N, num_classes). With a dict ``activations``, stores each stage's output
+        ('conv1', 'pool1', ..., 'fc7', 'fc8'), named as in ``AlexNet.forward`` without columns."""
         if not isinstance(images, Tensor):
             images = Tensor(images)
         s = self.input_size
         if images.ndim != 4 or images.shape[1:] != (3, s, s):
             raise ValueError(f"{type(self).__name__} ({self.preset}): expected images of shape "
                              f"(N, 3, {s}, {s}), got {images.shape}")
-        from ..autograd import to_device
+        acts = activations if activations is not None else {}
+
+        def keep(stage, h):
+            if activations is not None:
+                acts[stage] = h
+            return h
+
         x = to_device(images, self.device, label="image -> device")
-        pool = dict(kernel_size=POOL_SIZE, stride=POOL_STRIDE)
-        x = F.max_pool2d(lrn_in_groups(F.relu(self.conv1(x)), self.groups), **pool)
-        x = F.max_pool2d(lrn_in_groups(F.relu(self.conv2(x)), self.groups), **pool)
-        x = F.relu(self.conv3(x))
-        x = F.relu(self.conv4(x))
-        x = F.max_pool2d(F.relu(self.conv5(x)), **pool)
+        x = keep("conv1", F.relu(self.conv1(x)))
+        x = keep("pool1", max_pool(lrn_in_groups(x, self.groups)))
+        x = keep("conv2", F.relu(self.conv2(x)))
+        x = keep("pool2", max_pool(lrn_in_groups(x, self.groups)))
+        x = keep("conv3", F.relu(self.conv3(x)))
+        x = keep("conv4", F.relu(self.conv4(x)))
+        x = keep("conv5", F.relu(self.conv5(x)))
+        x = keep("pool5", max_pool(x))
         x = x.reshape(x.shape[0], -1)
-        x = self._dropout(F.relu(self.fc6(x)), "fc6")
-        x = self._dropout(F.relu(self.fc7(x)), "fc7")
-        return self.fc8(x)
+        x = self._dropout(keep("fc6", F.relu(self.fc6(x))), "fc6")
+        x = self._dropout(keep("fc7", F.relu(self.fc7(x))), "fc7")
+        return keep("fc8", self.fc8(x))
+
+    def last_hidden(self, images) -> Tensor:
+        """fc7 after ReLU, in test mode and without a graph (Figure 4's feature vectors)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                acts = {}
+                self.forward(images, activations=acts)
+                return acts["fc7"]
+        finally:
+            self.train(was_training)
 
 
 class GroupedAlexNet(SingleDeviceAlexNet):
