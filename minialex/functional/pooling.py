@@ -68,9 +68,9 @@ class MaxPool2d(Function):
         for i in range(kh):
             for j in range(kw):
                 v = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw][:, :, :oh, :ow]
-                better = v > y                                   # strict: the first maximum wins
-                y = numpy.where(better, v, y)
-                argmax[better] = i * kw + j
+                better = numpy.greater(v, y)                     # strict: the first maximum wins
+                numpy.copyto(y, v, where=better)
+                numpy.copyto(argmax, i * kw + j, where=better)
         self.argmax = argmax
         return y
 
