@@ -232,7 +232,7 @@ class _Reader:
     def __exit__(self, exc_type, exc, tb):
         self.file.close()
         if isinstance(exc, (OSError, KeyError, ValueError)) and not isinstance(exc, CheckpointError):
-            raise CheckpointError(f"{self.path}: damaged checkpoint ({type(exc).__name__}: "
+            raise CheckpointError(f"{self.path}: damaged or truncated checkpoint ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         return False
 

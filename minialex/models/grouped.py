@@ -135,6 +135,11 @@ class SingleDeviceAlexNet(nn.Module):
         self.dropout_generator = dropout_generator(split_seed(self.seed, 3)[1], device)
         return self
 
+    @property
+    def dropout_generators(self):
+        """The one dropout generator, as a tuple like AlexNet's (the trainer saves their states)."""
+        return (self.dropout_generator,)
+
     def set_dropout_masks(self, masks: Optional[Dict[str, object]]) -> None:
         """Fixed keep-masks: keys 'fc6' and 'fc7' with shape (N, width), or the two-column form's
         keys ('column0.fc6', 'column1.fc6', ...), which are joined column 0 first."""
