@@ -298,7 +298,8 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
     Returns a dict with 'queries' (uint8 images), 'neighbours' (lists of uint8 images),
     'neighbour_labels', 'top5' (lists of (class, p)) and 'truth' (class names or None).
     """
-    from .data import DataError, spread_indices
+    from .data import DataError
+    from .data.dataset import spread_indices
     from .train import open_data
     tm = load_trained(path, devices)
     spec = data or tm.data_spec

@@ -1,0 +1,220 @@
+"""The command line as a user meets it: every command has --help with an example; a tiny run
+trains, evaluates, predicts and draws; user mistakes give one line and exit status 1."""
+
+import json
+import os
+
+import numpy
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from minialex import cli
+from minialex.cli import main
+
+TINY = ["--preset", "tiny", "--train-images", "192", "--val-images", "64", "--batch-size", "32",
+        "--no-progress"]
+COMMANDS = ["train", "evaluate", "predict", "info", "filters", "neighbors", "plot", "gradcheck",
+            "bench"]
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False
+                                if ok else True)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny two-epoch run shared by the tests below (about two seconds)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = run("train", *TINY, "--epochs", "2", "--out", out)
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    """Two image files of the built-in set, as a user would pass them to predict."""
+    from minialex.data import open_dataset
+    folder = tmp_path_factory.mktemp("images")
+    ds = open_dataset("builtin", "val", num_val=20)
+    paths = []
+    for i in (0, 3):
+        image, label = ds.load(i)
+        path = folder / f"{ds.classes[label]}.png"
+        Image.fromarray(image).resize((120, 90)).save(path)  # not square: predict crops it
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_an_example(name):
+    out = run(name, "--help").output
+    assert "Example" in out and "python cli.py " + name in out
+
+
+def test_top_level_help_lists_the_commands():
+    out = run("--help").output
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_train_prints_what_it_does_and_writes_the_run(trained):
+    out, text = trained
+    first = text.splitlines()[0]
+    assert first.startswith("preset 'tiny' on cpu")
+    assert "epoch   2/2" in text and "top-5 err" in text and "done: best validation" in text
+    for name in ("last.h5", "best.h5", "metrics.jsonl", "config.json"):
+        assert (out / name).exists()
+
+
+def test_evaluate_prints_an_error_table(trained):
+    out, _ = trained
+    text = run("evaluate", out / "best.h5", "--limit", "64").output
+    assert "top-1 error" in text and "top-5 error" in text and "64   (centre crop)" in text
+    ten = run("evaluate", out / "last.h5", "--ten-crop", "--limit", "20").output
+    assert "10 patches" in ten and "20" in ten
+
+
+def test_predict_gives_five_classes_per_image(trained, image_files):
+    out, _ = trained
+    text = run("predict", out / "best.h5", *image_files).output
+    lines = text.splitlines()
+    assert lines[0] == image_files[0] and lines[6] == image_files[1]
+    probs = [float(l.split()[-1].rstrip("%")) for l in lines if l.startswith("  ")]
+    assert len(probs) == 10 and all(0 <= p <= 100 for p in probs)
+    assert probs[:5] == sorted(probs[:5], reverse=True)
+
+
+def test_info_prints_the_paper_parameter_count():
+    text = run("info").output
+    assert "60,965,224" in text and "227" in text and "fc8" in text and "LRN" in text
+    assert "BOTH columns" in text and "devices: column 0 on" in text
+    mini = run("info", "--preset", "mini", "--num-classes", "10").output
+    assert "60,965,224" not in mini and "'mini'" in mini
+
+
+def _png_size(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_filters_plot_and_neighbors_draw_pictures(trained, tmp_path, image_files):
+    out, _ = trained
+    text = run("filters", out / "best.h5", "--out", tmp_path / "f.png").output
+    assert "colour" in text
+    w, h = _png_size(tmp_path / "f.png")
+    assert w > 50 and h > 20 and os.path.getsize(tmp_path / "f.png") > 500
+
+    run("plot", out, "--out", tmp_path / "c.png")
+    w, h = _png_size(tmp_path / "c.png")
+    assert w > 600 and h > 200
+
+    text = run("neighbors", out / "best.h5", "--out", tmp_path / "n.png", "--top5-out",
+               tmp_path / "t.png", "--search", "64", "--queries", "3", "-k", "4").output
+    assert text.count("nearest training images are") == 3
+    w, h = _png_size(tmp_path / "n.png")
+    assert w > 4 * 96 and h > 2 * 96
+    assert _png_size(tmp_path / "t.png")[0] > 300
+    text = run("neighbors", out / "best.h5", image_files[0], "--out", tmp_path / "n1.png",
+               "--top5-out", tmp_path / "t1.png", "--search", "64").output
+    assert image_files[0] in text
+
+
+def test_gradcheck_command_passes_on_the_cpu():
+    text = run("gradcheck", "--device", "cpu").output
+    assert "12 of 12 passed" in text and "local_response_norm" in text
+
+
+def test_bench_times_a_step_on_the_cpu():
+    text = run("bench", "--preset", "tiny", "--batch-size", "8", "--steps", "1",
+               "--warmup", "0", "--devices", "cpu").output
+    assert "training step" in text and "images/s" in text
+
+
+# --------------------------------------------------------------------------------------------
+# User mistakes: one line, exit status 1, no traceback; --debug shows it
+# --------------------------------------------------------------------------------------------
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("error: ")]
+    # the message is the last line, alone (train may have said which preset it chose first)
+    assert len(errors) == 1 and lines[-1] == errors[0], result.output
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+def test_missing_checkpoint(tmp_path):
+    _one_line_error(run("evaluate", tmp_path / "nope.h5", ok=False), "nope.h5", "no such")
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("hello")
+    _one_line_error(run("filters", bad, ok=False), "bad.h5")
+
+
+def test_unknown_preset():
+    _one_line_error(run("train", "--preset", "huge", ok=False), "huge", "paper")
+    _one_line_error(run("info", "--preset", "huge", ok=False), "huge")
+
+
+def test_bad_data_spec(tmp_path):
+    _one_line_error(run("train", "--data", tmp_path / "missing", *TINY, ok=False),
+                    "missing", "not found")
+
+
+def test_checkpoint_of_another_model(trained, tmp_path):
+    out, _ = trained
+    _one_line_error(run("train", "--resume", out / "last.h5", "--preset", "mini",
+                        "--out", tmp_path / "x", ok=False), "tiny", "mini")
+    # weights of another shape: a 'mini' file under a 'tiny' name cannot be resumed from
+    from minialex import save
+    from minialex.models import AlexNet
+    other = tmp_path / "other.h5"
+    save(str(other), AlexNet(num_classes=3, preset="tiny", seed=0))
+    _one_line_error(run("predict", other, __file__, ok=False), "other.h5")
+
+
+def test_missing_image_and_non_image(trained, tmp_path):
+    out, _ = trained
+    _one_line_error(run("predict", out / "best.h5", tmp_path / "nope.png", ok=False), "nope.png")
+    text_file = tmp_path / "notes.png"
+    text_file.write_text("not an image")
+    _one_line_error(run("predict", out / "best.h5", text_file, ok=False), "notes.png")
+
+
+def test_plot_of_a_folder_without_metrics(tmp_path):
+    _one_line_error(run("plot", tmp_path, ok=False), "metrics.jsonl")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["--debug", "evaluate", str(tmp_path / "nope.h5")])
+    assert result.exit_code != 0 and result.exception is not None
+    assert not isinstance(result.exception, SystemExit)
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "nope.h5"), "--debug"])
+    assert not isinstance(result.exception, SystemExit)
+
+
+def test_ctrl_c_during_train_saves_and_exits_130(tmp_path, monkeypatch):
+    from minialex import train as train_module
+    real_step = train_module.Trainer.train_step
+    calls = []
+
+    def step(self, images, labels):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C were pressed twice during the third step
+        return real_step(self, images, labels)
+
+    monkeypatch.setattr(train_module.Trainer, "train_step", step)
+    result = run("train", *TINY, "--epochs", "1", "--out", tmp_path / "r", ok=False)
+    assert result.exit_code == cli.EXIT_INTERRUPTED, result.output
+    assert "interrupted at epoch 1, batch 2" in result.output and "--resume" in result.output
+    from minialex.checkpoint import read_meta
+    assert read_meta(str(tmp_path / "r" / "last.h5"))["step"] == 2
