@@ -154,19 +154,20 @@ class Conv2d(Function):
         g_count, kg = self.groups, k // self.groups
         oh = output_size(h, kh, self.stride[0], self.padding[0])
         ow = output_size(w, kw, self.stride[1], self.padding[1])
-        y = xp.empty((n * oh * ow, k), dtype=x.dtype)
+        y = xp.empty((n, k, oh, ow), dtype=x.dtype)
         cols = []
         for g in range(g_count):
             col = im2col(x[:, g * cg:(g + 1) * cg], (kh, kw), self.stride, self.padding)
             wmat = weight[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw)
-            y[:, g * kg:(g + 1) * kg] = col @ wmat.T            # the GEMM: (N*OH*OW, K/groups)
+            yg = col @ wmat.T                                   # the GEMM: (N*OH*OW, K/groups)
+            if bias is not None:
+                yg += bias[g * kg:(g + 1) * kg]
+            # rows are (n, oy, ox): one copy puts this group's kernels into NCHW
+            y[:, g * kg:(g + 1) * kg] = yg.reshape(n, oh, ow, kg).transpose(0, 3, 1, 2)
             cols.append(col)
-        if bias is not None:
-            y += bias
         self.save_for_backward(weight, *cols)
         self.x_shape, self.has_bias = (n, c, h, w), bias is not None
-        # rows are (n, oy, ox): back to NCHW
-        return xp.ascontiguousarray(y.reshape(n, oh, ow, k).transpose(0, 3, 1, 2))
+        return y
 
     def backward(self, gy):
         xp = get_array_module(gy)

@@ -116,9 +116,8 @@ def cross_entropy(logits, labels):
     if shape_of(labels) != (n,):
         raise ValueError(f"cross_entropy: labels must have shape ({n},) for logits shape "
                          f"{logits.shape}, got {shape_of(labels)}")
-    if n:
+    if n and bool(((labels < 0) | (labels >= classes)).any()):   # one device sync per call
         lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= classes:
-            raise ValueError(f"cross_entropy: labels must be in [0, {classes}) for logits shape "
-                             f"{logits.shape}, got values from {lo} to {hi} (labels shape {(n,)})")
+        raise ValueError(f"cross_entropy: labels must be in [0, {classes}) for logits shape "
+                         f"{logits.shape}, got values from {lo} to {hi} (labels shape {(n,)})")
     return CrossEntropy(labels)(logits)

@@ -5,6 +5,7 @@ The sources sit beside this file, one per kind of op, each a twin of its NumPy c
     conv.cu      im2col, col2im (gather, no atomics)            functional/conv.py
     pooling.cu   max_pool_forward (+ argmax), max_pool_backward  functional/pooling.py
     lrn.cu       lrn_forward, lrn_backward                       functional/normalization.py
+    (inline)     relu_backward, an ElementwiseKernel             functional/activation.py
 
 Kernels are templates on the element type, so float32 inputs are computed in float32 and float64
 inputs in float64. Each source is compiled once per GPU with ``cupy.RawModule`` (NVRTC; CuPy also
@@ -73,6 +74,26 @@ def _ints(*values):
     return tuple(numpy.int32(v) for v in values)
 
 
+def _check_int32(op: str, **counts) -> None:
+    """The kernels index rows and (image, channel) planes with 32-bit ints."""
+    for what, value in counts.items():
+        if value >= 2 ** 31:
+            raise ValueError(f"minialex.kernels.{op}: {what} = {value} does not fit the kernels' "
+                             "32-bit indices; use a smaller batch")
+
+
+_elementwise: Dict[str, object] = {}
+
+
+def relu_backward(y, gy):
+    """dx = dy where y > 0, else 0: one fused pass (CuPy caches it per dtype and device)."""
+    kernel = _elementwise.get("relu_backward")
+    if kernel is None:
+        kernel = _elementwise["relu_backward"] = cupy.ElementwiseKernel(
+            "T y, T gy", "T gx", "gx = y > (T)0 ? gy : (T)0", "minialex_relu_backward")
+    return kernel(y, gy)
+
+
 # --------------------------------------------------------------------------------------------
 # Launchers: allocate the outputs, check layouts, call the kernel
 # --------------------------------------------------------------------------------------------
@@ -81,6 +102,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """(N, C, H, W) -> cols (N*OH*OW, C*kh*kw); see conv.cu."""
     x = cupy.ascontiguousarray(x)
     n, c, h, w = x.shape
+    _check_int32("im2col", rows=n * oh * ow)
     cols = cupy.empty((n * oh * ow, c * kh * kw), dtype=x.dtype)
     launch("im2col", x.dtype, cols.size,
            (x, cols, numpy.int64(cols.size)) + _ints(c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
@@ -90,6 +112,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
 def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """cols (N*OH*OW, C*kh*kw) -> (N, C, H, W), summing overlaps; see conv.cu."""
     cols = cupy.ascontiguousarray(cols)
+    _check_int32("col2im", rows=n * oh * ow, planes=n * c)
     x = cupy.empty((n, c, h, w), dtype=cols.dtype)
     launch("col2im", cols.dtype, x.size,
            (cols, x, numpy.int64(x.size)) + _ints(c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
@@ -100,6 +123,7 @@ def max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """(N, C, H, W) -> (y, argmax int32), both (N, C, OH, OW); see pooling.cu."""
     x = cupy.ascontiguousarray(x)
     n, c, h, w = x.shape
+    _check_int32("max_pool_forward", planes=n * c)
     y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = cupy.empty((n, c, oh, ow), dtype=numpy.int32)
     launch("max_pool_forward", x.dtype, y.size,
@@ -122,6 +146,7 @@ def lrn_forward(x, size, alpha, beta, k):
     """x (N, C, H, W) -> (y, scale), both (N, C, H, W); see lrn.cu."""
     x = cupy.ascontiguousarray(x)
     n, c, h, w = x.shape
+    _check_int32("lrn_forward", planes=n * c)
     t = x.dtype.type
     y, scale = cupy.empty_like(x), cupy.empty_like(x)
     launch("lrn_forward", x.dtype, x.size,

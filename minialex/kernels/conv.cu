@@ -15,19 +15,20 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, const long
     const long long ckk = (long long)C * KH * KW;
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
-        const long long row = idx / ckk;
-        const int col = (int)(idx - row * ckk);
+        const long long row64 = idx / ckk;             // the one 64-bit division
+        const int row = (int)row64;                    // N*OH*OW < 2^31 (checked in Python)
+        const int col = (int)(idx - row64 * ckk);
         const int j = col % KW;
         const int i = (col / KW) % KH;
         const int c = col / (KW * KH);
-        const int ox = (int)(row % OW);
-        const int oy = (int)((row / OW) % OH);
-        const long long n = row / ((long long)OW * OH);
+        const int ox = row % OW;
+        const int oy = (row / OW) % OH;
+        const int n = row / (OW * OH);
         const int iy = oy * SH - PH + i;
         const int ix = ox * SW - PW + j;
         T v = T(0);                                   // zero padding
         if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-            v = x[((n * C + c) * H + iy) * W + ix];
+            v = x[((long long)(n * C + c) * H + iy) * W + ix];
         }
         cols[idx] = v;
     }
@@ -45,10 +46,12 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const long
     const long long ckk = (long long)C * KH * KW;
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
-        const int xx = (int)(idx % W);
-        const int y = (int)((idx / W) % H);
-        const int c = (int)((idx / ((long long)W * H)) % C);
-        const long long n = idx / ((long long)W * H * C);
+        const int plane = (int)(idx / ((long long)H * W));   // n * C + c (< 2^31)
+        const int rem = (int)(idx - (long long)plane * H * W);
+        const int y = rem / W;
+        const int xx = rem % W;
+        const int c = plane % C;
+        const int n = plane / C;
         T sum = T(0);
         for (int i = 0; i < KH; ++i) {
             const int t = y + PH - i;                  // must equal oy * SH
@@ -60,7 +63,7 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const long
                 if (u < 0 || u % SW != 0) continue;
                 const int ox = u / SW;
                 if (ox >= OW) continue;
-                sum += cols[((n * OH + oy) * OW + ox) * ckk + (c * KH + i) * KW + j];
+                sum += cols[(long long)((n * OH + oy) * OW + ox) * ckk + (c * KH + i) * KW + j];
             }
         }
         x[idx] = sum;

@@ -16,7 +16,7 @@ __global__ void lrn_forward(const T* __restrict__ x, T* __restrict__ y, T* __res
                             const T alpha, const T beta, const T k) {
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
-        const int c = (int)((idx / HW) % C);
+        const int c = (int)(idx / HW) % C;            // (n * C + c) fits in an int
         const T a = x[idx];
         T s = a * a;
         for (int d = 1; d <= half; ++d) {
@@ -36,7 +36,7 @@ __global__ void lrn_backward(const T* __restrict__ gy, const T* __restrict__ x,
                              const int half, const T beta, const T two_alpha_beta) {
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
-        const int c = (int)((idx / HW) % C);
+        const int c = (int)(idx / HW) % C;            // (n * C + c) fits in an int
         T inner = gy[idx] * y[idx] / scale[idx];
         for (int d = 1; d <= half; ++d) {
             if (c - d >= 0) { const long long o = idx - (long long)d * HW; inner += gy[o] * y[o] / scale[o]; }

@@ -13,10 +13,11 @@ __global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y,
                                  const int OH, const int OW) {
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
-        const int ox = (int)(idx % OW);
-        const int oy = (int)((idx / OW) % OH);
-        const long long nc = idx / ((long long)OW * OH);
-        const T* plane = x + nc * H * W;
+        const int plane = (int)(idx / ((long long)OH * OW));  // n * C + c (< 2^31)
+        const int rem = (int)(idx - (long long)plane * OH * OW);
+        const int oy = rem / OW;
+        const int ox = rem % OW;
+        const T* xplane = x + (long long)plane * H * W;
         T best = T(0);
         int where = -1;
         for (int i = 0; i < KH; ++i) {
@@ -25,7 +26,7 @@ __global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y,
             for (int j = 0; j < KW; ++j) {
                 const int ix = ox * SW - PW + j;
                 if (ix < 0 || ix >= W) continue;
-                const T v = plane[iy * W + ix];
+                const T v = xplane[iy * W + ix];
                 if (where < 0 || v > best) {
                     best = v;
                     where = i * KW + j;
@@ -48,11 +49,12 @@ __global__ void max_pool_backward(const T* __restrict__ gy, const int* __restric
                                   const int OH, const int OW) {
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
-        const int xx = (int)(idx % W);
-        const int y = (int)((idx / W) % H);
-        const long long nc = idx / ((long long)W * H);
-        const T* g = gy + nc * OH * OW;
-        const int* a = argmax + nc * OH * OW;
+        const int plane = (int)(idx / ((long long)H * W));    // n * C + c (< 2^31)
+        const int rem = (int)(idx - (long long)plane * H * W);
+        const int y = rem / W;
+        const int xx = rem % W;
+        const T* g = gy + (long long)plane * OH * OW;
+        const int* a = argmax + (long long)plane * OH * OW;
         T sum = T(0);
         for (int i = 0; i < KH; ++i) {
             const int t = y + PH - i;
