@@ -1,11 +1,15 @@
 """conv2d, im2col, col2im: gradient checks, fast == naive, shapes, dtypes and errors (§3.5)."""
 
+import os
+import shutil
+import subprocess
+
 import numpy
 import pytest
 
 import minialex
 import minialex.functional as F
-from minialex import Tensor, gradcheck
+from minialex import Tensor, gradcheck, kernels
 from minialex.functional.conv import Conv2d, col2im, im2col
 
 # (N, C, H, W, K, kernel, stride, padding, groups)
@@ -192,3 +196,20 @@ def test_conv2d_cupy_matches_numpy_float32(rng, stride, padding, groups, kernel)
     numpy.testing.assert_allclose(y_gpu, y_cpu, rtol=2e-4, atol=2e-4)
     for gg, gc in zip(grads_gpu, grads_cpu):
         numpy.testing.assert_allclose(gg, gc, rtol=2e-4, atol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the CUDA compiler)")
+@pytest.mark.parametrize("filename", sorted(kernels.KERNELS))
+def test_cuda_sources_compile(tmp_path, filename):
+    """Every kernel named in minialex.kernels.KERNELS compiles for float and double (sm_90), so a
+    syntax error in a .cu file shows up on machines without a GPU too."""
+    wrapper = tmp_path / f"check_{filename}"
+    lines = [f'#include "{os.path.join(os.path.dirname(kernels.__file__), filename)}"',
+             "void instantiate_all() {"]
+    lines += [f"  (void)(void*)&{name}<{ctype}>;" for name in kernels.KERNELS[filename]
+              for ctype in kernels.C_TYPES.values()]
+    wrapper.write_text("\n".join(lines + ["}"]) + "\n")
+    result = subprocess.run(["nvcc", "-std=c++14", "-arch=sm_90", "-ptx", str(wrapper),
+                             "-o", str(tmp_path / "out.ptx")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
