@@ -82,9 +82,10 @@ def main(ctx, debug):
 # --------------------------------------------------------------------------------------------
 
 @command("train")
-@click.option("--data", default="builtin", show_default=True, metavar="SPEC",
+@click.option("--data", default=None, metavar="SPEC",
               help="'builtin', 'fashion-mnist[:DIR]', an ImageNet-layout folder (train/ and val/ "
-                   "with one folder per class) or a cache .h5 written by 'prepare'.")
+                   "with one folder per class) or a cache .h5 written by 'prepare'. "
+                   "[default: builtin]")
 @click.option("--preset", default=None, metavar="NAME",
               help="paper, mini or tiny. Default: paper with a GPU, mini without.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -104,8 +105,8 @@ def main(ctx, debug):
                    "device holds both. Default: two GPUs, one GPU, or the CPU.")
 @click.option("--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
               help="tf32: tensor-core matrix products on the GPU (no effect on the CPU).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seeds weights, dropout, data order and augmentation.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seeds weights, dropout, data order and augmentation. [default: 0]")
 @click.option("--out", default=None, metavar="DIR",
               help="Run folder (metrics.jsonl, last.h5, best.h5). Default: runs/<date>-<time>, "
                    "or the checkpoint's folder with --resume.")

@@ -59,7 +59,7 @@ class TrainingError(RuntimeError):
 class TrainConfig:
     """Options of a run. ``None`` means: the default, or on ``--resume`` the checkpoint's value."""
 
-    data: str = "builtin"
+    data: Optional[str] = None            # None: "builtin"
     preset: Optional[str] = None          # None: 'paper' with a GPU, 'mini' without
     epochs: Optional[int] = None          # None: DEFAULT_EPOCHS / PAPER_EPOCHS
     batch_size: Optional[int] = None      # 128 (§5)
@@ -69,7 +69,7 @@ class TrainConfig:
     decay_biases: bool = False
     devices: Optional[str] = None         # 'cuda:0,cuda:1', 'cpu:0,cpu:1', 'cpu', ...
     precision: str = "fp32"               # 'fp32' or 'tf32' (GPU matmuls only)
-    seed: int = 0
+    seed: Optional[int] = None            # None: 0
     out: Optional[str] = None
     resume: Optional[str] = None
     workers: int = 0
@@ -91,7 +91,7 @@ class TrainConfig:
 _FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                     "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
                     "val_images")
-_DEFAULTS = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
+_DEFAULTS = dict(data="builtin", seed=0, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
                  patience=2, step_size=30)
 
 
@@ -136,11 +136,12 @@ def choose_preset(preset: Optional[str], devices) -> Tuple[str, str]:
     if preset is not None:
         return preset, "chosen with --preset"
     on_gpu = any(d.is_cuda for d in devices) if devices else gpu_available()
+    from .models import PRESETS
     if on_gpu:
-        return "paper", "a GPU is available, so the paper's network (227x227 input, 60.9M weights)"
-    return "mini", ("no GPU found: the paper's network takes ~7 s per batch of 128 on a CPU, so "
-                    "'mini' (same 8 layers, 2 columns, LRN, overlapping pooling, dropout; 64x64 "
-                    "input, 1/4 of the kernels) which trains in minutes")
+        return "paper", f"a GPU is available, so the paper's network ({PRESETS['paper'].description})"
+    return "mini", ("no GPU found: the paper's network takes ~7 s per batch of 128 on a 2-core CPU, "
+                    f"so 'mini', the same 8 layers and 2 columns made small "
+                    f"({PRESETS['mini'].description})")
 
 
 def set_precision(precision: str) -> str:
@@ -159,7 +160,7 @@ def set_precision(precision: str) -> str:
             from cupy._core import _routines_linalg as linalg
             linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if precision == "tf32"
                                     else linalg.COMPUTE_TYPE_DEFAULT)
-        except (ImportError, AttributeError):  # another CuPy layout: the variable still applies
+        except Exception:  # another CuPy layout: the environment variable still applies
             pass
     return precision
 
@@ -281,8 +282,7 @@ class Trainer:
         self.overrides = {k: getattr(cfg, k) for k in ("lr", "momentum", "weight_decay")
                           if getattr(cfg, k) is not None}
         for key in _FROM_CHECKPOINT:
-            if getattr(cfg, key) is None or key in ("data", "seed") and getattr(cfg, key) == \
-                    getattr(TrainConfig, key):
+            if getattr(cfg, key) is None:
                 setattr(cfg, key, saved.get(key))
         if cfg.preset is not None and cfg.preset != meta.get("preset"):
             raise TrainingError(f"{path} holds preset {meta.get('preset')!r}, not {cfg.preset!r}")
@@ -576,6 +576,9 @@ class Trainer:
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
                 raise
+        if self.epoch >= cfg.epochs and stopped == "finished" and self.config.resume:
+            self.echo(f"nothing to do: the run has done {self.epoch} of {cfg.epochs} epochs; "
+                      "give --epochs to train longer")
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
                              list(self.history), list(self.losses), stopped)
         best = result.best
