@@ -7,7 +7,7 @@ times) and a checkpoint.
 
 What a run writes to its folder (``--out``, default ``runs/<date>-<time>``)::
 
-    config.json     the options of the run
+    config.json     the options of the run (runs/latest points to the newest default folder)
     metrics.jsonl   one JSON object per line: {"event": "step", ...} every ``log_every`` steps
                     (loss, accuracy, lr) and {"event": "epoch", ...} after each epoch
                     (train/val loss, top-1/top-5 error, lr, images/s, seconds)
@@ -341,6 +341,8 @@ class Trainer:
                   + f"; {cfg.epochs} epochs, seed {cfg.seed}")
         self.out = cfg.out or _new_out_dir()
         os.makedirs(self.out, exist_ok=True)
+        if cfg.out is None:
+            _point_latest(self.out)
         with open(os.path.join(self.out, "config.json"), "w") as fh:
             json.dump(cfg.resolved(), fh, indent=2)
         self._open_metrics(resume)
@@ -598,6 +600,19 @@ def open_data(spec: str, split: str, seed: int, base_size: int, images: Optional
         key = "num_train" if split == "train" else "num_val"
         return D.open_dataset(spec, split, seed=seed, base_size=base_size, **{key: images})
     return D.open_dataset(spec, split, seed=seed, base_size=base_size, limit=images)
+
+
+def _point_latest(out: str) -> None:
+    """runs/latest -> the newest default run folder, so that 'runs/latest/best.h5' works.
+    Best effort: where links are not allowed the folder is still there under its own name."""
+    link = os.path.join(os.path.dirname(out), "latest")
+    try:
+        if os.path.islink(link):
+            os.remove(link)
+        if not os.path.exists(link):
+            os.symlink(os.path.basename(out), link)
+    except OSError:
+        pass
 
 
 def _copy_atomic(src: str, dst: str) -> None:

@@ -129,3 +129,24 @@ def test_two_logical_devices_train_like_one(tmp_path):
     two = train(TrainConfig(epochs=1, out=str(tmp_path / "b"), devices="cpu:0,cpu:1", **SMALL),
                 echo=quiet)
     numpy.testing.assert_allclose(two.losses, one.losses, rtol=1e-5)
+
+
+def test_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
+    from minialex import train as train_module
+
+    class OutOfMemoryError(MemoryError):  # what cupy.cuda.memory raises, by name
+        pass
+
+    def step(self, images, labels):
+        raise OutOfMemoryError("out of memory allocating 1,234,567 bytes")
+
+    monkeypatch.setattr(train_module.Trainer, "train_step", step)
+    with pytest.raises(TrainingError, match="out of GPU memory at batch size 32.*--batch-size 16"):
+        train(TrainConfig(epochs=1, out=str(tmp_path / "r"), **SMALL), echo=quiet)
+
+
+def test_default_out_folder_and_latest_link(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = train(TrainConfig(epochs=1, **{**SMALL, "limit_batches": 1}), echo=quiet)
+    assert os.path.dirname(result.out_dir) == "runs"
+    assert os.path.exists(os.path.join("runs", "latest", "last.h5"))
