@@ -108,31 +108,11 @@ def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool 
 # Features of the last hidden layer (Figure 4, right)
 # --------------------------------------------------------------------------------------------
 
-class _CaptureInput:
-    """Stands in for fc8 for one forward pass and keeps what fc8 reads: both columns' fc7
-    outputs after ReLU (and dropout's test-time scaling), the 4096-d vector of §6.1."""
-
-    def __init__(self, fc8):
-        self.fc8, self.captured = fc8, None
-
-    def __call__(self, x):
-        self.captured = as_numpy(x.data)
-        return self.fc8(x)
-
-
 def last_hidden_features(model, images) -> numpy.ndarray:
-    """(N, 2*fc) host array: the last hidden layer's activity for a batch (N, 3, S, S)."""
-    model.eval()
-    fc8 = model._modules["fc8"]
-    capture = _CaptureInput(fc8)
-    object.__setattr__(model, "fc8", capture)  # an instance attribute shadows the registered fc8
-    try:
-        data = images.data if isinstance(images, Tensor) else images
-        with no_grad():
-            model(Tensor(data, device=model.devices[0]))
-    finally:
-        object.__delattr__(model, "fc8")
-    return capture.captured
+    """(N, 2*fc) host array: the last hidden layer's activity (fc7 after ReLU, both columns)
+    for a batch (N, 3, S, S), in test mode: the vectors §6.1 compares."""
+    data = images.data if isinstance(images, Tensor) else images
+    return as_numpy(model.last_hidden(Tensor(data, device=model.devices[0])).data)
 
 
 def nearest(query_features: numpy.ndarray, features: numpy.ndarray, k: int = 6) -> numpy.ndarray:
