@@ -322,9 +322,10 @@ class Dropout(Module):
     """Dropout (§4.2). ``mode='paper'``: zero units with probability p in training and multiply by
     1 - p in eval; ``mode='inverted'``: divide by 1 - p in training, identity in eval.
 
-    ``generator``: a seeded numpy.random.Generator (default: numpy.random.default_rng(0), so that
-    runs repeat). On a CuPy input the masks come from a cupy.random.Generator seeded once from it,
-    so they are drawn on the GPU.
+    ``generator``: a seeded numpy.random.Generator; pass one for runs that repeat. The default is a
+    fresh unseeded generator per layer (one fixed default seed would give two Dropout layers of
+    the same shape identical masks). On a CuPy input the masks come from a cupy.random.Generator
+    seeded once from it, so they are drawn on the GPU.
     """
 
     def __init__(self, p=0.5, mode="paper", generator=None):
@@ -334,7 +335,7 @@ class Dropout(Module):
         if mode not in DROPOUT_MODES:
             raise ValueError(f"Dropout: mode must be 'paper' or 'inverted', got {mode!r}")
         self.p, self.mode = p, mode
-        self.generator = generator if generator is not None else numpy.random.default_rng(0)
+        self.generator = generator if generator is not None else numpy.random.default_rng()
         self._gpu_generators = {}
 
     def _generator_for(self, x):
