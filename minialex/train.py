@@ -209,6 +209,7 @@ class _StopFlag:
 
     def __init__(self):
         self.requested = False
+        self.critical = False  # True while the weights are being updated: never stop half-way
         self._previous = None
 
     def __enter__(self):
@@ -217,7 +218,7 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested and not self.critical:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -452,7 +453,14 @@ class Trainer:
                 f"{kept}. Try a smaller --lr")
         self.optimizer.zero_grad()
         loss.backward()
-        self.optimizer.step()
+        stop = getattr(self, "stop", None)
+        if stop is not None:
+            stop.critical = True   # a Ctrl-C now waits for the update to finish
+        try:
+            self.optimizer.step()
+        finally:
+            if stop is not None:
+                stop.critical = False
         top1, _ = _topk_correct(logits.data, labels, 1)
         return value, top1
 
@@ -562,6 +570,7 @@ class Trainer:
         nb = self._batches_per_epoch()
         stopped = "finished"
         with _StopFlag() as stop:
+            self.stop = stop
             try:
                 while self.epoch < cfg.epochs:
                     if not self.run_epoch(stop, nb):

@@ -218,3 +218,26 @@ def test_ctrl_c_during_train_saves_and_exits_130(tmp_path, monkeypatch):
     assert "interrupted at epoch 1, batch 2" in result.output and "--resume" in result.output
     from minialex.checkpoint import read_meta
     assert read_meta(str(tmp_path / "r" / "last.h5"))["step"] == 2
+
+
+def test_real_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    """A SIGINT to a real `python cli.py train` process: it finishes the step, saves, exits 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, os.path.join(root, "cli.py"), "train", *TINY,
+                             "--epochs", "50", "--out", str(out)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, output
+    assert "interrupted at epoch" in output and "Traceback" not in output
+    from minialex.checkpoint import read_meta
+    assert read_meta(str(out / "last.h5"))["step"] >= 2
