@@ -13,8 +13,6 @@ d cross_entropy: dlogits = (softmax(logits) - onehot(labels)) / N * dloss.
 
 from __future__ import annotations
 
-import numpy
-
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, is_cupy_array
 from .utils import check_float, check_ndim, shape_of

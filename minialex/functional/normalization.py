@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import check_float, check_ndim, shape_of, uses_gpu
+from .utils import check_float, check_ndim, uses_gpu
 
 
 def check_lrn_args(op, x, size, alpha, beta, k):
