@@ -213,3 +213,57 @@ def test_cuda_sources_compile(tmp_path, filename):
     result = subprocess.run(["nvcc", "-std=c++14", "-arch=sm_90", "-ptx", str(wrapper),
                              "-o", str(tmp_path / "out.ptx")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not minialex.gpu_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("kernel,stride,padding", [(11, 4, 0), (5, 1, 2), (3, 1, 1), (3, 2, 1)])
+def test_transposed_kernels_match_their_numpy_definitions(rng, kernel, stride, padding):
+    """im2col_t is im2col(one group's channels).T; col2im_t writes col2im of the transpose into
+    that group's channels and leaves the other channels alone."""
+    from minialex import kernels
+    gpu = minialex.Device("cuda:0")
+    n, c, h, w, cg, off = 3, 6, 23, 19, 2, 4
+    x = rng.standard_normal((n, c, h, w))
+    oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    with gpu:
+        cols = kernels.im2col_t(gpu.put(x), off, cg, kernel, kernel, stride, stride, padding,
+                                padding, oh, ow)
+    expected = im2col(x[:, off:off + cg], kernel, stride, padding).T
+    numpy.testing.assert_array_equal(minialex.as_numpy(cols), expected)
+
+    d = rng.standard_normal(expected.shape)
+    sentinel = rng.standard_normal((n, c, h, w))
+    with gpu:
+        out = gpu.put(sentinel.copy())
+        kernels.col2im_t(gpu.put(d), out, off, cg, kernel, kernel, stride, stride, padding,
+                         padding, oh, ow)
+    out = minialex.as_numpy(out)
+    numpy.testing.assert_allclose(out[:, off:off + cg],
+                                  col2im(numpy.ascontiguousarray(d.T), (n, cg, h, w), kernel, stride,
+                                         padding), rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_array_equal(out[:, :off], sentinel[:, :off])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not minialex.gpu_available(), reason="needs CuPy and a CUDA GPU")
+def test_layout_kernels_and_sgd_kernel(rng):
+    from minialex import kernels
+    gpu = minialex.Device("cuda:0")
+    n, k, p = 3, 5, 7
+    src = rng.standard_normal((k, n * p)).astype(numpy.float32)
+    bias = rng.standard_normal(k).astype(numpy.float32)
+    with gpu:
+        y = minialex.as_numpy(kernels.knp_to_nchw(gpu.put(src), gpu.put(bias), n, k, p))
+        back = minialex.as_numpy(kernels.nchw_to_knp(gpu.put(y - bias[None, :, None])))
+    numpy.testing.assert_allclose(y, src.reshape(k, n, p).transpose(1, 0, 2) + bias[None, :, None],
+                                  rtol=1e-6)
+    numpy.testing.assert_allclose(back, src, rtol=1e-5, atol=1e-6)
+
+    w, v, g = (rng.standard_normal(10).astype(numpy.float32) for _ in range(3))
+    with gpu:
+        wg, vg = gpu.put(w), gpu.put(v)
+        kernels.sgd_update(wg, vg, gpu.put(g), 0.01, 0.9, 5e-4)
+    v_ref = 0.9 * v - 5e-4 * 0.01 * w - 0.01 * g
+    numpy.testing.assert_allclose(minialex.as_numpy(vg), v_ref, rtol=1e-5, atol=1e-7)
+    numpy.testing.assert_allclose(minialex.as_numpy(wg), w + v_ref, rtol=1e-5, atol=1e-7)

@@ -25,6 +25,9 @@ One 2-D GEMM per group: on CuPy, 2-D matmul is where TF32 applies (see BASELINES
 batch in the rows keeps the product large. ``col2im`` is the adjoint of ``im2col``: every input
 pixel receives the sum of the column entries that copied it.
 
+On a GPU the same products run in the transposed arrangement of ``conv_gpu.py`` (columns as
+(C/groups*kh*kw, N*OH*OW), coalesced CUDA kernels, columns recomputed in the backward pass).
+
 The naive path (``conv2d_naive``)
 ---------------------------------
 Loops over images, kernels and output positions, one dot product each; its backward loops the
@@ -38,6 +41,7 @@ import numpy
 
 from ..autograd import Function
 from ..backend import get_array_module
+from . import conv_gpu
 from .utils import check_float, check_ndim, check_same_dtype, output_size, pair, shape_of, uses_gpu
 
 
@@ -148,6 +152,12 @@ class Conv2d(Function):
         self.stride, self.padding, self.groups = stride, padding, groups
 
     def forward(self, x, weight, bias=None):
+        self.has_bias = bias is not None
+        if uses_gpu(x):  # the GPU arrangement: transposed columns, recomputed in backward
+            self.on_gpu = True
+            self.save_for_backward(x, weight)
+            return conv_gpu.conv2d_forward(x, weight, bias, self.stride, self.padding, self.groups)
+        self.on_gpu = False
         xp = get_array_module(x)
         n, c, h, w = shape_of(x)
         k, cg, kh, kw = shape_of(weight)
@@ -170,6 +180,12 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
+        need_gx = self.inputs is None or self.inputs[0].requires_grad
+        if self.on_gpu:
+            x, weight = self.saved
+            gx, gw, gb = conv_gpu.conv2d_backward(x, weight, gy, self.stride, self.padding,
+                                                  self.groups, need_gx, self.has_bias)
+            return (gx, gw, gb) if self.has_bias else (gx, gw)
         xp = get_array_module(gy)
         weight, *cols = self.saved
         n, c, h, w = self.x_shape
@@ -178,7 +194,6 @@ class Conv2d(Function):
         gy2 = gy.transpose(0, 2, 3, 1).reshape(-1, k)          # (N*OH*OW, K), rows as in cols
         # An input that needs no gradient (AlexNet's conv1 reads the image) skips col2im, the
         # costliest step of the backward on the CPU.
-        need_gx = self.inputs is None or self.inputs[0].requires_grad
         gx = xp.empty((n, c, h, w), dtype=gy.dtype) if need_gx else None
         gw = xp.empty_like(weight)
         for g, col in enumerate(cols):

@@ -3,9 +3,12 @@
 The sources sit beside this file, one per kind of op, each a twin of its NumPy code:
 
     conv.cu      im2col, col2im (gather, no atomics)            functional/conv.py
+                 im2col_t, col2im_t (transposed columns)         functional/conv_gpu.py
     pooling.cu   max_pool_forward (+ argmax), max_pool_backward  functional/pooling.py
     lrn.cu       lrn_forward, lrn_backward                       functional/normalization.py
     (inline)     relu_backward, an ElementwiseKernel             functional/activation.py
+    (inline)     knp_to_nchw, nchw_to_knp (layout changes)        functional/conv_gpu.py
+    (inline)     sgd_update (the paper's update in one pass)      optim.py
 
 Kernels are templates on the element type, so float32 inputs are computed in float32 and float64
 inputs in float64. Each source is compiled once per GPU with ``cupy.RawModule`` (NVRTC; CuPy also
@@ -25,7 +28,7 @@ import numpy
 from ..backend import cupy
 
 KERNELS = {
-    "conv.cu": ("im2col", "col2im"),
+    "conv.cu": ("im2col", "col2im", "im2col_t", "col2im_t"),
     "pooling.cu": ("max_pool_forward", "max_pool_backward"),
     "lrn.cu": ("lrn_forward", "lrn_backward"),
 }
@@ -164,3 +167,91 @@ def lrn_backward(gy, x, y, scale, size, alpha, beta):
            (gy, x, y, scale, gx, numpy.int64(x.size)) + _ints(c, h * w, size // 2)
            + (t(beta), t(2 * alpha * beta)))
     return gx
+
+
+# --------------------------------------------------------------------------------------------
+# The transposed column layout of the GPU conv2d (functional/conv_gpu.py)
+# --------------------------------------------------------------------------------------------
+
+def im2col_t(x, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Channels [c_offset, c_offset + cg) of x (N, C, H, W) -> colsT (cg*kh*kw, N*OH*OW),
+    the transpose of ``im2col``'s matrix; see conv.cu."""
+    x = cupy.ascontiguousarray(x)
+    n, c_total, h, w = x.shape
+    ckk, np_ = cg * kh * kw, n * oh * ow
+    _check_int32("im2col_t", columns=np_, planes=n * c_total)
+    cols = cupy.empty((ckk, np_), dtype=x.dtype)
+    if cols.size == 0:
+        return cols
+    grid = (min((np_ + THREADS - 1) // THREADS, 4096), min(ckk, 65535))
+    get_function("im2col_t", x.dtype)(grid, (THREADS,), (x, cols) + _ints(
+        c_total, c_offset, ckk, np_, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+    return cols
+
+
+def col2im_t(cols, out, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
+    """colsT (cg*kh*kw, N*OH*OW) -> channels [c_offset, c_offset + cg) of ``out`` (N, C, H, W),
+    summing overlaps; the adjoint of ``im2col_t``; see conv.cu."""
+    cols = cupy.ascontiguousarray(cols)
+    n, c_total, h, w = out.shape
+    np_ = n * oh * ow
+    if tuple(cols.shape) != (cg * kh * kw, np_) or not out.flags.c_contiguous:
+        raise ValueError(f"minialex.kernels.col2im_t: colsT {tuple(cols.shape)} does not fit "
+                         f"output {tuple(out.shape)} (need ({cg * kh * kw}, {np_}), C-contiguous)")
+    _check_int32("col2im_t", columns=np_, planes=n * c_total)
+    total = n * cg * h * w
+    launch("col2im_t", cols.dtype, total, (cols, out, numpy.int64(total)) + _ints(
+        c_total, c_offset, cg, np_, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+    return out
+
+
+def knp_to_nchw(src, bias, n, k, p):
+    """(K, N*P) -> (N, K, P) with bias[k] added: the GEMM's kernel-major rows back to NCHW."""
+    kernel = _elementwise.get("knp_to_nchw")
+    if kernel is None:
+        kernel = _elementwise["knp_to_nchw"] = cupy.ElementwiseKernel(
+            "raw T src, raw T bias, int32 K, int32 P, int32 NP", "T y",
+            """
+            const int ii = (int)i;
+            const int q = ii % P;
+            const int k = (ii / P) % K;
+            const int n = ii / (P * K);
+            y = src[(long long)k * NP + (long long)n * P + q] + bias[k];
+            """, "minialex_knp_to_nchw")
+    _check_int32("knp_to_nchw", elements=n * k * p)
+    y = cupy.empty((n, k, p), dtype=src.dtype)
+    kernel(src, bias, numpy.int32(k), numpy.int32(p), numpy.int32(n * p), y)
+    return y
+
+
+def nchw_to_knp(src):
+    """(N, K, P) -> (K, N*P): a gradient in NCHW to the kernel-major rows the GEMMs use."""
+    kernel = _elementwise.get("nchw_to_knp")
+    if kernel is None:
+        kernel = _elementwise["nchw_to_knp"] = cupy.ElementwiseKernel(
+            "raw T src, int32 K, int32 P, int32 NP", "T dst",
+            """
+            const int ii = (int)i;
+            const int k = ii / NP;
+            const int r = ii - k * NP;
+            const int n = r / P;
+            const int q = r - n * P;
+            dst = src[((long long)n * K + k) * P + q];
+            """, "minialex_nchw_to_knp")
+    src = cupy.ascontiguousarray(src)
+    n, k, p = src.shape
+    _check_int32("nchw_to_knp", elements=n * k * p)
+    dst = cupy.empty((k, n * p), dtype=src.dtype)
+    kernel(src, numpy.int32(k), numpy.int32(p), numpy.int32(n * p), dst)
+    return dst
+
+
+def sgd_update(w, v, g, lr, momentum, decay):
+    """In place, one pass: v <- momentum*v - decay*lr*w - lr*g ; w <- w + v  (paper §5)."""
+    kernel = _elementwise.get("sgd_update")
+    if kernel is None:
+        kernel = _elementwise["sgd_update"] = cupy.ElementwiseKernel(
+            "T g, T lr, T mu, T dlr", "T w, T v",
+            "v = mu * v - dlr * w - lr * g; w = w + v;", "minialex_sgd_update")
+    t = w.dtype.type
+    kernel(g, t(lr), t(momentum), t(decay * lr), w, v)

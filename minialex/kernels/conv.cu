@@ -69,3 +69,73 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const long
         x[idx] = sum;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The transposed layout the GPU conv2d uses (functional/conv_gpu.py):
+//   colsT (C*KH*KW, N*OH*OW) = cols.T    row r = (c*KH + i)*KW + j, column q = (n*OH + oy)*OW + ox
+// Neighbouring threads take neighbouring output positions q, so both the reads of x and the
+// writes of colsT are coalesced, and the GEMMs Y^T = W @ colsT, dW = dY^T @ colsT^T and
+// dcolsT = W^T @ dY^T need no transposed copies. ``c_offset``/``C_total`` select one group's
+// channels inside the whole input, so a grouped conv never slices (copies) its input.
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void im2col_t(const T* __restrict__ x, T* __restrict__ cols,
+                         const int C_total, const int c_offset, const int CKK, const int NP,
+                         const int H, const int W, const int KH, const int KW,
+                         const int SH, const int SW, const int PH, const int PW,
+                         const int OH, const int OW) {
+    for (int r = blockIdx.y; r < CKK; r += gridDim.y) {       // one row of colsT per block row
+        const int j = r % KW;
+        const int i = (r / KW) % KH;
+        const int c = r / (KW * KH) + c_offset;
+        T* out = cols + (long long)r * NP;
+        for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < NP; q += blockDim.x * gridDim.x) {
+            const int ox = q % OW;
+            const int t = q / OW;
+            const int oy = t % OH;
+            const int n = t / OH;
+            const int iy = oy * SH - PH + i;
+            const int ix = ox * SW - PW + j;
+            T v = T(0);                                        // zero padding
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+                v = x[(((long long)n * C_total + c) * H + iy) * W + ix];
+            }
+            out[q] = v;
+        }
+    }
+}
+
+// The adjoint of im2col_t, as a gather: one thread per input pixel (n, c, y, x) of one group sums
+// the entries of colsT copied from it. Only the windows that cover the pixel are visited:
+// oy from ceil((y + PH - KH + 1) / SH) to floor((y + PH) / SH), likewise ox. No atomics.
+template <typename T>
+__global__ void col2im_t(const T* __restrict__ cols, T* __restrict__ x, const long long total,
+                         const int C_total, const int c_offset, const int C, const int NP,
+                         const int H, const int W, const int KH, const int KW,
+                         const int SH, const int SW, const int PH, const int PW,
+                         const int OH, const int OW) {
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const int plane = (int)(idx / ((long long)H * W));   // n * C + c within the group
+        const int rem = (int)(idx - (long long)plane * H * W);
+        const int y = rem / W;
+        const int xx = rem - y * W;
+        const int c = plane % C;
+        const int n = plane / C;
+        const int ty = y + PH, tx = xx + PW;                   // position in the padded input
+        const int oy0 = ty < KH ? 0 : (ty - KH) / SH + 1;
+        const int oy1 = min(ty / SH, OH - 1);
+        const int ox0 = tx < KW ? 0 : (tx - KW) / SW + 1;
+        const int ox1 = min(tx / SW, OW - 1);
+        T sum = T(0);
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            const int i = ty - oy * SH;
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                const int j = tx - ox * SW;
+                sum += cols[(long long)((c * KH + i) * KW + j) * NP + (n * OH + oy) * OW + ox];
+            }
+        }
+        x[((long long)n * C_total + c_offset + c) * H * W + rem] = sum;
+    }
+}

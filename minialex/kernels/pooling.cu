@@ -55,17 +55,18 @@ __global__ void max_pool_backward(const T* __restrict__ gy, const int* __restric
         const int xx = rem % W;
         const T* g = gy + (long long)plane * OH * OW;
         const int* a = argmax + (long long)plane * OH * OW;
+        // Only the windows that cover (y, x): oy from ceil((y + PH - KH + 1) / SH) to
+        // floor((y + PH) / SH), likewise ox (at most 2 x 2 of them for 3x3/2 pooling).
+        const int ty = y + PH, tx = xx + PW;
+        const int oy0 = ty < KH ? 0 : (ty - KH) / SH + 1;
+        const int oy1 = min(ty / SH, OH - 1);
+        const int ox0 = tx < KW ? 0 : (tx - KW) / SW + 1;
+        const int ox1 = min(tx / SW, OW - 1);
         T sum = T(0);
-        for (int i = 0; i < KH; ++i) {
-            const int t = y + PH - i;
-            if (t < 0 || t % SH != 0) continue;
-            const int oy = t / SH;
-            if (oy >= OH) continue;
-            for (int j = 0; j < KW; ++j) {
-                const int u = xx + PW - j;
-                if (u < 0 || u % SW != 0) continue;
-                const int ox = u / SW;
-                if (ox >= OW) continue;
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            const int i = ty - oy * SH;
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                const int j = tx - ox * SW;
                 if (a[oy * OW + ox] == i * KW + j) sum += g[oy * OW + ox];
             }
         }

@@ -1,0 +1,78 @@
+"""The GPU conv2d's algebra (functional/conv_gpu.py), checked on any machine.
+
+conv_gpu.py arranges the convolution as transposed columns, kernel-major GEMM outputs and layout
+changes done by CUDA kernels. Here each kernel is replaced by its NumPy definition (im2col_t is
+im2col(...).T, and so on) and CuPy by NumPy, so the orchestration (group offsets, which GEMM
+reads which operand, the layout changes, the bias) is tested in CI without a GPU; the CUDA kernels
+themselves are compared with the same definitions by the gpu-marked tests in test_conv.py.
+"""
+
+import types
+
+import numpy
+import pytest
+
+import minialex.functional as F
+from minialex import Tensor
+from minialex.functional import conv_gpu
+from minialex.functional.conv import col2im, im2col
+
+
+def im2col_t(x, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
+    return numpy.ascontiguousarray(im2col(x[:, c_offset:c_offset + cg], (kh, kw), (sh, sw), (ph, pw)).T)
+
+
+def col2im_t(cols, out, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
+    n, _, h, w = out.shape
+    out[:, c_offset:c_offset + cg] = col2im(numpy.ascontiguousarray(cols.T), (n, cg, h, w),
+                                            (kh, kw), (sh, sw), (ph, pw))
+    return out
+
+
+def knp_to_nchw(src, bias, n, k, p):
+    return src.reshape(k, n, p).transpose(1, 0, 2) + bias[None, :, None]
+
+
+def nchw_to_knp(src):
+    n, k, p = src.shape
+    return numpy.ascontiguousarray(src.transpose(1, 0, 2).reshape(k, n * p))
+
+
+@pytest.fixture
+def numpy_standins(monkeypatch):
+    fake = types.SimpleNamespace(im2col_t=im2col_t, col2im_t=col2im_t, knp_to_nchw=knp_to_nchw,
+                                 nchw_to_knp=nchw_to_knp)
+    monkeypatch.setattr(conv_gpu, "kernels", fake)
+    monkeypatch.setattr(conv_gpu, "cupy", numpy)
+
+
+@pytest.mark.parametrize("shape,wshape,stride,padding,groups", [
+    ((2, 3, 23, 23), (4, 3, 11, 11), (4, 4), (0, 0), 1),     # conv1's geometry, small
+    ((2, 4, 9, 7), (6, 2, 5, 5), (1, 1), (2, 2), 2),         # conv2: 5x5, pad 2, two groups
+    ((3, 6, 5, 6), (4, 3, 3, 3), (2, 1), (1, 0), 2),         # odd strides and paddings
+])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_gpu_arrangement_equals_cpu_conv(numpy_standins, shape, wshape, stride, padding, groups,
+                                         with_bias):
+    rng = numpy.random.default_rng(7)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[0]) if with_bias else None
+
+    y_gpu = conv_gpu.conv2d_forward(x, w, b, stride, padding, groups)
+    xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    bt = Tensor(b, requires_grad=True) if with_bias else None
+    y = F.conv2d(xt, wt, bt, stride, padding, groups)
+    numpy.testing.assert_allclose(y_gpu, y.data, rtol=1e-12, atol=1e-12)
+
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    gx, gw, gb = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, True, with_bias)
+    numpy.testing.assert_allclose(gx, xt.grad, rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_allclose(gw, wt.grad, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        numpy.testing.assert_allclose(gb, bt.grad, rtol=1e-12, atol=1e-12)
+    else:
+        assert gb is None
+    gx_none, _, _ = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, False, with_bias)
+    assert gx_none is None
