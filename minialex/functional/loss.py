@@ -13,6 +13,8 @@ d cross_entropy: dlogits = (softmax(logits) - onehot(labels)) / N * dloss.
 
 from __future__ import annotations
 
+import numpy
+
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, is_cupy_array
 from .utils import check_float, check_ndim, shape_of
@@ -94,11 +96,14 @@ class CrossEntropy(Function):
         return g * (gy / logp.dtype.type(n))
 
 
-def cross_entropy(logits, labels):
+def cross_entropy(logits, labels, check_labels: bool = True):
     """Mean cross-entropy of logits (N, classes) against integer labels (N,); a 0-d Tensor.
 
     ``labels`` may be a NumPy/CuPy array, a list, or a Tensor; they are not differentiated. Labels
-    outside [0, classes) raise ValueError (checked on every call: on the GPU that is one sync).
+    outside [0, classes) raise ValueError. Host labels are checked before they are copied to the
+    GPU, for free; labels already on the GPU cost one device synchronisation to check, so a
+    training loop whose labels were validated when the dataset was read passes
+    ``check_labels=False`` to keep the step free of host syncs.
     """
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
@@ -107,15 +112,18 @@ def cross_entropy(logits, labels):
     labels = labels.data if isinstance(labels, Tensor) else labels
     if is_cupy_array(labels) and not is_cupy_array(logits.data):
         raise ValueError("cross_entropy: labels are on the GPU but logits are on the CPU")
-    labels = logits.xp.asarray(labels)     # labels are tiny: a host array is copied to the GPU
+    on_host = not is_cupy_array(labels)
+    labels = numpy.asarray(labels) if on_host else labels
     n, classes = logits.shape
     if labels.dtype.kind not in "iu":
         raise ValueError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
     if shape_of(labels) != (n,):
         raise ValueError(f"cross_entropy: labels must have shape ({n},) for logits shape "
                          f"{logits.shape}, got {shape_of(labels)}")
-    if n and bool(((labels < 0) | (labels >= classes)).any()):   # one device sync per call
+    if n and (check_labels or on_host) and bool(((labels < 0) | (labels >= classes)).any()):
         lo, hi = int(labels.min()), int(labels.max())
         raise ValueError(f"cross_entropy: labels must be in [0, {classes}) for logits shape "
                          f"{logits.shape}, got values from {lo} to {hi} (labels shape {(n,)})")
+    if on_host and is_cupy_array(logits.data):
+        labels = logits.device.put(labels)   # labels are tiny: copied to the logits' GPU
     return CrossEntropy(labels)(logits)
