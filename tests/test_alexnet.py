@@ -196,7 +196,9 @@ def test_he_init_scales_with_fan_in_and_is_the_small_presets_default():
 
 def test_same_seed_same_weights_and_dropout_masks_in_every_dtype():
     a = AlexNet(5, "tiny", devices=TWO_CPUS, seed=11)
-    b = AlexNet(5, "tiny", devices=("cpu", "cpu"), seed=11)
+    # column by column on one device too, so that the float32 sums run in the same order and the
+    # logits can be compared bit for bit (the fused path is compared in its own test)
+    b = AlexNet(5, "tiny", devices=("cpu", "cpu"), seed=11, fuse_columns=False)
     c = AlexNet(5, "tiny", devices=("cpu", "cpu"), seed=12)
     d = AlexNet(5, "tiny", devices=("cpu", "cpu"), seed=11, dtype=numpy.float64)
     for (na, pa), (_, pb), (_, pc), (_, pd) in zip(a.named_parameters(), b.named_parameters(),
@@ -338,3 +340,27 @@ def test_gradcheck_fails_when_dropout_masks_change_between_evaluations():
     report = minialex.gradcheck(fn, [x] + params, mode="direction", directions=2, rtol=1e-6,
                                 raise_on_failure=False)
     assert not report.passed
+
+
+def test_fused_one_device_path_equals_the_two_columns():
+    """On one device the columns run together (models/fused.py); in float64 the logits and every
+    parameter's gradient equal the column-by-column path's, dropout included (same generators)."""
+    import minialex.functional as F
+    from minialex.models import AlexNet
+
+    rng = numpy.random.default_rng(5)
+    results = []
+    for fuse in (True, False):
+        model = AlexNet(num_classes=7, preset="tiny", devices=("cpu", "cpu"), seed=11,
+                        dtype=numpy.float64, fuse_columns=fuse)
+        x = numpy.random.default_rng(1).standard_normal((3, 3, model.input_size, model.input_size))
+        labels = numpy.array([0, 3, 6])
+        logits = model(minialex.Tensor(x))
+        F.cross_entropy(logits, labels).backward()
+        results.append((logits.numpy(), {n: p.grad.copy() for n, p in model.named_parameters()}))
+    (l_fused, g_fused), (l_cols, g_cols) = results
+    numpy.testing.assert_allclose(l_fused, l_cols, rtol=1e-12, atol=1e-12)
+    assert set(g_fused) == set(g_cols)
+    for name in g_cols:
+        numpy.testing.assert_allclose(g_fused[name], g_cols[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    assert rng is not None

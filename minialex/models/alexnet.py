@@ -122,6 +122,10 @@ class AlexNet(nn.Module):
     dtype : numpy.float32 for training, numpy.float64 for gradient checks
     init : 'paper', 'caffe' or 'he' (see init.py); default: the preset's own
     dropout_mode : 'paper' (§4.2: keep-mask at training, x0.5 at test) or 'inverted'
+    fuse_columns : when both columns share one device, compute them together as grouped layers
+        over the same parameters (fused.py: the same function, fewer and larger operations).
+        The column-by-column path below runs whenever the columns are on two devices, when
+        ``activations`` are asked for, or with ``fuse_columns=False``.
 
     Parameters are named ``column0.conv1.weight`` ... ``column1.fc7.bias``, ``fc8.weight``,
     ``fc8.bias`` (conv weights (K, C, kh, kw), linear weights (out, in), as in PyTorch).
@@ -129,7 +133,8 @@ class AlexNet(nn.Module):
 
     def __init__(self, num_classes: int = 1000, preset: Union[str, Preset] = "paper",
                  devices: Optional[Sequence] = None, seed: Optional[int] = None,
-                 dtype=numpy.float32, init: Optional[str] = None, dropout_mode: str = "paper"):
+                 dtype=numpy.float32, init: Optional[str] = None, dropout_mode: str = "paper",
+                 fuse_columns: bool = True):
         super().__init__()
         p = get_preset(preset)
         p.check()
@@ -152,6 +157,7 @@ class AlexNet(nn.Module):
         self.init = init
         self.dropout_mode = dropout_mode
         self.seed = seed
+        self.fuse_columns = fuse_columns
 
         self.column0 = Column(p, d0, self.dtype)
         self.column1 = Column(p, d1, self.dtype)
@@ -260,6 +266,9 @@ class AlexNet(nn.Module):
             raise TypeError(f"AlexNet ({self.preset}): images are {images.dtype} but the model "
                             f"is {self.dtype}; convert with .astype")
         d0, d1 = self.devices
+        if self.fuse_columns and d0 == d1 and activations is None:
+            from .fused import forward_one_device
+            return forward_one_device(self, images)
         col0, col1 = self.column0, self.column1
         n = images.shape[0]
 

@@ -1,0 +1,99 @@
+"""Both columns of AlexNet on ONE device, computed together: the fast path of ``AlexNet.forward``.
+
+When the two columns share a device (one GPU, or plain 'cpu'), the crossings are no-ops, and the
+two columns can run as one set of larger, grouped operations over the *same* parameters:
+
+============  ==========================================  =====================================
+layer         two columns (alexnet.py)                    together (here)
+============  ==========================================  =====================================
+conv1         each column unfolds the image (im2col)      one conv, the image unfolded once,
+              and applies its 48 kernels                  96 kernels (column 0's first)
+LRN           over each column's own channels             the same: (N, 2C, H, W) is viewed as
+                                                          (2N, C, H, W), no copy
+conv2/4/5     each column reads its own half              ``groups=2``: group g reads half g
+conv3         each column unfolds both columns' pool2     one conv, both halves unfolded once
+fc6/fc7/fc8   each column reads both columns              one layer (column 0's rows first)
+dropout       a mask per column from its own generator    the same two masks, side by side
+============  ==========================================  =====================================
+
+The stacked weights are ``concat``-ed from the two columns' parameters on every call, so the
+gradients flow back into each column's own parameters; the optimizer, checkpoints and everything
+else see the two-column model unchanged. Because every crossing concatenates column 0's channels
+first, the stacked layers see their inputs in the same order as in the two-column net, and the
+result is the same function (tested in float64 against the two-column path on 'cpu:0'/'cpu:1').
+What is saved: conv1 and conv3 unfold their input once instead of twice, and every GEMM is twice
+as large (better use of a GPU). See grouped.py for the same folding as a model with its own
+weights (Caffe's ``group: 2``).
+"""
+
+from __future__ import annotations
+
+from .. import functional as F
+from ..autograd import Tensor, concat, to_device
+from ..functional.dropout import draw_keep_mask
+from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
+                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE)
+
+
+def _stacked(model, layer: str):
+    """(weight, bias) of ``layer`` with column 0's rows first, differentiable back to both."""
+    a, b = getattr(model.column0, layer), getattr(model.column1, layer)
+    return concat([a.weight, b.weight], axis=0), concat([a.bias, b.bias], axis=0)
+
+
+def _lrn_per_column(x: Tensor) -> Tensor:
+    """LRN (§3.3) over each column's half of the channels: (N, 2C, H, W) viewed as (2N, C, H, W)."""
+    n, c2, h, w = x.shape
+    y = F.local_response_norm(x.reshape(2 * n, c2 // 2, h, w), size=LRN_SIZE, alpha=LRN_ALPHA,
+                              beta=LRN_BETA, k=LRN_K)
+    return y.reshape(n, c2, h, w)
+
+
+def _pool(x: Tensor) -> Tensor:
+    from .alexnet import max_pool
+    return max_pool(x)
+
+
+def _dropout(model, x: Tensor, layer: str) -> Tensor:
+    """Dropout after fc6/fc7 with each column's own mask: drawn from that column's generator
+    (or taken from ``set_dropout_masks``) exactly as the two-column forward draws it."""
+    if not model.training:
+        return F.dropout(x, p=DROPOUT_P, training=False, mode=model.dropout_mode)
+    half = x.shape[1] // 2
+    masks = []
+    for column in (0, 1):
+        site = f"column{column}.{layer}"
+        if model.dropout_masks is not None:
+            masks.append(model.devices[column].put(model.dropout_masks[site]))
+        else:
+            masks.append(draw_keep_mask((x.shape[0], half), DROPOUT_P,
+                                        model.dropout_generators[column], x.data))
+    xp = x.xp
+    with x.device:
+        mask = xp.concatenate([xp.asarray(m) for m in masks], axis=1)
+    return F.dropout(x, p=DROPOUT_P, training=True, mode=model.dropout_mode, mask=mask)
+
+
+def forward_one_device(model, images: Tensor) -> Tensor:
+    """Logits (N, num_classes) of the two-column ``model`` whose columns share one device."""
+    device = model.devices[0]
+    x = to_device(images, device, label="image -> column0")
+    w, b = _stacked(model, "conv1")
+    h = F.relu(F.conv2d(x, w, b, stride=model.preset_spec.conv1_stride,
+                        padding=model.preset_spec.conv1_padding))
+    h = _pool(_lrn_per_column(h))
+    w, b = _stacked(model, "conv2")
+    h = F.relu(F.conv2d(h, w, b, padding=CONV2_PADDING, groups=2))
+    h = _pool(_lrn_per_column(h))
+    w, b = _stacked(model, "conv3")                          # crossing 1: reads both halves
+    h = F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING))
+    w, b = _stacked(model, "conv4")
+    h = F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING, groups=2))
+    w, b = _stacked(model, "conv5")
+    h = _pool(F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING, groups=2)))
+    h = h.reshape(h.shape[0], -1)                            # crossing 2: column 0's channels first
+    w, b = _stacked(model, "fc6")
+    h = _dropout(model, F.relu(F.linear(h, w, b)), "fc6")
+    w, b = _stacked(model, "fc7")                            # crossing 3
+    h = _dropout(model, F.relu(F.linear(h, w, b)), "fc7")
+    return model.fc8(h)                                      # crossing 4: fc8 reads both
