@@ -113,7 +113,7 @@ def main(ctx, debug):
 @click.option("--resume", default=None, metavar="CHECKPOINT",
               help="Continue a run exactly from its last.h5 (or its folder).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Background processes preparing batches.")
+              help="Background threads preparing batches (decode, crop, flip).")
 @click.option("--schedule", type=click.Choice(["plateau", "step"]), default=None,
               help="plateau: lr / 10 when validation error stalls, at most 3 times (§5); "
                    "step: lr / 10 every --step-size epochs. [default: plateau]")
