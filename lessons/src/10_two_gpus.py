@@ -37,12 +37,15 @@ rng = np.random.default_rng(0)
 # ## 1. A training step on two devices, logged
 #
 # The `mini` preset is AlexNet with the same topology — two columns, the same four crossings — but
-# fewer kernels and a 64×64 input, so a CPU can run it. One forward and backward pass:
+# fewer kernels and a small input (`model.input_size`), so a CPU can run it. One forward and
+# backward pass:
 
 # %%
 model = AlexNet(num_classes=10, preset="mini", devices=("cpu:0", "cpu:1"), seed=0)
 batch = 8
-images = minialex.Tensor(rng.standard_normal((batch, 3, 64, 64)).astype(np.float32))
+S = model.input_size
+print("mini preset input:", S, "x", S)
+images = minialex.Tensor(rng.standard_normal((batch, 3, S, S)).astype(np.float32))
 labels = rng.integers(0, 10, batch)
 with minialex.transfer_log() as log:
     loss = F.cross_entropy(model(images), labels)
@@ -183,7 +186,7 @@ grouped = GroupedAlexNet.from_two_column(model, device="cpu")
 print("grouped conv2 weight:", grouped.conv2.weight.shape, "= two columns of",
       model.column0.conv2.weight.shape)
 model.eval(); grouped.eval()   # test mode: no random dropout masks
-test_images = minialex.Tensor(rng.standard_normal((4, 3, 64, 64)).astype(np.float32))
+test_images = minialex.Tensor(rng.standard_normal((4, 3, S, S)).astype(np.float32))
 with minialex.no_grad():
     with minialex.transfer_log() as log_two:
         a = model(test_images).numpy()
@@ -207,7 +210,7 @@ print("copies in the forward pass: two columns", len(log_two), "| grouped on one
 print("default devices here:", minialex.default_devices())
 if minialex.gpu_available():
     gpu_model = AlexNet(num_classes=10, preset="mini", seed=0)  # default_devices()
-    x = minialex.Tensor(rng.standard_normal((32, 3, 64, 64)).astype(np.float32))
+    x = minialex.Tensor(rng.standard_normal((32, 3, S, S)).astype(np.float32))
     with minialex.transfer_log() as glog:
         F.cross_entropy(gpu_model(x), rng.integers(0, 10, 32)).backward()
     print(glog.table())
