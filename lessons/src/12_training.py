@@ -22,6 +22,7 @@
 
 # %%
 import os
+import shutil
 import tempfile
 
 import h5py
@@ -217,6 +218,7 @@ for images, labels in resume_batches:
 print("original second half:", np.round(losses[steps // 2:], 5))
 print("resumed second half: ", np.round(resumed, 5))
 print("identical:", np.allclose(losses[steps // 2:], resumed, rtol=0, atol=1e-6))
+shutil.rmtree(workdir)  # the lesson's temporary folder
 
 # %% [markdown]
 # Leave out `restore_generator_states` and the losses differ from the first resumed step on:
