@@ -52,6 +52,11 @@ def test_lesson_executes(path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # One BLAS thread unless the caller chose otherwise: the lessons' matrices are small, and on a
+    # busy 2-core machine OpenBLAS's spinning threads can make a 1 ms step take 100 ms or more.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if var not in os.environ:
+            monkeypatch.setenv(var, "1")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(LESSONS)}})
