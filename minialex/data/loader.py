@@ -68,7 +68,19 @@ class Augmentation:
 
 
 class DataLoader:
-    """Iterate (images, labels) batches of ``dataset``; see the module docstring for the rules."""
+    """Iterate (images, labels) batches of ``dataset``; see the module docstring for the rules.
+
+    batch_size: images per batch (128 in the paper, §5). input_size: side S of the crops.
+    train: random crops, flips and lighting, shuffled, last partial batch dropped; False: centre
+    crops (or ``ten_crop``), dataset order, last batch kept. device: 'cpu' (NumPy) or 'cuda:N'
+    (CuPy). seed, epoch, start_batch: which batches (see the module docstring). workers: threads.
+    augment=False: training order but centre crops, no flips, no lighting. stats: the DataStats
+    whose mean and PCA are used (default ``dataset.stats``, the training set's).
+    lighting_std: standard deviation of the alphas (0.1 in §4.1; 0 turns lighting off).
+    scale: the value that one full pixel step of 255 becomes: images are
+    (pixel − 255·mean + 255·shift) · scale/255 — 255 (default) keeps 0–255 units, 1 gives [0, 1]
+    units, 255/σ divides by a standard deviation σ given in 0–255 units.
+    """
 
     def __init__(self, dataset, batch_size: int = 128, *, input_size: int, train: bool = True,
                  device="cpu", seed: int = 0, epoch: int = 0, start_batch: int = 0,
