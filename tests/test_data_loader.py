@@ -1,6 +1,8 @@
 """The loader: same seed same batches, start_batch is exact resume, workers change nothing,
 the last partial batch, unreadable files skipped mid-epoch, and the GPU path equal to the CPU one."""
 
+import os
+
 import numpy
 import pytest
 
@@ -96,6 +98,9 @@ def test_unreadable_files_are_skipped_mid_epoch(tmp_path):
     skipped = dict(ds.skipped)
     assert any(k.endswith("truncated.jpg") for k in skipped)
     assert any(k.endswith("fake.jpg") for k in skipped)
+    gone = open_dataset(root, "val", base_size=16)
+    os.remove(gone.paths[0])  # deleted after the scan: skipped too, not a crash
+    assert sum(len(y) for _, y in DataLoader(gone, 4, input_size=16, train=False)) == len(gone) - 1
     train = DataLoader(ds, 5, input_size=16, seed=0)
     assert sum(len(y) for _, y in train) == 15 - sum(
         1 for k in range(3) for i in train.batch_indices(k) if "truncated" in ds.paths[i] or "fake" in ds.paths[i])

@@ -77,7 +77,8 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
 def load_image(path: str, size: int) -> numpy.ndarray:
     """Read ``path`` and return the preprocessed (size, size, 3) uint8 RGB array.
 
-    Raises DataError naming the file if Pillow cannot decode it (not an image, truncated, corrupt).
+    Raises DataError naming the file if it cannot be used: not an image, truncated, corrupt, or
+    gone since the folder was scanned (the loader then skips it instead of stopping the epoch).
     """
     try:
         with Image.open(path) as image:
@@ -85,8 +86,6 @@ def load_image(path: str, size: int) -> numpy.ndarray:
             rgb = to_rgb(image)
             out = resize_center_crop(rgb, size)
             return numpy.asarray(out, dtype=numpy.uint8).copy()
-    except FileNotFoundError:
-        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"cannot read image {path}: {reason}") from None
