@@ -222,7 +222,9 @@ shutil.rmtree(workdir)  # the lesson's temporary folder
 
 # %% [markdown]
 # Leave out `restore_generator_states` and the losses differ from the first resumed step on:
-# dropout draws other masks. `python cli.py train` saves and restores all of this itself.
+# dropout draws other masks. `python cli.py train` saves and restores all of this itself. (On a GPU
+# the masks come from CuPy generators, whose state cannot be saved, so there exact resume holds for
+# weights and momentum but not for the masks: "identical" prints False.)
 #
 # ## Exercise
 #
