@@ -53,7 +53,7 @@ train_set = open_dataset("fashion-mnist", "train", limit=1000 if CI else 5000, b
 val_set = open_dataset("fashion-mnist", "val", limit=200 if CI else 500, base_size=base)
 initial_conv1 = [model.column0.conv1.weight.numpy().copy(), model.column1.conv1.weight.numpy().copy()]
 
-steps = 12 if CI else 150
+steps = 12 if CI else 300
 opt = SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
 losses, step, epoch = [], 0, 0
 start = time.perf_counter()
