@@ -50,7 +50,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         path = args.cache
         if path is None:
-            path = os.path.join(tmp, "builtin256.h5")
+            path = os.path.join(tmp, f"builtin{args.base_size}.h5")
             t = time.perf_counter()
             prepare_cache("builtin", path, base_size=args.base_size, num_train=args.images,
                           num_val=16, progress=False)
