@@ -25,8 +25,9 @@ nbclient = pytest.importorskip("nbclient")
 CELL_TIMEOUT_S = 300
 
 
-def test_there_are_lessons():
-    assert len(NOTEBOOKS) >= 3, f"expected numbered notebooks in {LESSONS}"
+def test_every_lesson_is_there():
+    numbers = sorted(int(p.name[:2]) for p in NOTEBOOKS)
+    assert numbers == list(range(1, 14)), f"expected lessons 01..13 in {LESSONS}, found {numbers}"
 
 
 def test_notebooks_match_their_sources():
