@@ -85,6 +85,18 @@ def test_small_presets_per_layer_shapes_match_the_table(preset):
         assert (sizes[before] - 3) % 2 == 0, (preset, before)
 
 
+def test_small_presets_scale_pixels_to_unit_size_before_conv1():
+    import dataclasses
+    tiny = get_preset("tiny")
+    assert tiny.input_scale == 1 / 64 and get_preset("paper").input_scale == 1.0
+    unscaled = dataclasses.replace(tiny, input_scale=1.0)
+    a = AlexNet(5, tiny, devices=TWO_CPUS, seed=0, dtype=numpy.float64).eval()
+    b = AlexNet(5, unscaled, devices=TWO_CPUS, seed=0, dtype=numpy.float64).eval()
+    x = images_for(a, 2) * 60
+    numpy.testing.assert_allclose(a(x).numpy(), b(x / 64).numpy(), rtol=1e-12)
+    assert not numpy.allclose(a(x).numpy(), b(x).numpy())
+
+
 def test_wrong_input_shape_and_unknown_preset_raise_clear_errors():
     model = AlexNet(5, "tiny", devices=TWO_CPUS)
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 33, 33\), got \(2, 3, 32, 32\)"):

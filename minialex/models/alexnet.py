@@ -266,9 +266,6 @@ class AlexNet(nn.Module):
             raise TypeError(f"AlexNet ({self.preset}): images are {images.dtype} but the model "
                             f"is {self.dtype}; convert with .astype")
         d0, d1 = self.devices
-        if self.fuse_columns and d0 == d1 and activations is None:
-            from .fused import forward_one_device
-            return forward_one_device(self, images)
         col0, col1 = self.column0, self.column1
         n = images.shape[0]
 
@@ -277,6 +274,11 @@ class AlexNet(nn.Module):
                 activations[f"column0.{stage}"], activations[f"column1.{stage}"] = h0, h1
             return h0, h1
 
+        if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
+            images = images * self._preset.input_scale
+        if self.fuse_columns and d0 == d1 and activations is None:
+            from .fused import forward_one_device      # one device: the columns run together
+            return forward_one_device(self, images)
         # The image goes to both columns.
         x0 = to_device(images, d0, label="image -> column0")
         x1 = to_device(images, d1, label="image -> column1")

@@ -176,6 +176,8 @@ class SingleDeviceAlexNet(nn.Module):
                 acts[stage] = h
             return h
 
+        if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
+            images = images * self._preset.input_scale
         x = to_device(images, self.device, label="image -> device")
         x = keep("conv1", F.relu(self.conv1(x)))
         x = keep("pool1", max_pool(lrn_in_groups(x, self.groups)))

@@ -19,7 +19,10 @@ std 0.01 the signal shrinks by a large factor at every layer, so a small net (``
 barely learns in a few epochs; Caffe reports a flat loss with bias 1 even for the full net and used
 0.1 and std 0.005 in fc6/fc7. ``he`` (He et al., 2015) scales each layer's std to its fan-in so
 the signal keeps its size through the ReLUs: the default of the small presets, where it trains
-reliably. ``init="paper"`` is always available.
+reliably. He init assumes inputs of unit size, so those presets also multiply the 0-255 pixels
+(minus the mean, standard deviation ~60) by 1/64 before conv1 (``Preset.input_scale``); with raw
+pixels conv1 starts ~60x too large and training stayed at chance on the built-in data.
+``init="paper"`` is always available.
 """
 
 from __future__ import annotations

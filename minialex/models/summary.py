@@ -87,7 +87,7 @@ def describe(preset: Union[str, Preset] = "paper", num_classes: int = 1000) -> L
         LayerRow("fc7", f"{p.fc} / {2 * p.fc}", f"{2 * p.fc} ->",
                  "BOTH columns (crossing)", (p.fc,), params("fc7")),
         LayerRow("fc8", f"{num_classes}", f"{2 * p.fc} ->",
-                 f"BOTH columns (crossing), on {FC8_HOME}", (num_classes,), params("fc8")),
+                 "BOTH columns (crossing)", (num_classes,), params("fc8")),
     ]
     return rows
 
@@ -102,24 +102,27 @@ def table(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
              f"AlexNet preset '{p.name}'",
              f"input: {n}x{n}x3 = {3 * n * n:,} values"
              + (" (227, not the paper's 224: (227-11)/4+1 = 55 with no padding, as in Caffe)"
-                if p.input_size == PAPER_INPUT_SIZE and p.conv1_kernel == 11 else ""),
+                if p.input_size == PAPER_INPUT_SIZE and p.conv1_kernel == 11 else "")
+             + (f", multiplied by {p.input_scale:g} before conv1 (pixels to unit size for He init)"
+                if p.input_scale != 1.0 else ""),
              f"init: {describe_init(init or p.init)}",
              f"LRN: size {LRN_SIZE}, alpha {LRN_ALPHA:g}, beta {LRN_BETA:g}, k {LRN_K:g} "
              "(the paper's form: k + alpha * sum); dropout "
              f"{DROPOUT_P:g} after fc6 and fc7; ReLU after every layer but fc8",
-             f"fc8 lives on {FC8_HOME}; column 0 on device 0, column 1 on device 1",
+             f"column 0 on device 0, column 1 on device 1; fc8 (one layer) and the logits on "
+             f"{FC8_HOME} (as in cuda-convnet2)",
              ""]
-    head = (f"{'layer':<20} {'kernels':>12}  {'kernel, stride, pad':<22} {'reads':<42} "
-            f"{'output per column':>18} {'params':>12}")
+    head = (f"{'layer':<19} {'kernels':>11}  {'kernel, stride, pad':<20} {'reads':<29} "
+            f"{'output per column':>17} {'params':>11}")
     lines += [head, "-" * len(head)]
     for r in rows:
         out = "x".join(str(d) for d in r.output)
         if r.layer == "fc8":
             out += " (all)"
-        lines.append(f"{r.layer:<20} {r.kernels:>12}  {r.geometry:<22} {r.reads:<42} "
-                     f"{out:>18} {r.params:>12,}")
+        lines.append(f"{r.layer:<19} {r.kernels:>11}  {r.geometry:<20} {r.reads:<29} "
+                     f"{out:>17} {r.params:>11,}")
     total = sum(r.params for r in rows)
-    lines += ["-" * len(head), f"{'total parameters':<20} {total:>{len(head) - 21},}",
+    lines += ["-" * len(head), f"{'total parameters':<19} {total:>{len(head) - 20},}",
               "neurons per layer (both columns): "
               + "-".join(f"{r.neurons:,}" for r in rows if r.params)]
     return "\n".join(lines)
