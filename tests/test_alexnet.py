@@ -117,6 +117,15 @@ def test_config_rebuilds_the_same_model():
         assert n1 == n2 and p1.dtype == p2.dtype and numpy.array_equal(p1.numpy(), p2.numpy())
 
 
+def test_config_keeps_the_presets_numbers_so_a_retuned_preset_still_loads():
+    import dataclasses
+    custom = dataclasses.replace(get_preset("tiny"), channels=(2, 4, 4, 4, 2), fc=6)
+    model = AlexNet(3, custom, devices=TWO_CPUS, seed=1)
+    again = build_model(model.config, devices=TWO_CPUS)
+    assert again.preset == "tiny" and again.preset_spec == custom
+    assert again.num_parameters() == model.num_parameters() != AlexNet(3, "tiny").num_parameters()
+
+
 def test_default_devices_follow_the_machine():
     model = AlexNet(5, "tiny")
     assert model.devices == minialex.default_devices()

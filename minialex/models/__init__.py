@@ -30,7 +30,8 @@ def build_model(config: dict, devices=None):
     if name not in MODEL_CLASSES:
         raise ValueError(f"unknown model class {name!r}; known: {', '.join(MODEL_CLASSES)}")
     cls = MODEL_CLASSES[name]
-    cfg["preset"] = get_preset(cfg["preset"])
+    spec = cfg.pop("preset_spec", None)    # the full numbers win over the name (retuned presets)
+    cfg["preset"] = get_preset(spec if spec is not None else cfg["preset"])
     cfg["dtype"] = numpy.dtype(cfg.get("dtype", "float32"))
     if cls is AlexNet:
         cfg["devices"] = devices

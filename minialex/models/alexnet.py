@@ -191,12 +191,14 @@ class AlexNet(nn.Module):
 
     @property
     def config(self) -> dict:
-        """A JSON-able dict that ``minialex.models.build_model`` turns back into this model."""
-        from .presets import PRESETS
-        preset = self.preset if PRESETS.get(self.preset) == self._preset else self._preset.to_dict()
-        return {"class": type(self).__name__, "num_classes": self.num_classes, "preset": preset,
-                "init": self.init, "dtype": self.dtype.name, "dropout_mode": self.dropout_mode,
-                "seed": self.seed}
+        """A JSON-able dict that ``minialex.models.build_model`` turns back into this model.
+
+        It holds the preset's name and its full numbers (``preset_spec``), so a checkpoint
+        still rebuilds the same network if the named preset is retuned later.
+        """
+        return {"class": type(self).__name__, "num_classes": self.num_classes,
+                "preset": self.preset, "preset_spec": self._preset.to_dict(), "init": self.init,
+                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed}
 
     def parameter_shapes(self):
         return parameter_shapes(self._preset, self.num_classes)

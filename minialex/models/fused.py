@@ -31,8 +31,7 @@ from __future__ import annotations
 from .. import functional as F
 from ..autograd import Tensor, concat, to_device
 from ..functional.dropout import draw_keep_mask
-from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
-                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE)
+from .presets import CONV2_PADDING, CONV345_PADDING, DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
 
 
 def _stacked(model, layer: str):

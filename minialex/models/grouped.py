@@ -37,8 +37,7 @@ from .alexnet import (DROPOUT_SITES, AlexNet, assign_parameters, dropout_generat
                       split_seed)
 from .init import COLUMN_LAYERS, INIT_SCHEMES, initial_parameters
 from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
-                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE, PRESETS,
-                      Preset, get_preset)
+                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, Preset, get_preset)
 
 
 def two_column_to_grouped(state: Dict[str, numpy.ndarray]) -> "OrderedDict[str, numpy.ndarray]":
@@ -123,10 +122,7 @@ class SingleDeviceAlexNet(nn.Module):
 
     @property
     def config(self) -> dict:
-        preset = self.preset if PRESETS.get(self.preset) == self._preset else self._preset.to_dict()
-        return {"class": type(self).__name__, "num_classes": self.num_classes, "preset": preset,
-                "init": self.init, "dtype": self.dtype.name, "dropout_mode": self.dropout_mode,
-                "seed": self.seed}
+        return AlexNet.config.fget(self)
 
     def to(self, device) -> "SingleDeviceAlexNet":
         device = as_device(device)
