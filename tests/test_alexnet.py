@@ -385,3 +385,27 @@ def test_fused_one_device_path_equals_the_two_columns():
     for name in g_cols:
         numpy.testing.assert_allclose(g_fused[name], g_cols[name], rtol=1e-10, atol=1e-12, err_msg=name)
     assert rng is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Every backend (NumPy here; CuPy on a GPU machine)
+# --------------------------------------------------------------------------------------------
+
+def test_same_seed_gives_the_same_network_and_gradients_on_every_backend(device):
+    cpu = AlexNet(5, "tiny", devices=TWO_CPUS, seed=6, dtype=numpy.float64)
+    other = AlexNet(5, "tiny", devices=(device, device), seed=6, dtype=numpy.float64)
+    for (name, a), (_, b) in zip(cpu.named_parameters(), other.named_parameters()):
+        assert b.device == device and numpy.array_equal(a.numpy(), b.numpy()), name
+    masks = fixed_masks("tiny", 2, seed=3)
+    cpu.set_dropout_masks(masks)
+    other.set_dropout_masks(masks)
+    x = images_for(cpu, 2)
+    labels = numpy.array([1, 2])
+    loss_cpu = F.cross_entropy(cpu(x), labels)
+    loss_other = F.cross_entropy(other(minialex.Tensor(x, device=device)), device.put(labels))
+    numpy.testing.assert_allclose(loss_other.item(), loss_cpu.item(), rtol=1e-10)
+    loss_cpu.backward()
+    loss_other.backward()
+    for (name, a), (_, b) in zip(cpu.named_parameters(), other.named_parameters()):
+        numpy.testing.assert_allclose(minialex.as_numpy(b.grad), a.grad, rtol=1e-8, atol=1e-12,
+                                      err_msg=name)

@@ -211,3 +211,12 @@ def test_reserved_names_are_refused(tmp_path):
     with pytest.raises(ValueError, match="would overwrite"):
         minialex.save(tmp_path / "x.h5", model, extra={"model": {}})
     assert not os.path.exists(tmp_path / "x.h5")
+
+
+def test_round_trip_from_any_backend(tmp_path, device):
+    model = AlexNet(5, "tiny", devices=(device, device), seed=2)
+    path = minialex.save(tmp_path / "m.h5", model)
+    again = minialex.load(path, devices=(device, device))
+    assert again.devices == (device, device)
+    for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters()):
+        assert b.device == device and numpy.array_equal(a.numpy(), b.numpy()), name
