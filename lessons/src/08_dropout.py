@@ -1,4 +1,4 @@
-# Lesson 8 · source (see lessons/_build.py).
+# Lesson 8 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 8 · Dropout
 #
