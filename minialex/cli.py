@@ -325,7 +325,8 @@ def plot_command(run_dir, out):
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not a metrics log (line {e.lineno}: {e.msg})") from None
     out = out or os.path.join(os.path.dirname(path) or ".", "curves.png")
-    save_training_curves(records, out, title=os.path.dirname(os.path.abspath(path)))
+    save_training_curves(records, out, title=os.path.basename(os.path.realpath(os.path.dirname(
+        os.path.abspath(path)))))
     click.echo(f"wrote {out}")
 
 

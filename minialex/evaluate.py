@@ -17,6 +17,7 @@ import numpy
 
 from .autograd import Tensor, no_grad
 from .backend import as_numpy
+from .data.dataset import spread_indices
 
 
 @dataclasses.dataclass
@@ -279,7 +280,6 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
     'neighbour_labels', 'top5' (lists of (class, p)) and 'truth' (class names or None).
     """
     from .data import DataError
-    from .data.dataset import spread_indices
     from .train import open_data
     tm = load_trained(path, devices)
     spec = data or tm.data_spec
@@ -292,7 +292,7 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
     else:
         val = open_data(spec, "val", seed, tm.base_size)
         from .data.dataset import Subset
-        qset = Subset(val, spread_indices(len(val), num_queries))
+        qset = Subset(val, _one_per_class(val.labels, num_queries))
         truth = [tm.class_names[int(l)] for l in qset.labels]
     q_feats, q_probs = [], []
     for x, _ in _loader(qset, tm, batch_size):
@@ -312,6 +312,19 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
             "neighbour_labels": [[tm.class_names[int(train_set.labels[j])] for j in row] for row in idx],
             "top5": top_classes(numpy.concatenate(q_probs), tm.class_names, 5),
             "truth": truth, "names": [qset.describe(i) for i in range(len(qset))]}
+
+
+def _one_per_class(labels, count: int) -> numpy.ndarray:
+    """Indices of ``count`` images of different classes (classes spread over the label range),
+    the first image of each: queries that show the net telling classes apart."""
+    labels = numpy.asarray(labels)
+    classes = numpy.unique(labels)
+    picked = classes[spread_indices(len(classes), count)] if count < len(classes) else classes
+    idx = [int(numpy.flatnonzero(labels == c)[0]) for c in picked]
+    if len(idx) < count:  # more queries than classes: fill with images spread over the split
+        rest = [i for i in spread_indices(len(labels), count) if i not in idx]
+        idx += rest[:count - len(idx)]
+    return numpy.asarray(idx, dtype=numpy.int64)
 
 
 def format_top5(name: str, preds: Sequence[Tuple[str, float]]) -> str:
