@@ -349,7 +349,8 @@ def gradcheck_command(device):
     """
     from .backend import default_device
     from .health import format_table, run_checks
-    device = device or str(default_device())
+    from .train import parse_devices
+    device = str(parse_devices(device)[0]) if device else str(default_device())
     results = run_checks(device)
     click.echo(format_table(results, device))
     if not all(r.passed for r in results):

@@ -189,6 +189,14 @@ def test_missing_image_and_non_image(trained, tmp_path):
     _one_line_error(run("predict", out / "best.h5", text_file, ok=False), "notes.png")
 
 
+def test_a_device_that_does_not_exist():
+    import minialex
+    if minialex.gpu_count() >= 8:
+        pytest.skip("this machine has cuda:7")
+    _one_line_error(run("gradcheck", "--device", "cuda:7", ok=False), "cuda:7", "does not exist")
+    _one_line_error(run("train", "--devices", "cuda:7", *TINY, ok=False), "cuda:7")
+
+
 def test_plot_of_a_folder_without_metrics(tmp_path):
     _one_line_error(run("plot", tmp_path, ok=False), "metrics.jsonl")
 
