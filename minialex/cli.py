@@ -26,7 +26,6 @@ def _user_errors():
     from .backend import DeviceError
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .gradcheck import GradcheckError  # noqa: F401  (a failed check is reported, not raised)
     from .train import TrainingError
     return (DataError, CheckpointError, TrainingError, DeviceError, FileNotFoundError,
             IsADirectoryError, PermissionError, ValueError)

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 
 import numpy
 
-from .backend import Device, as_device
+from .backend import as_device
 from .gradcheck import gradcheck
 
 

@@ -23,7 +23,7 @@ Both keep their state in ``state_dict()`` so that a resumed run continues exactl
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .backend import as_numpy, get_array_module
 

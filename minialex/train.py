@@ -42,7 +42,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy
 
 from .backend import Device, as_numpy, gpu_available, gpu_count
-from .autograd import Tensor, no_grad
+from .autograd import Tensor
 
 #: Epochs when --epochs is not given. The CPU default (mini on the built-in data) is sized to
 #: finish in about 6-8 minutes on a 2-core machine; the paper trained for ~90 epochs (§5).

@@ -1,10 +1,8 @@
 """The command line as a user meets it: every command has --help with an example; a tiny run
 trains, evaluates, predicts and draws; user mistakes give one line and exit status 1."""
 
-import json
 import os
 
-import numpy
 import pytest
 from click.testing import CliRunner
 from PIL import Image
