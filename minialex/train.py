@@ -445,8 +445,22 @@ class Trainer:
         model.train()
         with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
             logits = model(Tensor(images, device=self.devices[0]))
-            loss = F.cross_entropy(logits, labels)
-            value = loss.item()
+            # The dataset's labels were checked when it was read: no per-step device check.
+            loss = F.cross_entropy(logits, labels, check_labels=False)
+            self.optimizer.zero_grad()
+            loss.backward()
+        stop = getattr(self, "stop", None)
+        if stop is not None:
+            stop.critical = True   # a Ctrl-C now waits for the update to finish
+        try:
+            with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
+                self.optimizer.step()
+        finally:
+            if stop is not None:
+                stop.critical = False
+        # Read the loss only now, once the whole step is queued: on a GPU this is the step's one
+        # host synchronisation. If it diverged, the weights in memory are spoiled but never saved.
+        value = loss.item()
         if not math.isfinite(value):
             kept = (f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
                     else "no checkpoint was written yet")
@@ -454,16 +468,6 @@ class Trainer:
                 f"the loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
                 f"{self.batch + 1}) with learning rate {self.optimizer.lr:g}: training diverged; "
                 f"{kept}. Try a smaller --lr")
-        self.optimizer.zero_grad()
-        loss.backward()
-        stop = getattr(self, "stop", None)
-        if stop is not None:
-            stop.critical = True   # a Ctrl-C now waits for the update to finish
-        try:
-            self.optimizer.step()
-        finally:
-            if stop is not None:
-                stop.critical = False
         top1, _ = _topk_correct(logits.data, labels, 1)
         return value, top1
 
