@@ -576,6 +576,7 @@ class Trainer:
         cfg = self.config
         nb = self._batches_per_epoch()
         stopped = "finished"
+        start_step = self.step
         with _StopFlag() as stop:
             self.stop = stop
             try:
@@ -594,7 +595,7 @@ class Trainer:
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
                 raise
-        if self.epoch >= cfg.epochs and stopped == "finished" and self.config.resume:
+        if self.step == start_step and stopped == "finished" and self.config.resume:
             self.echo(f"nothing to do: the run has done {self.epoch} of {cfg.epochs} epochs; "
                       "give --epochs to train longer")
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
