@@ -1,13 +1,20 @@
 """minialex: a small deep-learning framework that builds AlexNet (Krizhevsky, Sutskever and
 Hinton, 2012) from arrays up, on NumPy or CuPy.
 
-The parts, in the order a reader meets them:
+The parts, in the order a reader meets them (each depends only on those above it):
 
-- ``minialex.backend``   NumPy or CuPy, devices, the transfer log
-- ``minialex.autograd``  Tensor, Function, backward
-- ``minialex.gradcheck`` finite-difference checks
+- ``minialex.backend``     NumPy or CuPy, devices ('cpu', 'cpu:0', 'cpu:1', 'cuda:N'), the transfer log
+- ``minialex.autograd``    Tensor, Function, backward, ``to_device`` (basic ops in ``minialex.ops``)
+- ``minialex.gradcheck``   finite-difference checks
+- ``minialex.functional``  the layers as functions (conv2d, max_pool2d, local_response_norm, ...),
+  each naive and fast; ``minialex.kernels`` holds their CUDA sources
+- ``minialex.nn``          Module, Parameter and the layer classes
+- ``minialex.models``      AlexNet (two columns), its presets, the grouped and one-column forms
+- ``minialex.optim``       SGD as §5 writes it, learning-rate schedules
+- ``minialex.data``        datasets, the paper's preprocessing and augmentation, the loader
+- ``minialex.checkpoint``  HDF5 ``save``/``load``
+- ``minialex.train``, ``evaluate``, ``viz``  the jobs behind ``python cli.py``
 """
-
 from .backend import (Device, DeviceError, Transfer, TransferLog, as_numpy, default_device,
                       default_devices, get_array_module, gpu_available, gpu_count, transfer_log)
 from .autograd import (Function, Tensor, concat, enable_grad, is_grad_enabled, no_grad, split,
