@@ -171,6 +171,9 @@ def save(path, model, optimizer=None, extra: Optional[Dict[str, Any]] = None, **
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     os.close(fd)
+    mask = os.umask(0)   # mkstemp makes the file 0600: give it the mode of any file the user
+    os.umask(mask)       # creates (usually 0644), so a checkpoint can be shared
+    os.chmod(tmp, 0o666 & ~mask)
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["format_version"] = FORMAT_VERSION

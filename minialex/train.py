@@ -412,9 +412,6 @@ class Trainer:
         path = os.path.join(self.out, "last.h5")
         save(path, self.model, optimizer=self.optimizer, extra=extra, epoch=self.epoch,
              step=self.step, batch=self.batch)
-        mask = os.umask(0)   # save() writes through mkstemp (mode 0600): give the checkpoint
-        os.umask(mask)       # the permissions of any other file the user creates
-        os.chmod(path, 0o666 & ~mask)
         self.checkpoint_path = path
         return path
 

@@ -220,3 +220,17 @@ def test_round_trip_from_any_backend(tmp_path, device):
     assert again.devices == (device, device)
     for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters()):
         assert b.device == device and numpy.array_equal(a.numpy(), b.numpy()), name
+
+
+def test_saved_checkpoint_has_the_users_usual_file_mode(tmp_path):
+    """save() writes through a temporary file (mkstemp makes it 0600); the checkpoint ends with
+    the mode any new file of the user gets, so others can read it where the umask allows."""
+    import os
+    from minialex.models import AlexNet
+    model = AlexNet(5, "tiny", seed=0)
+    old = os.umask(0o022)
+    try:
+        minialex.save(tmp_path / "m.h5", model)
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "m.h5").st_mode & 0o777) == 0o644
