@@ -176,7 +176,7 @@ class Conv2d(Function):
             y[:, g * kg:(g + 1) * kg] = yg.reshape(n, oh, ow, kg).transpose(0, 3, 1, 2)
             cols.append(col)
         self.save_for_backward(weight, *cols)
-        self.x_shape, self.has_bias = (n, c, h, w), bias is not None
+        self.x_shape = (n, c, h, w)
         return y
 
     def backward(self, gy):

@@ -76,6 +76,28 @@ def lrn(x: Tensor) -> Tensor:
     return F.local_response_norm(x, size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
 
 
+def lrn_in_groups(x: Tensor, groups: int) -> Tensor:
+    """LRN (§3.3) within each of ``groups`` equal channel blocks, as each column normalises only
+    its own channels: (N, G*C, H, W) is viewed as (N*G, C, H, W), a reshape without a copy."""
+    if groups == 1:
+        return lrn(x)
+    n, c, h, w = x.shape
+    return lrn(x.reshape(n * groups, c // groups, h, w)).reshape(n, c, h, w)
+
+
+def check_images(model, images) -> Tensor:
+    """``images`` as a Tensor of shape (N, 3, S, S) and the model's dtype, or a clear error."""
+    if not isinstance(images, Tensor):
+        images = Tensor(images)
+    s, name = model.input_size, f"{type(model).__name__} ({model.preset})"
+    if images.ndim != 4 or images.shape[1:] != (3, s, s):
+        raise ValueError(f"{name}: expected images of shape (N, 3, {s}, {s}), got {images.shape}")
+    if images.dtype != model.dtype:
+        raise TypeError(f"{name}: images are {images.dtype} but the model is {model.dtype}; "
+                        "convert with .astype")
+    return images
+
+
 def max_pool(x: Tensor) -> Tensor:
     """Overlapping max pooling, 3x3 windows with stride 2 (§3.4)."""
     return F.max_pool2d(x, kernel_size=POOL_SIZE, stride=POOL_STRIDE)
@@ -258,15 +280,7 @@ class AlexNet(nn.Module):
         'column1.pool5' (conv stages after their ReLU; pool stages after LRN and pooling),
         'column0.fc6' ... 'column1.fc7' (after ReLU, before dropout) and 'fc8' (the logits).
         """
-        if not isinstance(images, Tensor):
-            images = Tensor(images)
-        s = self.input_size
-        if images.ndim != 4 or images.shape[1:] != (3, s, s):
-            raise ValueError(f"AlexNet ({self.preset}): expected images of shape (N, 3, {s}, {s}), "
-                             f"got {images.shape}")
-        if images.dtype != self.dtype:
-            raise TypeError(f"AlexNet ({self.preset}): images are {images.dtype} but the model "
-                            f"is {self.dtype}; convert with .astype")
+        images = check_images(self, images)
         d0, d1 = self.devices
         col0, col1 = self.column0, self.column1
         n = images.shape[0]

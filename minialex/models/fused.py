@@ -31,26 +31,14 @@ from __future__ import annotations
 from .. import functional as F
 from ..autograd import Tensor, concat, to_device
 from ..functional.dropout import draw_keep_mask
-from .presets import CONV2_PADDING, CONV345_PADDING, DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+from .alexnet import lrn_in_groups, max_pool
+from .presets import CONV2_PADDING, CONV345_PADDING, DROPOUT_P
 
 
 def _stacked(model, layer: str):
     """(weight, bias) of ``layer`` with column 0's rows first, differentiable back to both."""
     a, b = getattr(model.column0, layer), getattr(model.column1, layer)
     return concat([a.weight, b.weight], axis=0), concat([a.bias, b.bias], axis=0)
-
-
-def _lrn_per_column(x: Tensor) -> Tensor:
-    """LRN (§3.3) over each column's half of the channels: (N, 2C, H, W) viewed as (2N, C, H, W)."""
-    n, c2, h, w = x.shape
-    y = F.local_response_norm(x.reshape(2 * n, c2 // 2, h, w), size=LRN_SIZE, alpha=LRN_ALPHA,
-                              beta=LRN_BETA, k=LRN_K)
-    return y.reshape(n, c2, h, w)
-
-
-def _pool(x: Tensor) -> Tensor:
-    from .alexnet import max_pool
-    return max_pool(x)
 
 
 def _dropout(model, x: Tensor, layer: str) -> Tensor:
@@ -80,16 +68,16 @@ def forward_one_device(model, images: Tensor) -> Tensor:
     w, b = _stacked(model, "conv1")
     h = F.relu(F.conv2d(x, w, b, stride=model.preset_spec.conv1_stride,
                         padding=model.preset_spec.conv1_padding))
-    h = _pool(_lrn_per_column(h))
+    h = max_pool(lrn_in_groups(h, 2))
     w, b = _stacked(model, "conv2")
     h = F.relu(F.conv2d(h, w, b, padding=CONV2_PADDING, groups=2))
-    h = _pool(_lrn_per_column(h))
+    h = max_pool(lrn_in_groups(h, 2))
     w, b = _stacked(model, "conv3")                          # crossing 1: reads both halves
     h = F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING))
     w, b = _stacked(model, "conv4")
     h = F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING, groups=2))
     w, b = _stacked(model, "conv5")
-    h = _pool(F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING, groups=2)))
+    h = max_pool(F.relu(F.conv2d(h, w, b, padding=CONV345_PADDING, groups=2)))
     h = h.reshape(h.shape[0], -1)                            # crossing 2: column 0's channels first
     w, b = _stacked(model, "fc6")
     h = _dropout(model, F.relu(F.linear(h, w, b)), "fc6")

@@ -31,13 +31,13 @@ import numpy
 
 from .. import functional as F
 from .. import nn
-from ..autograd import Tensor, concat, no_grad, split, to_device
+from ..autograd import Tensor, no_grad, to_device
 from ..backend import Device, as_device, default_devices
-from .alexnet import (DROPOUT_SITES, AlexNet, assign_parameters, dropout_generator, max_pool,
-                      split_seed)
+from .alexnet import (DROPOUT_SITES, AlexNet, assign_parameters, check_images, dropout_generator,
+                      lrn_in_groups, max_pool, split_seed)
 from .init import COLUMN_LAYERS, INIT_SCHEMES, initial_parameters
 from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
-                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, Preset, get_preset)
+                      Preset, get_preset)
 
 
 def two_column_to_grouped(state: Dict[str, numpy.ndarray]) -> "OrderedDict[str, numpy.ndarray]":
@@ -64,14 +64,6 @@ def grouped_to_two_column(state: Dict[str, numpy.ndarray]) -> "OrderedDict[str, 
                     a[:half] if col == 0 else a[half:])
     out["fc8.weight"], out["fc8.bias"] = state["fc8.weight"], state["fc8.bias"]
     return out
-
-
-def lrn_in_groups(x: Tensor, groups: int) -> Tensor:
-    """Local response normalisation (§3.3) within each of ``groups`` equal channel blocks."""
-    lrn = dict(size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
-    if groups == 1:
-        return F.local_response_norm(x, **lrn)
-    return concat([F.local_response_norm(part, **lrn) for part in split(x, groups, axis=1)], axis=1)
 
 
 class SingleDeviceAlexNet(nn.Module):
@@ -159,12 +151,7 @@ class SingleDeviceAlexNet(nn.Module):
     def forward(self, images, activations: Optional[dict] = None) -> Tensor:
         """Logits (N, num_classes). With a dict ``activations``, stores each stage's output
         ('conv1', 'pool1', ..., 'fc7', 'fc8'), named as in ``AlexNet.forward`` without columns."""
-        if not isinstance(images, Tensor):
-            images = Tensor(images)
-        s = self.input_size
-        if images.ndim != 4 or images.shape[1:] != (3, s, s):
-            raise ValueError(f"{type(self).__name__} ({self.preset}): expected images of shape "
-                             f"(N, 3, {s}, {s}), got {images.shape}")
+        images = check_images(self, images)
         acts = activations if activations is not None else {}
 
         def keep(stage, h):
