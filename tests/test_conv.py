@@ -53,6 +53,44 @@ def test_conv2d_gradcheck_conv1_geometry(device, rng):
     assert report.compared == 4
 
 
+@pytest.mark.parametrize("n,c,h,w,k,kernel,stride,padding,groups", CASES[:3])
+def test_conv2d_relu_gradcheck(device, rng, n, c, h, w, k, kernel, stride, padding, groups):
+    x, wt, b = random_case(rng, n, c, h, w, k, kernel, groups, device)
+    y = F.conv2d_relu(Tensor(x), Tensor(wt), Tensor(b), stride, padding, groups).numpy()
+    assert (y == 0).mean() > 0.2 and (y > 0).mean() > 0.2    # both sides of the kink are checked
+    gradcheck(lambda x, w, b: F.conv2d_relu(x, w, b, stride, padding, groups), [x, wt, b],
+              name="conv2d_relu")
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("n,c,h,w,k,kernel,stride,padding,groups", CASES)
+def test_conv2d_relu_equals_relu_of_conv2d(device, rng, with_bias, n, c, h, w, k, kernel, stride,
+                                           padding, groups):
+    """The fused op is exactly the two ops in a row, forward and backward (the fast one-device
+    AlexNet relies on it), on every backend."""
+    x, wt, b = random_case(rng, n, c, h, w, k, kernel, groups, device)
+    arrays = [x, wt, b] if with_bias else [x, wt]
+    y_ref = F.conv2d(Tensor(x), Tensor(wt), stride=stride, padding=padding, groups=groups)
+    g = device.put(rng.standard_normal(y_ref.shape))
+    fused = run_with_grads(lambda *t: F.conv2d_relu(*t, stride=stride, padding=padding,
+                                                    groups=groups), arrays, g)
+    apart = run_with_grads(lambda *t: F.relu(F.conv2d(*t, stride=stride, padding=padding,
+                                                      groups=groups)), arrays, g)
+    numpy.testing.assert_allclose(fused[0], apart[0], rtol=1e-12, atol=1e-12)
+    for a, r in zip(fused[1], apart[1]):
+        numpy.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_relu_keeps_nan_and_names_itself(device, rng):
+    """max(0, NaN) is NaN, as numpy.maximum has it: a diverging net must not look healthy."""
+    x, wt, b = random_case(rng, 1, 2, 5, 5, 3, 3, 1, device)
+    x[0, 0, 2, 2] = numpy.nan
+    y = F.conv2d_relu(Tensor(x), Tensor(wt), Tensor(b), padding=1).numpy()      # (1, 3, 5, 5)
+    assert numpy.isnan(y[0, :, 1:4, 1:4]).all() and not numpy.isnan(y[0, :, 0, 0]).any()
+    with pytest.raises(ValueError, match=r"conv2d_relu: weight expects 2 channels.*\(1, 3, 5, 5\)"):
+        F.conv2d_relu(Tensor(rng.standard_normal((1, 3, 5, 5))), Tensor(wt))
+
+
 def test_conv2d_naive_gradcheck(rng):
     x, wt, b = random_case(rng, 2, 4, 5, 6, 4, 3, 2, minialex.Device("cpu"))
     gradcheck(lambda x, w, b: F.conv2d_naive(x, w, b, 2, 1, 2), [x, wt, b], name="conv2d_naive")
@@ -259,6 +297,13 @@ def test_layout_kernels_and_sgd_kernel(rng):
     numpy.testing.assert_allclose(y, src.reshape(k, n, p).transpose(1, 0, 2) + bias[None, :, None],
                                   rtol=1e-6)
     numpy.testing.assert_allclose(back, src, rtol=1e-5, atol=1e-6)
+    with gpu:                          # the ReLU folded in, forward and backward
+        yr = minialex.as_numpy(kernels.knp_to_nchw(gpu.put(src), gpu.put(bias), n, k, p, relu=True))
+        gy = rng.standard_normal((n, k, p)).astype(numpy.float32)
+        masked = minialex.as_numpy(kernels.nchw_to_knp(gpu.put(gy), gpu.put(yr)))
+    numpy.testing.assert_allclose(yr, numpy.maximum(y, 0), rtol=1e-6)
+    expected = numpy.where(yr > 0, gy, 0).transpose(1, 0, 2).reshape(k, n * p)
+    numpy.testing.assert_array_equal(masked, expected)
 
     w, v, g = (rng.standard_normal(10).astype(numpy.float32) for _ in range(3))
     with gpu:

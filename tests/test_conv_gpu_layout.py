@@ -29,12 +29,15 @@ def col2im_t(cols, out, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
     return out
 
 
-def knp_to_nchw(src, bias, n, k, p):
-    return src.reshape(k, n, p).transpose(1, 0, 2) + bias[None, :, None]
+def knp_to_nchw(src, bias, n, k, p, relu=False):
+    y = src.reshape(k, n, p).transpose(1, 0, 2) + bias[None, :, None]
+    return numpy.maximum(y, 0) if relu else y
 
 
-def nchw_to_knp(src):
+def nchw_to_knp(src, relu_output=None):
     n, k, p = src.shape
+    if relu_output is not None:
+        src = numpy.where(relu_output > 0, src, 0)
     return numpy.ascontiguousarray(src.transpose(1, 0, 2).reshape(k, n * p))
 
 
@@ -52,27 +55,30 @@ def numpy_standins(monkeypatch):
     ((3, 6, 5, 6), (4, 3, 3, 3), (2, 1), (1, 0), 2),         # odd strides and paddings
 ])
 @pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_relu"])
 def test_gpu_arrangement_equals_cpu_conv(numpy_standins, shape, wshape, stride, padding, groups,
-                                         with_bias):
+                                         with_bias, relu):
     rng = numpy.random.default_rng(7)
     x = rng.standard_normal(shape)
     w = rng.standard_normal(wshape)
     b = rng.standard_normal(wshape[0]) if with_bias else None
 
-    y_gpu = conv_gpu.conv2d_forward(x, w, b, stride, padding, groups)
+    y_gpu = conv_gpu.conv2d_forward(x, w, b, stride, padding, groups, relu)
     xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
     bt = Tensor(b, requires_grad=True) if with_bias else None
-    y = F.conv2d(xt, wt, bt, stride, padding, groups)
+    y = (F.conv2d_relu if relu else F.conv2d)(xt, wt, bt, stride, padding, groups)
+    mask = y.data if relu else None
     numpy.testing.assert_allclose(y_gpu, y.data, rtol=1e-12, atol=1e-12)
 
     gy = rng.standard_normal(y.shape)
     y.backward(gy)
-    gx, gw, gb = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, True, with_bias)
+    gx, gw, gb = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, True, with_bias, mask)
     numpy.testing.assert_allclose(gx, xt.grad, rtol=1e-12, atol=1e-12)
     numpy.testing.assert_allclose(gw, wt.grad, rtol=1e-12, atol=1e-12)
     if with_bias:
         numpy.testing.assert_allclose(gb, bt.grad, rtol=1e-12, atol=1e-12)
     else:
         assert gb is None
-    gx_none, _, _ = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, False, with_bias)
+    gx_none, _, _ = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, False, with_bias,
+                                             mask)
     assert gx_none is None

@@ -2,7 +2,8 @@
 
 One module per kind of op, each a ``minialex.Function`` subclass plus the lowercase wrapper you call:
 
-    conv.py           conv2d (im2col + GEMM), im2col, col2im, conv2d_naive          §3.5
+    conv.py           conv2d (im2col + GEMM), conv2d_relu, im2col, col2im,          §3.5
+                      conv2d_naive
     pooling.py        max_pool2d (overlapping), max_pool2d_naive                     §3.4
     normalization.py  local_response_norm (paper literal), local_response_norm_naive §3.3
     activation.py     relu, tanh                                                     §3.1
@@ -17,7 +18,7 @@ float64, and returns the input's dtype.
 """
 
 from .activation import relu, tanh
-from .conv import col2im, conv2d, conv2d_naive, im2col
+from .conv import col2im, conv2d, conv2d_naive, conv2d_relu, im2col
 from .dropout import dropout
 from .linear import linear
 from .loss import cross_entropy, log_softmax, softmax
@@ -25,7 +26,7 @@ from .normalization import local_response_norm, local_response_norm_naive
 from .pooling import max_pool2d, max_pool2d_naive
 
 __all__ = [
-    "conv2d", "conv2d_naive", "im2col", "col2im", "max_pool2d", "max_pool2d_naive",
+    "conv2d", "conv2d_relu", "conv2d_naive", "im2col", "col2im", "max_pool2d", "max_pool2d_naive",
     "local_response_norm", "local_response_norm_naive", "relu", "tanh", "dropout", "linear",
     "log_softmax", "softmax", "cross_entropy",
 ]

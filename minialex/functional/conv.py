@@ -144,19 +144,24 @@ def check_conv_args(op, x, weight, bias, stride, padding, groups):
 # --------------------------------------------------------------------------------------------
 
 class Conv2d(Function):
-    """y = conv(x, weight) + bias via im2col and one 2-D GEMM per group (see module docstring)."""
+    """y = conv(x, weight) + bias via im2col and one 2-D GEMM per group (see module docstring);
+    with ``relu``, y = max(0, conv(x, weight) + bias) as one op (``conv2d_relu``)."""
 
     name = "conv2d"
 
-    def __init__(self, stride, padding, groups):
-        self.stride, self.padding, self.groups = stride, padding, groups
+    def __init__(self, stride, padding, groups, relu=False):
+        self.stride, self.padding, self.groups, self.relu = stride, padding, groups, relu
+        if relu:
+            self.name = "conv2d_relu"
 
     def forward(self, x, weight, bias=None):
         self.has_bias = bias is not None
         if uses_gpu(x):  # the GPU arrangement: transposed columns, recomputed in backward
             self.on_gpu = True
-            self.save_for_backward(x, weight)
-            return conv_gpu.conv2d_forward(x, weight, bias, self.stride, self.padding, self.groups)
+            y = conv_gpu.conv2d_forward(x, weight, bias, self.stride, self.padding, self.groups,
+                                        self.relu)
+            self.save_for_backward(x, weight, y if self.relu else None)   # y: the ReLU's mask
+            return y
         self.on_gpu = False
         xp = get_array_module(x)
         n, c, h, w = shape_of(x)
@@ -175,19 +180,23 @@ class Conv2d(Function):
             # rows are (n, oy, ox): one copy puts this group's kernels into NCHW
             y[:, g * kg:(g + 1) * kg] = yg.reshape(n, oh, ow, kg).transpose(0, 3, 1, 2)
             cols.append(col)
-        self.save_for_backward(weight, *cols)
+        if self.relu:
+            xp.maximum(y, 0, out=y)                 # in place: no second activation-sized array
+        self.save_for_backward(weight, y if self.relu else None, *cols)
         self.x_shape = (n, c, h, w)
         return y
 
     def backward(self, gy):
         need_gx = self.inputs is None or self.inputs[0].requires_grad
         if self.on_gpu:
-            x, weight = self.saved
+            x, weight, y = self.saved
             gx, gw, gb = conv_gpu.conv2d_backward(x, weight, gy, self.stride, self.padding,
-                                                  self.groups, need_gx, self.has_bias)
+                                                  self.groups, need_gx, self.has_bias, y)
             return (gx, gw, gb) if self.has_bias else (gx, gw)
         xp = get_array_module(gy)
-        weight, *cols = self.saved
+        weight, y, *cols = self.saved
+        if self.relu:                                   # the ReLU's backward: dy where y > 0
+            gy = xp.where(y > 0, gy, gy.dtype.type(0))
         n, c, h, w = self.x_shape
         k, cg, kh, kw = shape_of(weight)
         kg = k // self.groups
@@ -222,6 +231,21 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, groups=1):
     """
     stride, padding, groups = check_conv_args("conv2d", x, weight, bias, stride, padding, groups)
     op = Conv2d(stride, padding, groups)
+    return op(x, weight) if bias is None else op(x, weight, bias)
+
+
+def conv2d_relu(x, weight, bias=None, stride=1, padding=0, groups=1):
+    """``relu(conv2d(x, weight, bias, ...))`` as one op: y = max(0, conv(x, weight) + bias).
+
+    Every AlexNet convolution is followed by a ReLU (§3.1), so the fast one-device forward
+    (models/fused.py) asks for both at once. The result and the gradients are exactly those of
+    the two ops in a row (tested); what changes is the work. On a GPU the ReLU rides in the pass
+    that already moves the GEMM's output into NCHW, and its backward (dy where y > 0) in the pass
+    that moves dy back, so the activation is not read and written a second time each way. On the
+    CPU the maximum is taken in place. The saved output y serves as the ReLU's mask.
+    """
+    stride, padding, groups = check_conv_args("conv2d_relu", x, weight, bias, stride, padding, groups)
+    op = Conv2d(stride, padding, groups, relu=True)
     return op(x, weight) if bias is None else op(x, weight, bias)
 
 

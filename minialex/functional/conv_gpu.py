@@ -5,8 +5,10 @@ The same convolution as the CPU path in conv.py (and the same formula), arranged
     colsT_g = im2col_t(x, group g)          (C/groups*kh*kw, N*OH*OW)    = cols_g.T
     Y^T[g]  = W_g @ colsT_g                 (K/groups, N*OH*OW)          one 2-D GEMM per group
     y       = knp_to_nchw(Y^T) + bias       (N, K, OH, OW)               one pass
+    y       = max(0, y)                     in the same pass, for conv2d_relu
 
-and backward, with dY^T = nchw_to_knp(dy) (K, N*OH*OW):
+and backward, with dY^T = nchw_to_knp(dy) (K, N*OH*OW) (for conv2d_relu, dy * [y > 0] in the same
+pass):
 
     dW_g     = dY^T[g] @ colsT_g.T          (K/groups, C/groups*kh*kw)
     dcolsT_g = W_g.T @ dY^T[g]              (C/groups*kh*kw, N*OH*OW)
@@ -27,8 +29,9 @@ from .. import kernels
 from ..backend import cupy
 
 
-def conv2d_forward(x, weight, bias, stride, padding, groups):
-    """y (N, K, OH, OW) for x (N, C, H, W) and weight (K, C/groups, kh, kw), on CuPy arrays."""
+def conv2d_forward(x, weight, bias, stride, padding, groups, relu=False):
+    """y (N, K, OH, OW) for x (N, C, H, W) and weight (K, C/groups, kh, kw), on CuPy arrays;
+    max(0, y) if ``relu``."""
     n, c, h, w = x.shape
     k, cg, kh, kw = weight.shape
     kg = k // groups
@@ -42,17 +45,19 @@ def conv2d_forward(x, weight, bias, stride, padding, groups):
         cupy.matmul(wmat, cols, out=yt[g * kg:(g + 1) * kg])     # the GEMM, into its rows
         del cols
     b = bias if bias is not None else cupy.zeros((k,), dtype=x.dtype)
-    return kernels.knp_to_nchw(yt, b, n, k, oh * ow).reshape(n, k, oh, ow)
+    return kernels.knp_to_nchw(yt, b, n, k, oh * ow, relu).reshape(n, k, oh, ow)
 
 
-def conv2d_backward(x, weight, gy, stride, padding, groups, need_gx, need_bias):
-    """(dx or None, dW, db or None) for the forward above; x is the saved input."""
+def conv2d_backward(x, weight, gy, stride, padding, groups, need_gx, need_bias, relu_output=None):
+    """(dx or None, dW, db or None) for the forward above; x is the saved input, and
+    ``relu_output`` the saved output y when the forward applied the ReLU (dy counts where y > 0)."""
     n, c, h, w = x.shape
     k, cg, kh, kw = weight.shape
     kg = k // groups
     (sh, sw), (ph, pw) = stride, padding
     oh, ow = gy.shape[2], gy.shape[3]
-    gyt = kernels.nchw_to_knp(gy.reshape(n, k, oh * ow))          # (K, N*OH*OW)
+    mask = None if relu_output is None else relu_output.reshape(n, k, oh * ow)
+    gyt = kernels.nchw_to_knp(gy.reshape(n, k, oh * ow), mask)    # (K, N*OH*OW)
     gw = cupy.empty_like(weight)
     gx = cupy.empty_like(x) if need_gx else None
     for g in range(groups):

@@ -6,8 +6,9 @@ The sources sit beside this file, one per kind of op, each a twin of its NumPy c
                  im2col_t, col2im_t (transposed columns)         functional/conv_gpu.py
     pooling.cu   max_pool_forward (+ argmax), max_pool_backward  functional/pooling.py
     lrn.cu       lrn_forward, lrn_backward                       functional/normalization.py
+    layout.cu    knp_to_nchw (+ bias, ReLU), nchw_to_knp (+ the  functional/conv_gpu.py
+                 ReLU's backward): the GEMMs' rows <-> NCHW
     (inline)     relu_backward, an ElementwiseKernel             functional/activation.py
-    (inline)     knp_to_nchw, nchw_to_knp (layout changes)        functional/conv_gpu.py
     (inline)     sgd_update (the paper's update in one pass)      optim.py
 
 Kernels are templates on the element type, so float32 inputs are computed in float32 and float64
@@ -31,6 +32,7 @@ KERNELS = {
     "conv.cu": ("im2col", "col2im", "im2col_t", "col2im_t"),
     "pooling.cu": ("max_pool_forward", "max_pool_backward"),
     "lrn.cu": ("lrn_forward", "lrn_backward"),
+    "layout.cu": ("knp_to_nchw", "nchw_to_knp"),
 }
 C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 THREADS = 256
@@ -205,44 +207,36 @@ def col2im_t(cols, out, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
     return out
 
 
-def knp_to_nchw(src, bias, n, k, p):
-    """(K, N*P) -> (N, K, P) with bias[k] added: the GEMM's kernel-major rows back to NCHW."""
-    kernel = _elementwise.get("knp_to_nchw")
-    if kernel is None:
-        kernel = _elementwise["knp_to_nchw"] = cupy.ElementwiseKernel(
-            "raw T src, raw T bias, int32 K, int32 P, int32 NP", "T y",
-            """
-            const int ii = (int)i;
-            const int q = ii % P;
-            const int k = (ii / P) % K;
-            const int n = ii / (P * K);
-            y = src[(long long)k * NP + (long long)n * P + q] + bias[k];
-            """, "minialex_knp_to_nchw")
+def knp_to_nchw(src, bias, n, k, p, relu=False):
+    """(K, N*P) -> (N, K, P) with bias[k] added, then max(0, .) if ``relu``: the GEMM's
+    kernel-major rows back to NCHW, the conv's bias and ReLU in the same pass; see layout.cu."""
+    src = cupy.ascontiguousarray(src)
+    if tuple(src.shape) != (k, n * p) or tuple(bias.shape) != (k,):
+        raise ValueError(f"minialex.kernels.knp_to_nchw: src {tuple(src.shape)} and bias "
+                         f"{tuple(bias.shape)} do not fit (N, K, P) = {(n, k, p)}")
     _check_int32("knp_to_nchw", elements=n * k * p)
     y = cupy.empty((n, k, p), dtype=src.dtype)
-    kernel(src, bias, numpy.int32(k), numpy.int32(p), numpy.int32(n * p), y)
+    launch("knp_to_nchw", src.dtype, y.size, (src, cupy.ascontiguousarray(bias), y,
+                                              numpy.int64(y.size)) + _ints(k, p, bool(relu)))
     return y
 
 
-def nchw_to_knp(src):
-    """(N, K, P) -> (K, N*P): a gradient in NCHW to the kernel-major rows the GEMMs use."""
-    kernel = _elementwise.get("nchw_to_knp")
-    if kernel is None:
-        kernel = _elementwise["nchw_to_knp"] = cupy.ElementwiseKernel(
-            "raw T src, int32 K, int32 P, int32 NP", "T dst",
-            """
-            const int ii = (int)i;
-            const int k = ii / NP;
-            const int r = ii - k * NP;
-            const int n = r / P;
-            const int q = r - n * P;
-            dst = src[((long long)n * K + k) * P + q];
-            """, "minialex_nchw_to_knp")
+def nchw_to_knp(src, relu_output=None):
+    """(N, K, P) -> (K, N*P): a gradient in NCHW to the kernel-major rows the GEMMs use. With
+    ``relu_output`` (the layer's output y, (N, K, P)) entries where y <= 0 become 0: the ReLU's
+    backward in the same pass; see layout.cu."""
     src = cupy.ascontiguousarray(src)
     n, k, p = src.shape
+    mask = src
+    if relu_output is not None:
+        if tuple(relu_output.shape) != (n, k, p):
+            raise ValueError(f"minialex.kernels.nchw_to_knp: relu_output {tuple(relu_output.shape)} "
+                             f"does not fit the gradient {(n, k, p)}")
+        mask = cupy.ascontiguousarray(relu_output)
     _check_int32("nchw_to_knp", elements=n * k * p)
     dst = cupy.empty((k, n * p), dtype=src.dtype)
-    kernel(src, numpy.int32(k), numpy.int32(p), numpy.int32(n * p), dst)
+    launch("nchw_to_knp", src.dtype, dst.size, (src, mask, dst, numpy.int64(dst.size))
+           + _ints(k, p, relu_output is not None))
     return dst
 
 
