@@ -1,0 +1,172 @@
+"""The CUDA kernels themselves, run on the CPU (minialex/kernels/host.py), against their NumPy twins.
+
+Without a GPU the ``.cu`` files would otherwise only be compiled (test_conv.py). Here each kernel's
+own source runs: compiled by g++, every GPU thread of the launch emulated in turn, called through
+the real launchers in ``minialex.kernels``, whose argument order and argument widths are checked
+as CuPy would pack them. Speed, coalescing and races are left to the gpu-marked tests.
+"""
+
+import numpy
+import pytest
+
+import minialex.functional as F
+from minialex import Tensor, kernels
+from minialex.functional import conv_gpu
+from minialex.functional.conv import col2im, im2col
+from minialex.kernels import host
+
+pytestmark = pytest.mark.skipif(not host.compiler(), reason="needs a C++ compiler (g++)")
+
+GEOMETRIES = [(11, 4, 0), (5, 1, 2), (3, 1, 1), (3, 2, 1)]      # (kernel, stride, padding)
+DTYPES = [numpy.float32, numpy.float64]
+
+
+@pytest.fixture(autouse=True)
+def emulated():
+    with host.emulate():
+        yield
+
+
+def output_hw(h, w, kernel, stride, padding):
+    return (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel,stride,padding", GEOMETRIES)
+def test_im2col_and_col2im_kernels(rng, dtype, kernel, stride, padding):
+    x = rng.standard_normal((2, 3, 23, 19)).astype(dtype)
+    oh, ow = output_hw(23, 19, kernel, stride, padding)
+    cols = kernels.im2col(x, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    expected = im2col(x, kernel, stride, padding)
+    assert cols.dtype == dtype
+    numpy.testing.assert_array_equal(cols, expected)
+    d = rng.standard_normal(expected.shape).astype(dtype)
+    back = kernels.col2im(d, 2, 3, 23, 19, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    numpy.testing.assert_allclose(back, col2im(d, x.shape, kernel, stride, padding),
+                                  rtol=1e-5 if dtype == numpy.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", GEOMETRIES)
+def test_transposed_column_kernels_touch_only_their_group(rng, kernel, stride, padding):
+    n, c, h, w, cg, off = 3, 6, 23, 19, 2, 4
+    x = rng.standard_normal((n, c, h, w))
+    oh, ow = output_hw(h, w, kernel, stride, padding)
+    cols = kernels.im2col_t(x, off, cg, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    expected = im2col(x[:, off:off + cg], kernel, stride, padding).T
+    numpy.testing.assert_array_equal(cols, expected)
+
+    d = rng.standard_normal(expected.shape)
+    sentinel = rng.standard_normal((n, c, h, w))
+    out = kernels.col2im_t(d, sentinel.copy(), off, cg, kernel, kernel, stride, stride, padding,
+                           padding, oh, ow)
+    numpy.testing.assert_allclose(out[:, off:off + cg],
+                                  col2im(numpy.ascontiguousarray(d.T), (n, cg, h, w), kernel,
+                                         stride, padding), rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_array_equal(out[:, :off], sentinel[:, :off])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 0), (2, 2, 0), (3, 1, 1)])
+def test_max_pool_kernels(rng, dtype, kernel, stride, padding):
+    """Overlapping pooling (3x3/2, §3.4), forward with argmax and the gather backward."""
+    x = rng.standard_normal((2, 3, 13, 11)).astype(dtype)
+    oh, ow = output_hw(13, 11, kernel, stride, padding)
+    y, argmax = kernels.max_pool_forward(x, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = kernels.max_pool_backward(gy, argmax, 2, 3, 13, 11, kernel, kernel, stride, stride,
+                                   padding, padding)
+    xt = Tensor(x, requires_grad=True)
+    ref = F.max_pool2d(xt, kernel, stride, padding)
+    ref.backward(gy)
+    numpy.testing.assert_array_equal(y, ref.data)
+    assert argmax.dtype == numpy.int32 and argmax.min() >= 0 and argmax.max() < kernel * kernel
+    numpy.testing.assert_allclose(gx, xt.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lrn_kernels(rng, dtype):
+    """Paper-literal LRN (§3.3) with a large alpha, so the neighbours' terms matter."""
+    x = rng.standard_normal((2, 7, 4, 5)).astype(dtype)
+    y, scale = kernels.lrn_forward(x, 5, 0.2, 0.75, 2.0)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    gx = kernels.lrn_backward(gy, x, y, scale, 5, 0.2, 0.75)
+    xt = Tensor(x, requires_grad=True)
+    ref = F.local_response_norm(xt, 5, 0.2, 0.75, 2.0)
+    ref.backward(gy)
+    tol = 1e-5 if dtype == numpy.float32 else 1e-12
+    numpy.testing.assert_allclose(y, ref.data, rtol=tol, atol=tol)
+    numpy.testing.assert_allclose(gx, xt.grad, rtol=tol, atol=tol)
+
+
+def test_layout_kernels_with_and_without_the_relu(rng):
+    n, k, p = 3, 5, 7
+    src = rng.standard_normal((k, n * p)).astype(numpy.float32)
+    src[2, 4] = numpy.nan
+    bias = rng.standard_normal(k).astype(numpy.float32)
+    plain = src.reshape(k, n, p).transpose(1, 0, 2) + bias[None, :, None]
+    y = kernels.knp_to_nchw(src, bias, n, k, p)
+    numpy.testing.assert_array_equal(y, plain)
+    yr = kernels.knp_to_nchw(src, bias, n, k, p, relu=True)
+    numpy.testing.assert_array_equal(yr, numpy.maximum(plain, 0))     # NaN stays NaN
+    assert numpy.isnan(yr).sum() == 1
+
+    gy = rng.standard_normal((n, k, p)).astype(numpy.float32)
+    numpy.testing.assert_array_equal(kernels.nchw_to_knp(gy), gy.transpose(1, 0, 2).reshape(k, n * p))
+    masked = kernels.nchw_to_knp(gy, relu_output=yr)
+    numpy.testing.assert_array_equal(masked, numpy.where(yr > 0, gy, 0).transpose(1, 0, 2)
+                                     .reshape(k, n * p))
+    with pytest.raises(ValueError, match=r"knp_to_nchw: src \(5, 21\) and bias \(4,\)"):
+        kernels.knp_to_nchw(src, bias[:4], n, k, p)
+    with pytest.raises(ValueError, match=r"nchw_to_knp: relu_output \(3, 5, 6\)"):
+        kernels.nchw_to_knp(gy, relu_output=yr[:, :, :6])
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_relu"])
+@pytest.mark.parametrize("shape,wshape,stride,padding,groups", [
+    ((2, 3, 23, 23), (4, 3, 11, 11), (4, 4), (0, 0), 1),     # conv1's geometry, small
+    ((2, 4, 9, 7), (6, 2, 5, 5), (1, 1), (2, 2), 2),         # conv2: 5x5, pad 2, two groups
+])
+def test_the_gpu_conv2d_on_its_own_kernels(rng, shape, wshape, stride, padding, groups, relu):
+    """conv_gpu.py end to end, every CUDA kernel it launches running its real source."""
+    x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
+    y = conv_gpu.conv2d_forward(x, w, b, stride, padding, groups, relu)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, gb = conv_gpu.conv2d_backward(x, w, gy, stride, padding, groups, True, True,
+                                          y if relu else None)
+    ts = [Tensor(a, requires_grad=True) for a in (x, w, b)]
+    ref = (F.conv2d_relu if relu else F.conv2d)(*ts, stride, padding, groups)
+    ref.backward(gy)
+    numpy.testing.assert_allclose(y, ref.data, rtol=1e-12, atol=1e-12)
+    for got, t in zip((gx, gw, gb), ts):
+        numpy.testing.assert_allclose(got, t.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_argument_types_are_checked_as_cupy_would_pack_them():
+    """A numpy.int64 where the kernel takes an int would be silent garbage on a GPU; here it is
+    a TypeError naming the parameter."""
+    fn = host.get_function("knp_to_nchw", numpy.float32)
+    src, bias, y = (numpy.zeros(s, numpy.float32) for s in (6, 2, 6))
+    fn((1,), (32,), (src, bias, y, numpy.int64(6), numpy.int32(2), numpy.int32(3), numpy.int32(0)))
+    with pytest.raises(TypeError, match=r"knp_to_nchw<float> parameter 'K' \(int\) needs a numpy.int32"):
+        fn((1,), (32,), (src, bias, y, numpy.int64(6), numpy.int64(2), numpy.int32(3), numpy.int32(0)))
+    with pytest.raises(TypeError, match=r"parameter 'bias' \(float\*\) needs a C-contiguous float32"):
+        fn((1,), (32,), (src, bias.astype(numpy.float64), y, numpy.int64(6), numpy.int32(2),
+                         numpy.int32(3), numpy.int32(0)))
+    with pytest.raises(TypeError, match="takes 7 arguments"):
+        fn((1,), (32,), (src, bias, y))
+
+
+def test_a_wrong_index_in_a_kernel_is_caught(rng):
+    """The negative control: im2col_t with the column offset j replaced by the row offset i
+    compiles and runs, and gives columns that differ from the NumPy twin's."""
+    source = kernels.source("conv.cu")
+    line = "const int ix = ox * SW - PW + j;"
+    assert source.count(line) == 2
+    broken = host.HostModule(source.replace(line, "const int ix = ox * SW - PW + i;"), "broken conv.cu")
+    x = rng.standard_normal((2, 2, 9, 9))
+    cols = numpy.empty((2 * 9, 2 * 7 * 7))
+    args = (x, cols) + tuple(numpy.int32(v) for v in (2, 0, 18, 98, 9, 9, 3, 3, 1, 1, 0, 0, 7, 7))
+    broken.get_function("im2col_t", numpy.float64)((1, 18), (64,), args)
+    assert not numpy.array_equal(cols, im2col(x, 3).T)
+    host.get_function("im2col_t", numpy.float64)((1, 18), (64,), args)
+    numpy.testing.assert_array_equal(cols, im2col(x, 3).T)
