@@ -3,6 +3,8 @@
     python benchmarks/gpu_step.py                    # both precisions, paper preset, batch 128
     python benchmarks/gpu_step.py --precision tf32 --steps 20
     python cli.py bench                              # the same, through the CLI
+    python benchmarks/gpu_step.py --relu-apart       # also time the step with every conv's ReLU
+                                                     # as its own op (what conv2d_relu saves)
 
 A step is forward, softmax cross-entropy, backward and the SGD update (momentum 0.9, weight decay
 5e-4), on random 227x227 images (the paper preset's input; see minialex/models/presets.py), batch
@@ -173,6 +175,17 @@ def run_one(args):
         out["minialex"] = minialex_step_times(args.batch, args.steps, args.warmup, args.preset)
     except Exception as exc:  # report, keep the PyTorch figure
         out["minialex_error"] = f"{type(exc).__name__}: {exc}"
+    if args.relu_apart:       # the same step with relu(conv2d(...)) in place of conv2d_relu
+        import minialex.functional as F
+        fused = F.conv2d_relu
+        F.conv2d_relu = lambda *a, **k: F.relu(F.conv2d(*a, **k))
+        try:
+            out["minialex_relu_apart"] = minialex_step_times(args.batch, args.steps, args.warmup,
+                                                             args.preset)
+        except Exception as exc:
+            out["minialex_relu_apart_error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            F.conv2d_relu = fused
     try:
         import torch  # noqa: F401
         if args.preset == "paper":
@@ -205,19 +218,22 @@ def environment():
 def format_table(results, env):
     lines = [f"GPU: {env.get('gpu')}  CUDA runtime: {env.get('cuda_runtime')}  CuPy: {env.get('cupy')}  "
              f"PyTorch: {env.get('torch')}  date: {env.get('date')}",
-             f"{'precision':<9} {'framework':<9} {'step ms':>9} {'img/s':>8} {'fwd ms':>8} "
+             f"{'precision':<9} {'framework':<10} {'step ms':>9} {'img/s':>8} {'fwd ms':>8} "
              f"{'peak MiB':>9} {'ratio':>7}"]
     for r in results:
         ours, ref = r.get("minialex"), r.get("torch")
-        for name, d in (("minialex", ours), ("pytorch", ref)):
+        rows = [("minialex", ours, "minialex"), ("pytorch", ref, "torch")]
+        if "minialex_relu_apart" in r or "minialex_relu_apart_error" in r:
+            rows.insert(1, ("relu apart", r.get("minialex_relu_apart"), "minialex_relu_apart"))
+        for name, d, key in rows:
             if d is None:
-                err = r.get(f"{'minialex' if name == 'minialex' else 'torch'}_error", "not run")
-                lines.append(f"{r['precision']:<9} {name:<9} {err}")
+                err = r.get(f"{key}_error", "not run")
+                lines.append(f"{r['precision']:<9} {name:<10} {err}")
                 continue
             ratio = ""
-            if name == "minialex" and ref:
+            if name != "pytorch" and ref:
                 ratio = f"{d['step_ms'] / ref['step_ms']:.2f}x"
-            lines.append(f"{r['precision']:<9} {name:<9} {d['step_ms']:>9.2f} "
+            lines.append(f"{r['precision']:<9} {name:<10} {d['step_ms']:>9.2f} "
                          f"{r['batch'] * 1000 / d['step_ms']:>8.0f} {d['forward_ms']:>8.2f} "
                          f"{d['peak_bytes'] / 2**20:>9.0f} {ratio:>7}")
         if ours and ref:
@@ -233,6 +249,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--preset", default="paper")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--relu-apart", action="store_true",
+                   help="also time minialex with each conv's ReLU as a separate op")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._child:
@@ -244,7 +262,7 @@ def main(argv=None):
         env = dict(os.environ, CUPY_TF32="1" if prec == "tf32" else "0", PYTHONPATH=ROOT)
         cmd = [sys.executable, os.path.abspath(__file__), "--_child", "--precision", prec,
                "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--preset", args.preset]
+               "--preset", args.preset] + (["--relu-apart"] if args.relu_apart else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         found = [l for l in proc.stdout.splitlines() if l.startswith("JSON ")]
         if not found:

@@ -3,6 +3,8 @@
     python benchmarks/layers.py                          # GPU if there is one, else CPU
     python benchmarks/layers.py --device cpu --batch 8 --repeat 3
     python benchmarks/layers.py --device cuda:0 --torch  # next to PyTorch + cuDNN (if installed)
+    python benchmarks/layers.py --relu-in-conv           # each conv with its ReLU as one op
+                                                         # (conv2d_relu, as the fast AlexNet runs)
 
 Shapes are the single-device form of the two-column net (§3.5): conv2, conv4 and conv5 as
 grouped convolutions (groups=2), 227x227 input (Caffe's crop; 55 -> 27 -> 13 -> 6). LRN runs
@@ -32,14 +34,18 @@ import minialex.functional as F  # noqa: E402
 from minialex import Tensor  # noqa: E402
 
 
-def layer_specs(batch):
-    """(name, input shapes, minialex op, naive op or None, loops of naive, torch builder)."""
+def layer_specs(batch, relu_in_conv=False):
+    """(name, input shapes, minialex op, naive op or None, loops of naive, torch builder).
+
+    With ``relu_in_conv`` every conv row times ``conv2d_relu`` (PyTorch: its conv, then its ReLU)
+    and the separate relu1 row is left out, so the sum is that of the fast one-device AlexNet."""
     b = batch
-    conv = lambda s, p, g: (lambda x, w, bias: F.conv2d(x, w, bias, s, p, g))          # noqa: E731
+    conv_op = F.conv2d_relu if relu_in_conv else F.conv2d
+    conv = lambda s, p, g: (lambda x, w, bias: conv_op(x, w, bias, s, p, g))           # noqa: E731
     naive_conv = lambda s, p, g: (lambda x, w, bias: F.conv2d_naive(x, w, bias, s, p, g))  # noqa: E731
     pool = lambda x: F.max_pool2d(x, 3, 2)                                             # noqa: E731
     lrn = lambda x: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0)                       # noqa: E731
-    return [
+    specs = [
         ("conv1 11x11/4", [(b, 3, 227, 227), (96, 3, 11, 11), (96,)], conv(4, 0, 1),
          naive_conv(4, 0, 1), 96 * 55 * 55, ("conv", 4, 0, 1)),
         ("relu1", [(b, 96, 55, 55)], F.relu, None, 0, ("relu",)),
@@ -65,6 +71,11 @@ def layer_specs(batch):
         ("fc8", [(b, 4096), (1000, 4096), (1000,)], F.linear, None, 0, ("linear",)),
         ("softmax+loss", [(b, 1000)], None, None, 0, ("loss",)),
     ]
+    if relu_in_conv:
+        specs = [(name.replace(" ", "+relu ", 1) if kind[0] == "conv" else name, shapes, op, naive,
+                  loops, ("conv_relu",) + kind[1:] if kind[0] == "conv" else kind)
+                 for name, shapes, op, naive, loops, kind in specs if name != "relu1"]
+    return specs
 
 
 def make_inputs(shapes, device, dtype, rng):
@@ -119,7 +130,8 @@ def minialex_op(name, op, batch, device):
         return lambda x: F.dropout(x, 0.5, generator=gen)
     if name.startswith("softmax"):
         labels = device.put(numpy.arange(batch) % 1000)
-        return lambda x: F.cross_entropy(x, labels)
+        # as in the training step: labels checked once when read, no device sync per step
+        return lambda x: F.cross_entropy(x, labels, check_labels=False)
     return op
 
 
@@ -134,6 +146,9 @@ def torch_times(kind, shapes, repeat, dtype):
     if kind[0] == "conv":
         _, s, p, g = kind
         op = lambda x, w, b: torch.nn.functional.conv2d(x, w, b, s, p, 1, g)  # noqa: E731
+    elif kind[0] == "conv_relu":
+        _, s, p, g = kind
+        op = lambda x, w, b: torch.relu(torch.nn.functional.conv2d(x, w, b, s, p, 1, g))  # noqa: E731
     elif kind[0] == "relu":
         op = torch.relu
     elif kind[0] == "lrn":      # torch divides alpha by size: 5e-4 is the paper's 1e-4 (§3.3)
@@ -174,6 +189,8 @@ def main(argv=None):
     parser.add_argument("--no-naive", action="store_true", help="skip the naive ops")
     parser.add_argument("--torch", action="store_true",
                         help="also time PyTorch's op (GPU only; default on when torch imports)")
+    parser.add_argument("--relu-in-conv", action="store_true",
+                        help="time each conv with its ReLU as one op (conv2d_relu)")
     parser.add_argument("--only", default=None, help="comma-separated layer names to keep (e.g. conv1,fc6)")
     args = parser.parse_args(argv)
 
@@ -196,7 +213,7 @@ def main(argv=None):
           f"median of {args.repeat}" + (f"; naive at batch {args.naive_batch}" if naive else ""))
     if device.is_cuda:
         print(f"CUPY_TF32={os.environ.get('CUPY_TF32', '0')} (TF32 applies to 2-D matmul only)")
-    head = f"{'layer':<14} {'input':<20} {'fwd ms':>9} {'fwd+bwd ms':>11}"
+    head = f"{'layer':<19} {'input':<20} {'fwd ms':>9} {'fwd+bwd ms':>11}"
     if naive:
         head += f" {'naive f+b ms':>13} {'fast f+b ms':>12} {'speed-up':>9}"
     if use_torch:
@@ -205,15 +222,16 @@ def main(argv=None):
     print("-" * len(head))
     keep = set(args.only.split(",")) if args.only else None
     total = [0.0, 0.0]
-    for name, shapes, op, naive_op, loops, kind in layer_specs(args.batch):
-        if keep and name.split()[0] not in keep:
+    for name, shapes, op, naive_op, loops, kind in layer_specs(args.batch, args.relu_in_conv):
+        first = name.split()[0]                       # 'conv1', 'conv1+relu', 'softmax+loss'
+        if keep and first not in keep and first.split("+")[0] not in keep:
             continue
         op = minialex_op(name, op, args.batch, device)
         inputs = make_inputs(shapes, device, dtype, rng)
         fwd, fwdbwd = minialex_timer(op, inputs, sync, args.repeat)
         total[0] += fwd
         total[1] += fwdbwd
-        line = f"{name:<14} {str(shapes[0]):<20} {fwd * 1e3:>9.2f} {fwdbwd * 1e3:>11.2f}"
+        line = f"{name:<19} {str(shapes[0]):<20} {fwd * 1e3:>9.2f} {fwdbwd * 1e3:>11.2f}"
         if naive:
             if naive_op is None:
                 line += f" {'-':>13} {'-':>12} {'-':>9}"
@@ -230,7 +248,7 @@ def main(argv=None):
             line += f" {tf * 1e3:>10.2f} {tfb * 1e3:>10.2f} {fwdbwd / tfb:>8.1f}x"
         print(line)
     print("-" * len(head))
-    print(f"{'sum':<35} {total[0] * 1e3:>9.2f} {total[1] * 1e3:>11.2f}")
+    print(f"{'sum':<40} {total[0] * 1e3:>9.2f} {total[1] * 1e3:>11.2f}")
 
 
 if __name__ == "__main__":
