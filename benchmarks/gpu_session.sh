@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared session on a lent GPU (see README, "Performance"): the GPU tests, the training-step
-# benchmark next to PyTorch, the per-layer benchmark and the loader. Everything lands under $OUT.
+# benchmark next to PyTorch, the per-layer benchmark, the loader and the conv pieces (fp32, TF32).
+# Everything lands under $OUT.
 #   OUT=out bash benchmarks/gpu_session.sh
 set -o pipefail
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 MINIALEX_CI=1
@@ -16,3 +17,8 @@ timeout "${LAYERS_TIMEOUT:-120}" python3 benchmarks/layers.py --device cuda:0 --
     --relu-in-conv > "$OUT/layers.txt" 2>&1; tail -n 22 "$OUT/layers.txt"
 timeout "${LOADER_TIMEOUT:-60}" python3 benchmarks/loader.py --images 1024 --batches 6 \
     --input-size 227 --device cuda:0 2>&1 | tee "$OUT/loader.txt"
+for tf32 in 0 1; do    # where each conv's time goes, piece by piece (fp32, then TF32 GEMMs)
+    CUPY_TF32=$tf32 timeout "${GEMMS_TIMEOUT:-90}" python3 benchmarks/conv_gemms.py \
+        --json "$OUT/conv_gemms_tf32_$tf32.json" > "$OUT/conv_gemms_tf32_$tf32.txt" 2>&1
+    tail -n 40 "$OUT/conv_gemms_tf32_$tf32.txt"
+done
