@@ -162,7 +162,7 @@ class HostKernel:
             return ctypes.c_void_p(value.ctypes.data)
         want = self.dtype if param.base == "T" else numpy.dtype(_SCALARS[param.base])
         if not isinstance(value, numpy.generic) or value.dtype != want:
-            got = f"{type(value).__name__}" + (f" ({value.dtype})" if hasattr(value, "dtype") else "")
+            got = ("numpy." if isinstance(value, numpy.generic) else "") + type(value).__name__
             raise TypeError(f"{where} ({base}) needs a numpy.{want} scalar, got {got}: CuPy would "
                             "pass it with the wrong width")
         return _CTYPES[base](value.item())
