@@ -7,7 +7,8 @@ The parts, in the order a reader meets them (each depends only on those above it
 - ``minialex.autograd``    Tensor, Function, backward, ``to_device`` (basic ops in ``minialex.ops``)
 - ``minialex.gradcheck``   finite-difference checks
 - ``minialex.functional``  the layers as functions (conv2d, max_pool2d, local_response_norm, ...),
-  each naive and fast; ``minialex.kernels`` holds their CUDA sources
+  each naive and fast; ``minialex.kernels`` holds their CUDA sources, and
+  ``minialex.kernels.host`` runs those sources on the CPU (for tests and lesson 14)
 - ``minialex.nn``          Module, Parameter and the layer classes
 - ``minialex.models``      AlexNet (two columns), its presets, the grouped and one-column forms
 - ``minialex.optim``       SGD as §5 writes it, learning-rate schedules
