@@ -170,3 +170,49 @@ def test_a_wrong_index_in_a_kernel_is_caught(rng):
     assert not numpy.array_equal(cols, im2col(x, 3).T)
     host.get_function("im2col_t", numpy.float64)((1, 18), (64,), args)
     numpy.testing.assert_array_equal(cols, im2col(x, 3).T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_and_sgd_update_kernels(rng, dtype):
+    y = numpy.maximum(rng.standard_normal((3, 5, 7)), 0).astype(dtype)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    numpy.testing.assert_array_equal(kernels.relu_backward(y, gy), numpy.where(y > 0, gy, 0))
+    numpy.testing.assert_array_equal(kernels.relu_backward(y, gy.T.copy().T), numpy.where(y > 0, gy, 0))
+
+    w, v, g = (rng.standard_normal((4, 9)).astype(dtype) for _ in range(3))
+    v_ref = 0.9 * v - 5e-4 * 0.01 * w - 0.01 * g
+    w_ref = w + v_ref
+    kernels.sgd_update(w, v, g, 0.01, 0.9, 5e-4)
+    tol = 1e-6 if dtype == numpy.float32 else 1e-14
+    numpy.testing.assert_allclose(v, v_ref, rtol=tol, atol=tol)
+    numpy.testing.assert_allclose(w, w_ref, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match=r"sgd_update: gradient \(9, 4\)"):
+        kernels.sgd_update(w, v, g.T, 0.01, 0.9, 5e-4)
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        kernels.sgd_update(w.T, v.T, g.T, 0.01, 0.9, 5e-4)
+
+
+def test_sgd_on_emulated_kernels_equals_the_numpy_update(rng):
+    """optim.SGD's GPU branch (the fused kernel) against its CPU branch (three NumPy lines), over
+    three steps with momentum, weight decay and an undecayed bias."""
+    from minialex import nn
+    from minialex.optim import SGD
+
+    results = []
+    for fused in (False, True):
+        params = {"w": nn.Parameter(numpy.arange(12.0).reshape(3, 4) / 7),
+                  "bias": nn.Parameter(numpy.linspace(-1, 1, 3))}
+        opt = SGD(list(params.items()), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        for step in range(3):
+            for p in params.values():
+                p.grad = numpy.sin(p.data * (step + 1))
+            if fused:      # the branch optim.py takes for parameters on a GPU
+                for name, p in params.items():
+                    kernels.sgd_update(p.data, opt.velocity[name], p.grad, opt.lr, 0.9,
+                                       opt.decay_for(name, p))
+            else:
+                opt.step()
+        results.append({n: p.data.copy() for n, p in params.items()})
+    for name in results[0]:
+        numpy.testing.assert_allclose(results[1][name], results[0][name], rtol=1e-13, err_msg=name)
+    assert not numpy.array_equal(results[0]["w"], numpy.arange(12.0).reshape(3, 4) / 7)

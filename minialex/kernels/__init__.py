@@ -2,14 +2,14 @@
 
 The sources sit beside this file, one per kind of op, each a twin of its NumPy code:
 
-    conv.cu      im2col, col2im (gather, no atomics)            functional/conv.py
-                 im2col_t, col2im_t (transposed columns)         functional/conv_gpu.py
-    pooling.cu   max_pool_forward (+ argmax), max_pool_backward  functional/pooling.py
-    lrn.cu       lrn_forward, lrn_backward                       functional/normalization.py
-    layout.cu    knp_to_nchw (+ bias, ReLU), nchw_to_knp (+ the  functional/conv_gpu.py
-                 ReLU's backward): the GEMMs' rows <-> NCHW
-    (inline)     relu_backward, an ElementwiseKernel             functional/activation.py
-    (inline)     sgd_update (the paper's update in one pass)      optim.py
+    conv.cu         im2col, col2im (gather, no atomics)             functional/conv.py
+                    im2col_t, col2im_t (transposed columns)          functional/conv_gpu.py
+    pooling.cu      max_pool_forward (+ argmax), max_pool_backward   functional/pooling.py
+    lrn.cu          lrn_forward, lrn_backward                        functional/normalization.py
+    layout.cu       knp_to_nchw (+ bias, ReLU), nchw_to_knp (+ the   functional/conv_gpu.py
+                    ReLU's backward): the GEMMs' rows <-> NCHW
+    elementwise.cu  relu_backward                                    functional/activation.py
+                    sgd_update (the paper's update in one pass)      optim.py
 
 Kernels are templates on the element type, so float32 inputs are computed in float32 and float64
 inputs in float64. Each source is compiled once per GPU with ``cupy.RawModule`` (NVRTC; CuPy also
@@ -17,6 +17,8 @@ caches the binary on disk) and the functions are kept in ``_functions``. Matrix 
 here: conv2d and linear call CuPy's ``@`` (cuBLAS) on 2-D operands.
 
 Nothing in this module runs without CuPy; it is imported only when an op sees a CuPy array.
+``minialex.kernels.host`` runs the same sources on the CPU, which is how the tests check every
+kernel on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ KERNELS = {
     "pooling.cu": ("max_pool_forward", "max_pool_backward"),
     "lrn.cu": ("lrn_forward", "lrn_backward"),
     "layout.cu": ("knp_to_nchw", "nchw_to_knp"),
+    "elementwise.cu": ("relu_backward", "sgd_update"),
 }
 C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 THREADS = 256
@@ -87,16 +90,15 @@ def _check_int32(op: str, **counts) -> None:
                              "32-bit indices; use a smaller batch")
 
 
-_elementwise: Dict[str, object] = {}
-
-
 def relu_backward(y, gy):
-    """dx = dy where y > 0, else 0: one fused pass (CuPy caches it per dtype and device)."""
-    kernel = _elementwise.get("relu_backward")
-    if kernel is None:
-        kernel = _elementwise["relu_backward"] = cupy.ElementwiseKernel(
-            "T y, T gy", "T gx", "gx = y > (T)0 ? gy : (T)0", "minialex_relu_backward")
-    return kernel(y, gy)
+    """dx = dy where y > 0, else 0: one pass; see elementwise.cu."""
+    y, gy = cupy.ascontiguousarray(y), cupy.ascontiguousarray(gy)
+    if y.shape != gy.shape or y.dtype != gy.dtype:
+        raise ValueError(f"minialex.kernels.relu_backward: y {tuple(y.shape)} {y.dtype} and dy "
+                         f"{tuple(gy.shape)} {gy.dtype} differ")
+    gx = cupy.empty_like(y)
+    launch("relu_backward", y.dtype, y.size, (y, gy, gx, numpy.int64(y.size)))
+    return gx
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +243,14 @@ def nchw_to_knp(src, relu_output=None):
 
 
 def sgd_update(w, v, g, lr, momentum, decay):
-    """In place, one pass: v <- momentum*v - decay*lr*w - lr*g ; w <- w + v  (paper §5)."""
-    kernel = _elementwise.get("sgd_update")
-    if kernel is None:
-        kernel = _elementwise["sgd_update"] = cupy.ElementwiseKernel(
-            "T g, T lr, T mu, T dlr", "T w, T v",
-            "v = mu * v - dlr * w - lr * g; w = w + v;", "minialex_sgd_update")
+    """In place, one pass: v <- momentum*v - decay*lr*w - lr*g ; w <- w + v  (paper §5);
+    see elementwise.cu."""
+    if not (w.flags.c_contiguous and v.flags.c_contiguous) or w.shape != v.shape:
+        raise ValueError(f"minialex.kernels.sgd_update: weight {tuple(w.shape)} and momentum "
+                         f"{tuple(v.shape)} must be C-contiguous arrays of one shape")
+    if g.shape != w.shape or g.dtype != w.dtype or v.dtype != w.dtype:
+        raise ValueError(f"minialex.kernels.sgd_update: gradient {tuple(g.shape)} {g.dtype} does "
+                         f"not fit weight {tuple(w.shape)} {w.dtype} (momentum {v.dtype})")
     t = w.dtype.type
-    kernel(g, t(lr), t(momentum), t(decay * lr), w, v)
+    launch("sgd_update", w.dtype, w.size, (w, v, cupy.ascontiguousarray(g), numpy.int64(w.size),
+                                           t(lr), t(momentum), t(decay * lr)))
