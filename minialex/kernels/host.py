@@ -194,7 +194,8 @@ def get_function(name: str, dtype) -> HostKernel:
 @contextlib.contextmanager
 def emulate():
     """Inside: ``minialex.kernels`` and the GPU conv2d run on NumPy arrays, every CUDA kernel on the
-    CPU through this module (the ElementwiseKernels, which have no ``.cu`` file, are not covered)."""
+    CPU through this module. (CuPy's own kernels, which ops such as ``sum`` call on a GPU, are
+    NumPy's here.)"""
     from .. import kernels
     from ..functional import conv_gpu
     saved = kernels.cupy, kernels.get_function, conv_gpu.cupy
