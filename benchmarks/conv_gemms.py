@@ -15,7 +15,9 @@ with the GEMMs' achieved TFLOPS beside their floor (the arithmetic at the card's
 rate, from a large square product timed first), and the whole op through ``F.conv2d_relu`` for
 comparison with the sum of its pieces. Per group, times are summed over the groups.
 
-The dW product has a short output (conv1: 96 x 363) and a very long shared dimension (N*OH*OW =
+conv1's shared dimension, 3*11*11 = 363, is odd, which can keep cuBLAS from its fastest (and, with
+TF32, its tensor-core) kernels; the ``K padded`` rows time conv1's two GEMMs with a zero row added
+to reach 368. The dW product has a short output (conv1: 96 x 363) and a very long shared dimension (N*OH*OW =
 387,200), the shape that gives a GEMM few output tiles to spread over the GPU. The ``split`` rows
 time the same product cut into S pieces along that dimension, as one batched GEMM followed by a
 sum over the pieces (the inputs are laid out for it beforehand, so a real version would need
@@ -104,6 +106,18 @@ def conv_pieces(cupy, median_ms, name, xshape, wshape, stride, padding, groups):
         ("bwd GEMM dW", median_ms(lambda: cupy.matmul(gyt, cols.T, out=gw)) * groups,
          gemm_gflop * groups),
     ]
+    if ckk % 8:            # conv1: 3*11*11 = 363, an odd leading dimension for cuBLAS
+        padded = -(-ckk // 8) * 8
+        wpad = cupy.zeros((kg, padded), dtype=cupy.float32)
+        wpad[:, :ckk] = wmat
+        cpad = cupy.zeros((padded, np_), dtype=cupy.float32)
+        cpad[:ckk] = cols
+        gwpad = cupy.empty((kg, padded), dtype=cupy.float32)
+        rows += [(f"  fwd GEMM, K padded to {padded}",
+                  median_ms(lambda: cupy.matmul(wpad, cpad, out=yt)) * groups, gemm_gflop * groups),
+                 (f"  dW GEMM, K padded to {padded}",
+                  median_ms(lambda: cupy.matmul(gyt, cpad.T, out=gwpad)) * groups, gemm_gflop * groups)]
+        del wpad, cpad
     for s in SPLITS:
         length = np_ // s
         a3 = cupy.ascontiguousarray(gyt[:, :s * length].reshape(kg, s, length).transpose(1, 0, 2))
@@ -155,15 +169,15 @@ def main(argv=None):
         rows, whole = conv_pieces(cupy, median_ms, *conv)
         print(f"\n{conv[0]}: input {conv[1]}, weight {conv[2]}, stride {conv[3]}, padding {conv[4]}, "
               f"groups {conv[5]}")
-        print(f"  {'piece':<26} {'ms':>7} {'TFLOPS':>7} {'floor ms':>9}")
+        print(f"  {'piece':<28} {'ms':>7} {'TFLOPS':>7} {'floor ms':>9}")
         total = 0.0
         for piece, ms, gflop in rows:
             if not piece.startswith("  "):
                 total += ms
             extra = (f" {gflop / ms:>7.1f} {gflop / rate:>9.2f}" if gflop else "")
-            print(f"  {piece:<26} {ms:>7.2f}{extra}")
-        print(f"  {'sum of the pieces':<26} {total:>7.2f}")
-        print(f"  {'conv2d_relu fwd+bwd':<26} {whole:>7.2f}")
+            print(f"  {piece:<28} {ms:>7.2f}{extra}")
+        print(f"  {'sum of the pieces':<28} {total:>7.2f}")
+        print(f"  {'conv2d_relu fwd+bwd':<28} {whole:>7.2f}")
         report["convs"][conv[0]] = {"pieces": rows, "sum_ms": total, "whole_ms": whole}
         cupy.get_default_memory_pool().free_all_blocks()
     if args.json:
