@@ -14,7 +14,8 @@ The parts, in the order a reader meets them (each depends only on those above it
 - ``minialex.optim``       SGD as §5 writes it, learning-rate schedules
 - ``minialex.data``        datasets, the paper's preprocessing and augmentation, the loader
 - ``minialex.checkpoint``  HDF5 ``save``/``load``
-- ``minialex.train``, ``evaluate``, ``viz``  the jobs behind ``python cli.py``
+- ``minialex.train``, ``evaluate``, ``viz``  the jobs behind ``python cli.py`` (with ``run_setup``:
+  devices, preset, precision, data; ``rng_state``: the generators' states for exact resume)
 """
 from .backend import (Device, DeviceError, Transfer, TransferLog, as_numpy, default_device,
                       default_devices, get_array_module, gpu_available, gpu_count, transfer_log)

@@ -176,7 +176,7 @@ def evaluate_command(checkpoint, data, split, ten_crop, batch_size, workers, dev
       python cli.py evaluate runs/fmnist/best.h5 --data fashion-mnist --ten-crop
     """
     from .evaluate import evaluate_checkpoint
-    from .train import parse_devices
+    from .run_setup import parse_devices
     tm, result = evaluate_checkpoint(checkpoint, data, split, ten_crop, batch_size, workers,
                                      parse_devices(devices), limit)
     click.echo(result.table(f"{tm.path} (AlexNet '{tm.model.preset}') on "
@@ -200,7 +200,7 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
       python cli.py predict runs/fmnist/best.h5 shoe.png shirt.jpg
     """
     from .evaluate import format_top5, predict_files
-    from .train import parse_devices
+    from .run_setup import parse_devices
     _, preds = predict_files(checkpoint, images, top, ten_crop, parse_devices(devices))
     for path, p in zip(images, preds):
         click.echo(format_top5(path, p))
@@ -228,7 +228,7 @@ def info_command(preset, num_classes, devices):
     """
     from .backend import default_devices
     from .models import table
-    from .train import parse_devices
+    from .run_setup import parse_devices
     d0, d1 = parse_devices(devices) or default_devices()
     click.echo(table(preset, num_classes))
     click.echo(f"devices: column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
@@ -293,7 +293,7 @@ def neighbors_command(checkpoint, images, data, out, top5_out, count, search, qu
       python cli.py neighbors runs/fmnist/best.h5 --data fashion-mnist boot.png
     """
     from .evaluate import neighbours
-    from .train import parse_devices
+    from .run_setup import parse_devices
     from .viz import save_neighbours, save_top5
     r = neighbours(checkpoint, images, data, count, search, queries, devices=parse_devices(devices))
     save_neighbours(r["queries"], r["neighbours"], out)
@@ -348,7 +348,7 @@ def gradcheck_command(device):
     """
     from .backend import default_device
     from .health import format_table, run_checks
-    from .train import parse_devices
+    from .run_setup import parse_devices
     device = str(parse_devices(device)[0]) if device else str(default_device())
     results = run_checks(device)
     click.echo(format_table(results, device))
@@ -378,7 +378,7 @@ def bench_command(preset, batch_size, steps, warmup, precision, devices):
     """
     from .backend import gpu_available
     from .benchmark import format_result, time_training_step
-    from .train import choose_preset, parse_devices, set_precision
+    from .run_setup import choose_preset, parse_devices, set_precision
     devs = parse_devices(devices)
     preset, _ = choose_preset(preset, devs)
     on_gpu = any(d.is_cuda for d in devs) if devs else gpu_available()

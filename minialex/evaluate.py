@@ -183,7 +183,7 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
     """(TrainedModel, EvalResult) of a checkpoint on a dataset split (default: the data it was
     trained on), preprocessed with the *training* set's mean as in training."""
     from .data import DataError, DataLoader
-    from .train import open_data
+    from .run_setup import open_data
     tm = load_trained(path, devices)
     spec = data or tm.data_spec
     if not spec:
@@ -280,7 +280,7 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
     'neighbour_labels', 'top5' (lists of (class, p)) and 'truth' (class names or None).
     """
     from .data import DataError
-    from .train import open_data
+    from .run_setup import open_data
     tm = load_trained(path, devices)
     spec = data or tm.data_spec
     if not spec:

@@ -21,6 +21,9 @@ and batch position, the schedule's state, every random generator's state, the da
 ``--resume`` exact: on the CPU with the same seed, an interrupted and resumed run computes the
 same losses, batch for batch, as one that ran through.
 
+The run's devices, preset, precision and data are chosen in ``run_setup.py``; the generators'
+states that make resume exact are saved and restored by ``rng_state.py``.
+
 Failures: Ctrl-C finishes nothing half-way (the current step is dropped), saves ``last.h5`` and
 returns; a NaN or infinite loss stops the run before the update, naming the step, and leaves the
 last good checkpoint alone; out of GPU memory says so and suggests a smaller batch.
@@ -41,13 +44,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy
 
-from .backend import Device, as_numpy, gpu_available, gpu_count
+from .backend import as_numpy
 from .autograd import Tensor
-
-#: Epochs when --epochs is not given. The CPU default (mini on the built-in data) is sized to
-#: finish in about 6-8 minutes on a 2-core machine; the paper trained for ~90 epochs (§5).
-DEFAULT_EPOCHS = {("builtin", "mini"): 12, ("builtin", "tiny"): 12, ("builtin", "paper"): 30}
-PAPER_EPOCHS = 90
+from .rng_state import generator_states, restore_generator_states
+from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
 
 
 class TrainingError(RuntimeError):
@@ -61,7 +61,7 @@ class TrainConfig:
 
     data: Optional[str] = None            # None: "builtin"
     preset: Optional[str] = None          # None: 'paper' with a GPU, 'mini' without
-    epochs: Optional[int] = None          # None: DEFAULT_EPOCHS / PAPER_EPOCHS
+    epochs: Optional[int] = None          # None: run_setup.default_epochs
     batch_size: Optional[int] = None      # 128 (§5)
     lr: Optional[float] = None            # 0.01 (§5)
     momentum: Optional[float] = None      # 0.9 (§5)
@@ -109,95 +109,6 @@ class TrainResult:
     def best(self) -> Optional[Dict]:
         rows = [h for h in self.history if h.get("val_top1_error") is not None]
         return min(rows, key=lambda h: h["val_top1_error"]) if rows else None
-
-
-# --------------------------------------------------------------------------------------------
-# Choosing preset, devices, precision
-# --------------------------------------------------------------------------------------------
-
-def parse_devices(spec: Optional[str]) -> Optional[Tuple[Device, Device]]:
-    """'cuda:0,cuda:1' -> (cuda:0, cuda:1); one device -> both columns on it; None -> None."""
-    if spec is None or not str(spec).strip():
-        return None
-    names = [s.strip() for s in str(spec).split(",") if s.strip()]
-    if len(names) > 2:
-        raise ValueError(f"--devices takes one or two devices (one per column), got {len(names)}")
-    devices = [Device(n) for n in names]
-    for d in devices:
-        if d.is_cuda and d.index >= gpu_count():
-            raise ValueError(f"device {d} does not exist: "
-                             + (f"CuPy sees {gpu_count()} GPU(s)" if gpu_count() else "no GPU found"
-                                " (CuPy not installed or no CUDA driver)"))
-    return (devices[0], devices[-1])
-
-
-def choose_preset(preset: Optional[str], devices) -> Tuple[str, str]:
-    """(preset, why): the user's choice, else 'paper' on a GPU and 'mini' on a CPU."""
-    if preset is not None:
-        return preset, "chosen with --preset"
-    on_gpu = any(d.is_cuda for d in devices) if devices else gpu_available()
-    from .models import PRESETS
-    if on_gpu:
-        return "paper", f"a GPU is available, so the paper's network ({PRESETS['paper'].description})"
-    return "mini", ("no GPU found: the paper's network takes ~7 s per batch of 128 on a 2-core CPU, "
-                    f"so 'mini', the same 8 layers and 2 columns made small "
-                    f"({PRESETS['mini'].description})")
-
-
-def set_precision(precision: str) -> str:
-    """fp32 or tf32 for float32 matrix products on the GPU (a no-op on the CPU).
-
-    TF32 keeps float32 storage but multiplies with a 10-bit mantissa on tensor cores (about 8x
-    the fp32 rate on an H100/H200). CuPy reads CUPY_TF32 when it first multiplies float32
-    matrices; setting its compute type directly also works after that.
-    """
-    if precision not in ("fp32", "tf32"):
-        raise ValueError(f"unknown precision {precision!r}: use fp32 or tf32")
-    os.environ["CUPY_TF32"] = "1" if precision == "tf32" else "0"
-    from .backend import cupy
-    if cupy is not None:
-        try:
-            from cupy._core import _routines_linalg as linalg
-            linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if precision == "tf32"
-                                    else linalg.COMPUTE_TYPE_DEFAULT)
-        except Exception:  # another CuPy layout: the environment variable still applies
-            pass
-    return precision
-
-
-def default_epochs(data: str, preset: str) -> int:
-    kind = "builtin" if str(data).split(":")[0] == "builtin" else "other"
-    return DEFAULT_EPOCHS.get((kind, preset), PAPER_EPOCHS)
-
-
-# --------------------------------------------------------------------------------------------
-# Random state (exact resume)
-# --------------------------------------------------------------------------------------------
-
-def find_generators(model) -> Dict[str, object]:
-    """The NumPy generators the model draws dropout masks from, by name: AlexNet's
-    ``dropout_generators`` and any ``nn.Dropout`` layer's ``generator``. Their states go into
-    the checkpoint. (CuPy generators on a GPU keep no readable state, so exact resume is a CPU
-    guarantee.)"""
-    found = {}
-    for i, g in enumerate(getattr(model, "dropout_generators", ()) or ()):
-        found[f"dropout_generators.{i}"] = g
-    for name, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
-        g = module.__dict__.get("generator")
-        if g is not None:
-            found[f"{name}.generator"] = g
-    return {k: g for k, g in found.items() if isinstance(g, numpy.random.Generator)}
-
-
-def generator_states(model) -> Dict[str, str]:
-    return {k: json.dumps(g.bit_generator.state) for k, g in find_generators(model).items()}
-
-
-def restore_generator_states(model, states: Dict[str, str]) -> None:
-    gens = find_generators(model)
-    for key, text in states.items():
-        if key in gens:
-            gens[key].bit_generator.state = json.loads(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,16 +515,6 @@ class Trainer:
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
                       f"checkpoints in {self.out}/")
         return result
-
-
-def open_data(spec: str, split: str, seed: int, base_size: int, images: Optional[int] = None):
-    """A dataset split with ``images`` images: the built-in set draws that many, other sources
-    keep that many spread over the split (``None``: all, or the built-in set's default)."""
-    from . import data as D
-    if str(spec) == "builtin":
-        key = "num_train" if split == "train" else "num_val"
-        return D.open_dataset(spec, split, seed=seed, base_size=base_size, **{key: images})
-    return D.open_dataset(spec, split, seed=seed, base_size=base_size, limit=images)
 
 
 def _point_latest(out: str) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 import minialex
 from minialex.checkpoint import read_extra, read_meta
-from minialex.train import (TrainConfig, TrainingError, _StopFlag, choose_preset, parse_devices,
-                            train)
+from minialex.run_setup import choose_preset, parse_devices
+from minialex.train import TrainConfig, TrainingError, _StopFlag, train
 
 # 192 training images in batches of 32: 6 steps per epoch, about a second on the tiny preset.
 SMALL = dict(preset="tiny", train_images=192, val_images=64, batch_size=32, progress=False,

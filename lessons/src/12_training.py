@@ -35,7 +35,7 @@ from minialex.data import DataLoader, open_dataset
 from minialex.models import AlexNet
 from minialex.checkpoint import read_extra
 from minialex.optim import SGD, ReduceOnPlateau
-from minialex.train import generator_states, restore_generator_states
+from minialex.rng_state import generator_states, restore_generator_states
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
