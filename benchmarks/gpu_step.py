@@ -3,8 +3,9 @@
     python benchmarks/gpu_step.py                    # both precisions, paper preset, batch 128
     python benchmarks/gpu_step.py --precision tf32 --steps 20
     python cli.py bench                              # the same, through the CLI
-    python benchmarks/gpu_step.py --relu-apart       # also time the step with every conv's ReLU
-                                                     # as its own op (what conv2d_relu saves)
+    python benchmarks/gpu_step.py --compare relu-apart,no-pad-k
+                                                     # also time minialex without each of its
+                                                     # choices (see VARIANTS), in the same process
 
 A step is forward, softmax cross-entropy, backward and the SGD update (momentum 0.9, weight decay
 5e-4), on random 227x227 images (the paper preset's input; see minialex/models/presets.py), batch
@@ -19,6 +20,7 @@ PyTorch is imported only here, only if present (it is never a dependency of mini
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -168,6 +170,36 @@ def minialex_step_times(batch, steps, warmup, preset="paper", num_classes=1000):
 # Driver
 # ------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _relu_apart():
+    """Every conv's ReLU as its own op again: relu(conv2d(...)) in place of conv2d_relu."""
+    import minialex.functional as F
+    fused = F.conv2d_relu
+    F.conv2d_relu = lambda *a, **k: F.relu(F.conv2d(*a, **k))
+    try:
+        yield
+    finally:
+        F.conv2d_relu = fused
+
+
+@contextlib.contextmanager
+def _no_pad_k():
+    """The GEMMs' shared dimension as it is (conv1: 363), not padded to a multiple of 8."""
+    from minialex.functional import conv_gpu
+    saved, conv_gpu.PAD_K = conv_gpu.PAD_K, 1
+    try:
+        yield
+    finally:
+        conv_gpu.PAD_K = saved
+
+
+#: --compare NAME: minialex's step again with one of its speed choices undone.
+VARIANTS = {
+    "relu-apart": ("ReLU as its own op", _relu_apart),
+    "no-pad-k": ("GEMM K not padded", _no_pad_k),
+}
+
+
 def run_one(args):
     """Both frameworks at one precision (inside a subprocess with CUPY_TF32 already set)."""
     out = {"precision": args.precision, "batch": args.batch}
@@ -175,17 +207,13 @@ def run_one(args):
         out["minialex"] = minialex_step_times(args.batch, args.steps, args.warmup, args.preset)
     except Exception as exc:  # report, keep the PyTorch figure
         out["minialex_error"] = f"{type(exc).__name__}: {exc}"
-    if args.relu_apart:       # the same step with relu(conv2d(...)) in place of conv2d_relu
-        import minialex.functional as F
-        fused = F.conv2d_relu
-        F.conv2d_relu = lambda *a, **k: F.relu(F.conv2d(*a, **k))
+    for name in args.compare:      # the same step with one choice undone, for an A/B
+        key = f"minialex_{name}"
         try:
-            out["minialex_relu_apart"] = minialex_step_times(args.batch, args.steps, args.warmup,
-                                                             args.preset)
+            with VARIANTS[name][1]():
+                out[key] = minialex_step_times(args.batch, args.steps, args.warmup, args.preset)
         except Exception as exc:
-            out["minialex_relu_apart_error"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            F.conv2d_relu = fused
+            out[f"{key}_error"] = f"{type(exc).__name__}: {exc}"
     try:
         import torch  # noqa: F401
         if args.preset == "paper":
@@ -218,22 +246,23 @@ def environment():
 def format_table(results, env):
     lines = [f"GPU: {env.get('gpu')}  CUDA runtime: {env.get('cuda_runtime')}  CuPy: {env.get('cupy')}  "
              f"PyTorch: {env.get('torch')}  date: {env.get('date')}",
-             f"{'precision':<9} {'framework':<10} {'step ms':>9} {'img/s':>8} {'fwd ms':>8} "
+             f"{'precision':<9} {'framework':<11} {'step ms':>9} {'img/s':>8} {'fwd ms':>8} "
              f"{'peak MiB':>9} {'ratio':>7}"]
     for r in results:
         ours, ref = r.get("minialex"), r.get("torch")
-        rows = [("minialex", ours, "minialex"), ("pytorch", ref, "torch")]
-        if "minialex_relu_apart" in r or "minialex_relu_apart_error" in r:
-            rows.insert(1, ("relu apart", r.get("minialex_relu_apart"), "minialex_relu_apart"))
+        rows = [("minialex", ours, "minialex")]
+        rows += [(name, r.get(f"minialex_{name}"), f"minialex_{name}") for name in VARIANTS
+                 if f"minialex_{name}" in r or f"minialex_{name}_error" in r]
+        rows.append(("pytorch", ref, "torch"))
         for name, d, key in rows:
             if d is None:
                 err = r.get(f"{key}_error", "not run")
-                lines.append(f"{r['precision']:<9} {name:<10} {err}")
+                lines.append(f"{r['precision']:<9} {name:<11} {err}")
                 continue
             ratio = ""
             if name != "pytorch" and ref:
                 ratio = f"{d['step_ms'] / ref['step_ms']:.2f}x"
-            lines.append(f"{r['precision']:<9} {name:<10} {d['step_ms']:>9.2f} "
+            lines.append(f"{r['precision']:<9} {name:<11} {d['step_ms']:>9.2f} "
                          f"{r['batch'] * 1000 / d['step_ms']:>8.0f} {d['forward_ms']:>8.2f} "
                          f"{d['peak_bytes'] / 2**20:>9.0f} {ratio:>7}")
         if ours and ref:
@@ -249,10 +278,14 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--preset", default="paper")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--relu-apart", action="store_true",
-                   help="also time minialex with each conv's ReLU as a separate op")
+    p.add_argument("--compare", default="", type=lambda text: [v for v in text.split(",") if v],
+                   help="also time minialex with these choices undone: "
+                        + ", ".join(f"{k} ({d})" for k, (d, _) in VARIANTS.items()))
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = [v for v in args.compare if v not in VARIANTS]
+    if unknown:
+        p.error(f"--compare: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if args._child:
         run_one(args)
         return 0
@@ -262,7 +295,7 @@ def main(argv=None):
         env = dict(os.environ, CUPY_TF32="1" if prec == "tf32" else "0", PYTHONPATH=ROOT)
         cmd = [sys.executable, os.path.abspath(__file__), "--_child", "--precision", prec,
                "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--preset", args.preset] + (["--relu-apart"] if args.relu_apart else [])
+               "--preset", args.preset, "--compare", ",".join(args.compare)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         found = [l for l in proc.stdout.splitlines() if l.startswith("JSON ")]
         if not found:

@@ -18,8 +18,10 @@ from minialex.functional import conv_gpu
 from minialex.functional.conv import col2im, im2col
 
 
-def im2col_t(x, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
-    return numpy.ascontiguousarray(im2col(x[:, c_offset:c_offset + cg], (kh, kw), (sh, sw), (ph, pw)).T)
+def im2col_t(x, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow, rows=None):
+    cols = im2col(x[:, c_offset:c_offset + cg], (kh, kw), (sh, sw), (ph, pw)).T
+    rows = cols.shape[0] if rows is None else rows
+    return numpy.concatenate([cols, numpy.zeros((rows - cols.shape[0], cols.shape[1]))])
 
 
 def col2im_t(cols, out, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
@@ -50,9 +52,10 @@ def numpy_standins(monkeypatch):
 
 
 @pytest.mark.parametrize("shape,wshape,stride,padding,groups", [
-    ((2, 3, 23, 23), (4, 3, 11, 11), (4, 4), (0, 0), 1),     # conv1's geometry, small
-    ((2, 4, 9, 7), (6, 2, 5, 5), (1, 1), (2, 2), 2),         # conv2: 5x5, pad 2, two groups
-    ((3, 6, 5, 6), (4, 3, 3, 3), (2, 1), (1, 0), 2),         # odd strides and paddings
+    ((2, 3, 23, 23), (4, 3, 11, 11), (4, 4), (0, 0), 1),     # conv1's geometry, small: K 363 -> 368
+    ((2, 4, 9, 7), (6, 2, 5, 5), (1, 1), (2, 2), 2),         # conv2: 5x5, pad 2, two groups: K 50 -> 56
+    ((3, 6, 5, 6), (4, 3, 3, 3), (2, 1), (1, 0), 2),         # odd strides and paddings: K 27 -> 32
+    ((2, 8, 6, 6), (4, 4, 2, 2), (1, 1), (0, 0), 2),         # K = 16: nothing to pad
 ])
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_relu"])

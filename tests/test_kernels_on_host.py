@@ -65,6 +65,16 @@ def test_transposed_column_kernels_touch_only_their_group(rng, kernel, stride, p
     numpy.testing.assert_array_equal(out[:, :off], sentinel[:, :off])
 
 
+def test_im2col_t_pads_with_zero_rows(rng):
+    x = rng.standard_normal((2, 3, 9, 9))
+    cols = kernels.im2col_t(x, 0, 3, 3, 3, 1, 1, 0, 0, 7, 7, rows=32)
+    assert cols.shape == (32, 98)
+    numpy.testing.assert_array_equal(cols[:27], im2col(x, 3).T)
+    assert not cols[27:].any()
+    with pytest.raises(ValueError, match=r"rows=20 < 27"):
+        kernels.im2col_t(x, 0, 3, 3, 3, 1, 1, 0, 0, 7, 7, rows=20)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 0), (2, 2, 0), (3, 1, 1)])
 def test_max_pool_kernels(rng, dtype, kernel, stride, padding):
@@ -121,13 +131,17 @@ def test_layout_kernels_with_and_without_the_relu(rng):
         kernels.nchw_to_knp(gy, relu_output=yr[:, :, :6])
 
 
+@pytest.mark.parametrize("pad_k", [8, 1], ids=["K-padded", "K-as-is"])
 @pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_relu"])
 @pytest.mark.parametrize("shape,wshape,stride,padding,groups", [
     ((2, 3, 23, 23), (4, 3, 11, 11), (4, 4), (0, 0), 1),     # conv1's geometry, small
     ((2, 4, 9, 7), (6, 2, 5, 5), (1, 1), (2, 2), 2),         # conv2: 5x5, pad 2, two groups
 ])
-def test_the_gpu_conv2d_on_its_own_kernels(rng, shape, wshape, stride, padding, groups, relu):
-    """conv_gpu.py end to end, every CUDA kernel it launches running its real source."""
+def test_the_gpu_conv2d_on_its_own_kernels(rng, monkeypatch, shape, wshape, stride, padding,
+                                           groups, relu, pad_k):
+    """conv_gpu.py end to end, every CUDA kernel it launches running its real source, with the
+    GEMMs' shared dimension padded (363 -> 368 for conv1, 50 -> 56 here for conv2) or not."""
+    monkeypatch.setattr(conv_gpu, "PAD_K", pad_k)
     x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(wshape[0])
     y = conv_gpu.conv2d_forward(x, w, b, stride, padding, groups, relu)
     gy = rng.standard_normal(y.shape)

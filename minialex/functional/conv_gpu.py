@@ -18,7 +18,8 @@ pass):
 Why this layout: in colsT neighbouring GPU threads handle neighbouring output positions, so the
 im2col reads and writes and the col2im reads are coalesced, and every GEMM reads its operands
 as they lie (a transposed operand is a flag to cuBLAS, not a copy). All GEMMs are 2-D, where
-CuPy applies TF32 when asked (BASELINES.md). The columns are *recomputed* in the backward pass
+CuPy applies TF32 when asked (BASELINES.md); the shared dimension C/groups*kh*kw is padded to a
+multiple of 8 (``PAD_K``) so that the operands' rows are aligned. The columns are *recomputed* in the backward pass
 instead of being kept from the forward: for AlexNet at batch 128 they would hold about 2.4 GB
 (conv1's alone are 560 MB), and unfolding again costs a fraction of a millisecond.
 """
@@ -29,20 +30,44 @@ from .. import kernels
 from ..backend import cupy
 
 
+#: The GEMMs' shared dimension C/groups*kh*kw is padded with zero rows (in the columns) and zero
+#: columns (in the weights) up to a multiple of this many elements, so that every row of every
+#: GEMM operand starts on a 32-byte boundary, as cuBLAS's fastest kernels (and its TF32
+#: tensor-core kernels) want. Only conv1 needs it (3*11*11 = 363 -> 368); conv2..conv5 are
+#: multiples of 8 already. The zeros add nothing to any product. 1 turns padding off
+#: (``benchmarks/gpu_step.py --no-pad-k`` times both).
+PAD_K = 8
+
+
+def padded_k(ckk: int) -> int:
+    """ckk rounded up to a multiple of PAD_K."""
+    return -(-ckk // PAD_K) * PAD_K if PAD_K > 1 else ckk
+
+
+def weight_matrix(weight, g, kg, kp):
+    """Group g's kernels as a (K/groups, kp) matrix: weight rows flattened, zero columns after
+    C/groups*kh*kw (a view when there is nothing to pad)."""
+    wg = weight[g * kg:(g + 1) * kg].reshape(kg, -1)
+    if wg.shape[1] == kp:
+        return wg
+    out = cupy.zeros((kg, kp), dtype=weight.dtype)
+    out[:, :wg.shape[1]] = wg
+    return out
+
+
 def conv2d_forward(x, weight, bias, stride, padding, groups, relu=False):
     """y (N, K, OH, OW) for x (N, C, H, W) and weight (K, C/groups, kh, kw), on CuPy arrays;
     max(0, y) if ``relu``."""
     n, c, h, w = x.shape
     k, cg, kh, kw = weight.shape
-    kg = k // groups
+    kg, kp = k // groups, padded_k(cg * kh * kw)
     (sh, sw), (ph, pw) = stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     x = cupy.ascontiguousarray(x)
     yt = cupy.empty((k, n * oh * ow), dtype=x.dtype)
     for g in range(groups):
-        cols = kernels.im2col_t(x, g * cg, cg, kh, kw, sh, sw, ph, pw, oh, ow)
-        wmat = weight[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw)
-        cupy.matmul(wmat, cols, out=yt[g * kg:(g + 1) * kg])     # the GEMM, into its rows
+        cols = kernels.im2col_t(x, g * cg, cg, kh, kw, sh, sw, ph, pw, oh, ow, rows=kp)
+        cupy.matmul(weight_matrix(weight, g, kg, kp), cols, out=yt[g * kg:(g + 1) * kg])  # the GEMM
         del cols
     b = bias if bias is not None else cupy.zeros((k,), dtype=x.dtype)
     return kernels.knp_to_nchw(yt, b, n, k, oh * ow, relu).reshape(n, k, oh, ow)
@@ -53,7 +78,8 @@ def conv2d_backward(x, weight, gy, stride, padding, groups, need_gx, need_bias, 
     ``relu_output`` the saved output y when the forward applied the ReLU (dy counts where y > 0)."""
     n, c, h, w = x.shape
     k, cg, kh, kw = weight.shape
-    kg = k // groups
+    ckk = cg * kh * kw
+    kg, kp = k // groups, padded_k(ckk)
     (sh, sw), (ph, pw) = stride, padding
     oh, ow = gy.shape[2], gy.shape[3]
     mask = None if relu_output is None else relu_output.reshape(n, k, oh * ow)
@@ -62,13 +88,16 @@ def conv2d_backward(x, weight, gy, stride, padding, groups, need_gx, need_bias, 
     gx = cupy.empty_like(x) if need_gx else None
     for g in range(groups):
         gyt_g = gyt[g * kg:(g + 1) * kg]
-        cols = kernels.im2col_t(x, g * cg, cg, kh, kw, sh, sw, ph, pw, oh, ow)   # recomputed
-        cupy.matmul(gyt_g, cols.T, out=gw[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw))
+        cols = kernels.im2col_t(x, g * cg, cg, kh, kw, sh, sw, ph, pw, oh, ow, rows=kp)  # again
+        gw_g = gw[g * kg:(g + 1) * kg].reshape(kg, ckk)
+        if kp == ckk:
+            cupy.matmul(gyt_g, cols.T, out=gw_g)                  # straight into dW
+        else:
+            gw_g[...] = (gyt_g @ cols.T)[:, :ckk]                 # the padded columns are 0
         del cols
         if need_gx:
-            wmat = weight[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw)
-            dcols = wmat.T @ gyt_g
-            kernels.col2im_t(dcols, gx, g * cg, cg, kh, kw, sh, sw, ph, pw, oh, ow)
+            dcols = weight_matrix(weight, g, kg, kp).T @ gyt_g     # (kp, N*OH*OW)
+            kernels.col2im_t(dcols[:ckk], gx, g * cg, cg, kh, kw, sh, sw, ph, pw, oh, ow)
             del dcols
     gb = gyt.sum(axis=1) if need_bias else None
     return gx, gw, gb

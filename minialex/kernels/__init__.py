@@ -177,14 +177,19 @@ def lrn_backward(gy, x, y, scale, size, alpha, beta):
 # The transposed column layout of the GPU conv2d (functional/conv_gpu.py)
 # --------------------------------------------------------------------------------------------
 
-def im2col_t(x, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow):
+def im2col_t(x, c_offset, cg, kh, kw, sh, sw, ph, pw, oh, ow, rows=None):
     """Channels [c_offset, c_offset + cg) of x (N, C, H, W) -> colsT (cg*kh*kw, N*OH*OW),
-    the transpose of ``im2col``'s matrix; see conv.cu."""
+    the transpose of ``im2col``'s matrix; see conv.cu. With ``rows`` > cg*kh*kw the matrix has
+    that many rows, the extra ones zero (the GEMMs' padding, functional/conv_gpu.py)."""
     x = cupy.ascontiguousarray(x)
     n, c_total, h, w = x.shape
     ckk, np_ = cg * kh * kw, n * oh * ow
+    rows = ckk if rows is None else int(rows)
+    if rows < ckk:
+        raise ValueError(f"minialex.kernels.im2col_t: rows={rows} < {ckk} = channels*kh*kw")
     _check_int32("im2col_t", columns=np_, planes=n * c_total)
-    cols = cupy.empty((ckk, np_), dtype=x.dtype)
+    cols = cupy.empty((rows, np_), dtype=x.dtype)
+    cols[ckk:] = 0
     if cols.size == 0:
         return cols
     grid = (min((np_ + THREADS - 1) // THREADS, 4096), min(ckk, 65535))

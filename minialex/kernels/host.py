@@ -191,15 +191,35 @@ def get_function(name: str, dtype) -> HostKernel:
     return _modules[filename].get_function(name, dtype)
 
 
+class PoisonedNumpy:
+    """NumPy, except that ``empty`` and ``empty_like`` hand out arrays filled with NaN (integers:
+    their most negative value), as uninitialised GPU memory might hold anything: an element that
+    no kernel writes cannot pass for a result."""
+
+    def __getattr__(self, name):
+        return getattr(numpy, name)
+
+    @staticmethod
+    def empty(shape, dtype=float, order="C"):
+        dtype = numpy.dtype(dtype)
+        fill = numpy.nan if dtype.kind in "fc" else numpy.iinfo(dtype).min
+        return numpy.full(shape, fill, dtype=dtype, order=order)
+
+    @staticmethod
+    def empty_like(a, dtype=None):
+        return PoisonedNumpy.empty(a.shape, a.dtype if dtype is None else dtype)
+
+
 @contextlib.contextmanager
 def emulate():
-    """Inside: ``minialex.kernels`` and the GPU conv2d run on NumPy arrays, every CUDA kernel on the
-    CPU through this module. (CuPy's own kernels, which ops such as ``sum`` call on a GPU, are
-    NumPy's here.)"""
+    """Inside: ``minialex.kernels`` and the GPU conv2d run on NumPy arrays (new ones poisoned, see
+    ``PoisonedNumpy``), every CUDA kernel on the CPU through this module. (CuPy's own kernels,
+    which ops such as ``sum`` call on a GPU, are NumPy's here.)"""
     from .. import kernels
     from ..functional import conv_gpu
     saved = kernels.cupy, kernels.get_function, conv_gpu.cupy
-    kernels.cupy, kernels.get_function, conv_gpu.cupy = numpy, get_function, numpy
+    poisoned = PoisonedNumpy()
+    kernels.cupy, kernels.get_function, conv_gpu.cupy = poisoned, get_function, poisoned
     try:
         yield
     finally:
