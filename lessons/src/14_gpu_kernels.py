@@ -181,8 +181,12 @@ print(f"saved at ~4 TB/s (an H200's memory): {4 * total / 4e12 * 1e3:.2f} ms per
 #
 # `conv_gpu.py` strings the kernels and the matrix products together: im2col_t, one GEMM per group,
 # knp_to_nchw forward; nchw_to_knp (with the ReLU's mask), im2col_t again, two GEMMs and col2im_t
-# backward. Under `host.emulate()` it runs exactly as on a GPU, and must agree with the NumPy
-# convolution of lesson 4 — here conv2's geometry (5×5, padding 2, two groups), made small:
+# backward. One detail is there for the GPU's sake: the products' shared dimension C·kh·kw is
+# padded with zeros to a multiple of 8 (`conv_gpu.PAD_K`), so that every matrix row starts on a
+# 32-byte boundary, which the fastest matrix-product kernels want (conv1's 3·11·11 = 363 becomes
+# 368; the zeros change no sum). Under `host.emulate()` all of it runs exactly as on a GPU, and
+# must agree with the NumPy convolution of lesson 4 — here conv2's geometry (5×5, padding 2, two
+# groups), made small, whose 2·5·5 = 50 is padded to 56:
 
 # %%
 x = rng.standard_normal((2, 4, 9, 7))
