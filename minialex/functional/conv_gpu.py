@@ -19,8 +19,8 @@ Why this layout: in colsT neighbouring GPU threads handle neighbouring output po
 im2col reads and writes and the col2im reads are coalesced, and every GEMM reads its operands
 as they lie (a transposed operand is a flag to cuBLAS, not a copy). All GEMMs are 2-D, where
 CuPy applies TF32 when asked (BASELINES.md); the shared dimension C/groups*kh*kw is padded to a
-multiple of 8 (``PAD_K``) so that the operands' rows are aligned. The columns are *recomputed* in the backward pass
-instead of being kept from the forward: for AlexNet at batch 128 they would hold about 2.4 GB
+multiple of 8 (``PAD_K``) so that the operands' rows are aligned. The columns are *recomputed* in
+the backward pass instead of being kept from the forward: for AlexNet at batch 128 they would hold about 2.4 GB
 (conv1's alone are 560 MB), and unfolding again costs a fraction of a millisecond.
 """
 
@@ -35,7 +35,7 @@ from ..backend import cupy
 #: GEMM operand starts on a 32-byte boundary, as cuBLAS's fastest kernels (and its TF32
 #: tensor-core kernels) want. Only conv1 needs it (3*11*11 = 363 -> 368); conv2..conv5 are
 #: multiples of 8 already. The zeros add nothing to any product. 1 turns padding off
-#: (``benchmarks/gpu_step.py --no-pad-k`` times both).
+#: (``python benchmarks/gpu_step.py --compare no-pad-k`` times both).
 PAD_K = 8
 
 
