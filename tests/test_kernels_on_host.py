@@ -230,3 +230,41 @@ def test_sgd_on_emulated_kernels_equals_the_numpy_update(rng):
     for name in results[0]:
         numpy.testing.assert_allclose(results[1][name], results[0][name], rtol=1e-13, err_msg=name)
     assert not numpy.array_equal(results[0]["w"], numpy.arange(12.0).reshape(3, 4) / 7)
+
+
+BLOCK_SUM = r"""
+template <typename T>
+__global__ void block_sum(const T* __restrict__ x, T* __restrict__ out, const long long n) {
+    __shared__ T partial[64];                      // one slot per thread of the block
+    const int t = threadIdx.x;
+    T s = T(0);
+    for (long long i = (long long)blockIdx.x * blockDim.x + t; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        s += x[i];
+    }
+    partial[t] = s;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {   // tree reduction
+        if (t < stride) partial[t] += partial[t + stride];
+        __syncthreads();
+    }
+    if (t == 0) out[blockIdx.x] = partial[0];
+}
+"""
+
+
+def test_shared_memory_and_syncthreads_run_as_on_a_gpu(rng):
+    """A kernel whose threads meet at barriers (a shared-memory tree reduction) runs on CPU
+    threads with a real barrier, so each block's sum is right; run one thread after another,
+    thread 0 would add its neighbours' slots before they were written."""
+    x = rng.standard_normal(1000)
+    owner = (numpy.arange(x.size) // 64) % 4                 # grid-stride: 4 blocks of 64
+    expected = [x[owner == b].sum() for b in range(4)]
+    for threaded in (None, False):
+        module = host.HostModule(BLOCK_SUM, "block_sum.cu", threaded=threaded)
+        out = numpy.full(4, numpy.nan)
+        module.get_function("block_sum", numpy.float64)((4,), (64,), (x, out, numpy.int64(x.size)))
+        if threaded is None:
+            numpy.testing.assert_allclose(out, expected, rtol=1e-12)
+        else:
+            assert not numpy.allclose(out, expected)

@@ -246,3 +246,8 @@ plt.show()
 #    Which entries go wrong, and why do the ones where i == j survive?
 # 3. Write `relu_forward` as a kernel (one thread per element, grid-stride loop) and check it
 #    against `np.maximum(x, 0)`, NaN included.
+# 4. Threads of a block can cooperate: a `__shared__ T partial[64];` array is shared by the block,
+#    and `__syncthreads()` makes every thread wait for the others. Write a kernel that sums each
+#    block's share of an array with a tree reduction in shared memory (the host runner then runs
+#    the block's threads at once, on CPU threads, with a real barrier). What goes wrong if you
+#    leave out the `__syncthreads()` inside the loop? (`tests/test_kernels_on_host.py` has one.)

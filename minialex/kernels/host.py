@@ -9,9 +9,11 @@ it can be run by a loop:
         blockIdx, threadIdx = block, thread
         kernel<T>(arguments)                      # one emulated GPU thread, start to finish
 
-The threads run one after another, so this is exact only for kernels in which every thread writes
-its own outputs and never waits for another (no shared memory, no ``__syncthreads``, no atomics):
-all of minialex's kernels are written that way. What it checks, on any machine with ``g++``:
+The threads of a block run one after another, which is exact for kernels in which every thread
+writes its own outputs and never waits for another: all of minialex's kernels so far. A kernel
+that uses ``__shared__`` arrays or ``__syncthreads()`` gets its block's threads run at once as CPU
+threads instead, with ``__shared__`` arrays shared by them and ``__syncthreads()`` a real barrier
+(blocks still one after another; fixed-size shared arrays only, no atomics, no warp intrinsics). What it checks, on any machine with ``g++``:
 the index arithmetic of every kernel, and the launchers in ``minialex.kernels`` (grid sizes,
 argument order, argument *types*), against the NumPy twins. What it cannot check: speed,
 coalescing, or races between real threads. The gpu-marked tests do that on a GPU.
@@ -36,20 +38,48 @@ import re
 import shutil
 import subprocess
 import tempfile
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy
 
 PRELUDE = """
 #include <cmath>
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
 using std::min;
 using std::max;
 struct minialex_uint3 { unsigned int x, y, z; };
-static minialex_uint3 threadIdx, blockIdx, blockDim, gridDim;
+static minialex_uint3 blockIdx, blockDim, gridDim;
+static thread_local minialex_uint3 threadIdx;        // each emulated thread has its own
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __shared__ static                           // one block runs at a time: shared by its threads
+
+// __syncthreads(): every thread of the block that has not returned waits for the others.
+struct minialex_barrier {
+    std::mutex m;
+    std::condition_variable cv;
+    unsigned expected = 0, waiting = 0, generation = 0;
+    void release() { waiting = 0; ++generation; cv.notify_all(); }
+    void arrive() {
+        std::unique_lock<std::mutex> lock(m);
+        if (expected == 0) return;                 // threads run one after another: no waiting
+        const unsigned gen = generation;
+        if (++waiting == expected) release();
+        else cv.wait(lock, [&] { return gen != generation; });
+    }
+    void leave() {                                 // a thread returned from the kernel
+        std::unique_lock<std::mutex> lock(m);
+        --expected;
+        if (waiting > 0 && waiting == expected) release();
+    }
+};
+static minialex_barrier minialex_block;
+inline void __syncthreads() { minialex_block.arrive(); }
 """
 
 _SIGNATURE = re.compile(r"template\s*<\s*typename\s+T\s*>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
@@ -79,22 +109,36 @@ def parse_kernels(source: str) -> Dict[str, List[Parameter]]:
     return kernels
 
 
-def _wrapper(name: str, params: List[Parameter], ctype: str) -> str:
-    """C source of an ``extern "C"`` function that runs kernel ``name<ctype>`` over a whole grid."""
+def _wrapper(name: str, params: List[Parameter], ctype: str, threaded: bool) -> str:
+    """C source of an ``extern "C"`` function that runs kernel ``name<ctype>`` over a whole grid:
+    blocks one after another; inside a block the threads one after another, or, for kernels that
+    use ``__syncthreads`` or ``__shared__`` (``threaded``), all at once on CPU threads."""
     def c_type(p):
         base = ctype if p.base == "T" else p.base
         return f"{base}*" if p.pointer else base
     decl = ", ".join(f"{c_type(p)} {p.name}" for p in params)
-    call = ", ".join(p.name for p in params)
+    call = f"{name}<{ctype}>({', '.join(p.name for p in params)});"
+    threads = "for (unsigned t_z = 0; t_z < b_z; ++t_z) for (unsigned t_y = 0; t_y < b_y; ++t_y)\n" \
+              "        for (unsigned t_x = 0; t_x < b_x; ++t_x)"
+    if threaded:
+        block = f"""minialex_block.expected = b_x * b_y * b_z;
+        std::vector<std::thread> pool;
+        {threads}
+            pool.emplace_back([=] {{ threadIdx = {{t_x, t_y, t_z}}; {call} minialex_block.leave(); }});
+        for (auto& thread : pool) thread.join();"""
+    else:
+        block = f"""{threads} {{
+            threadIdx = {{t_x, t_y, t_z}};
+            {call}
+        }}"""
     return f"""
 extern "C" void minialex_host_{name}_{ctype}(unsigned g_x, unsigned g_y, unsigned g_z,
         unsigned b_x, unsigned b_y, unsigned b_z, {decl}) {{
     gridDim = {{g_x, g_y, g_z}}; blockDim = {{b_x, b_y, b_z}};
     for (unsigned k_z = 0; k_z < g_z; ++k_z) for (unsigned k_y = 0; k_y < g_y; ++k_y)
-    for (unsigned k_x = 0; k_x < g_x; ++k_x) for (unsigned t_z = 0; t_z < b_z; ++t_z)
-    for (unsigned t_y = 0; t_y < b_y; ++t_y) for (unsigned t_x = 0; t_x < b_x; ++t_x) {{
-        blockIdx = {{k_x, k_y, k_z}}; threadIdx = {{t_x, t_y, t_z}};
-        {name}<{ctype}>({call});
+    for (unsigned k_x = 0; k_x < g_x; ++k_x) {{
+        blockIdx = {{k_x, k_y, k_z}};
+        {block}
     }}
 }}
 """
@@ -108,7 +152,9 @@ def compiler() -> str:
 class HostModule:
     """One ``.cu`` source compiled for the CPU; ``get_function(name, dtype)`` as CuPy's RawModule."""
 
-    def __init__(self, source: str, label: str = "kernel source"):
+    def __init__(self, source: str, label: str = "kernel source", threaded: Optional[bool] = None):
+        """``threaded``: run each block's threads at once on CPU threads (default: when the
+        source uses ``__syncthreads`` or ``__shared__``)."""
         self.label = label
         self.kernels = parse_kernels(source)
         if not self.kernels:
@@ -116,8 +162,10 @@ class HostModule:
         cxx = compiler()
         if not cxx:
             raise RuntimeError("minialex.kernels.host: no C++ compiler (g++ or $CXX) on this machine")
+        if threaded is None:
+            threaded = "__syncthreads" in source or "__shared__" in source
         text = PRELUDE + "#line 1\n" + source + "".join(
-            _wrapper(n, p, t) for n, p in self.kernels.items() for t in C_TYPES.values())
+            _wrapper(n, p, t, threaded) for n, p in self.kernels.items() for t in C_TYPES.values())
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         folder = os.path.join(tempfile.gettempdir(), "minialex-host-kernels")
         os.makedirs(folder, exist_ok=True)
@@ -127,7 +175,8 @@ class HostModule:
             with open(src, "w", encoding="utf-8") as f:
                 f.write(text)
             partial = f"{library}.{os.getpid()}.tmp"
-            result = subprocess.run([cxx, "-std=c++14", "-O1", "-shared", "-fPIC", src, "-o", partial],
+            result = subprocess.run([cxx, "-std=c++14", "-O1", "-shared", "-fPIC", "-pthread", src,
+                                     "-o", partial],
                                     capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"minialex.kernels.host: {label} does not compile for the host:\n"
