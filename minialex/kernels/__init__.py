@@ -10,6 +10,8 @@ The sources sit beside this file, one per kind of op, each a twin of its NumPy c
                     ReLU's backward): the GEMMs' rows <-> NCHW
     elementwise.cu  relu_backward                                    functional/activation.py
                     sgd_update (the paper's update in one pass)      optim.py
+    windows.cuh     covering_windows: the windows over one input position, for the gathers
+                    of col2im, col2im_t and max_pool_backward (inlined by ``source``)
 
 Kernels are templates on the element type, so float32 inputs are computed in float32 and float64
 inputs in float64. Each source is compiled once per GPU with ``cupy.RawModule`` (NVRTC; CuPy also
@@ -24,6 +26,7 @@ kernel on machines without a GPU.
 from __future__ import annotations
 
 import os
+import re
 from typing import Dict, Tuple
 
 import numpy
@@ -44,10 +47,16 @@ _modules: Dict[Tuple[str, int], object] = {}
 _functions: Dict[Tuple[str, str, int], object] = {}
 
 
+_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.MULTILINE)
+
+
 def source(filename: str) -> str:
-    """The CUDA source text of one kernel file (also what lessons print)."""
+    """The CUDA source text of one kernel file (also what lessons print), with the headers it
+    includes from this folder (``#include "windows.cuh"``) written in, so NVRTC and the host
+    compiler get one self-contained text."""
     with open(os.path.join(os.path.dirname(__file__), filename), encoding="utf-8") as f:
-        return f.read()
+        text = f.read()
+    return _INCLUDE.sub(lambda m: source(m.group(1)), text)
 
 
 def get_function(name: str, dtype):

@@ -7,6 +7,8 @@
 // Templated on the element type T (float or double): values are copied and summed in T, the
 // input's dtype. One thread per output element, grid-stride loops, 64-bit flat indices.
 
+#include "windows.cuh"
+
 template <typename T>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, const long long total,
                        const int C, const int H, const int W, const int KH, const int KW,
@@ -35,9 +37,9 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, const long
 }
 
 // col2im as a gather: one thread per input pixel (n, c, y, x) sums the column entries that
-// im2col copied from it, i.e. every kernel offset (i, j) whose window position (oy, ox) lands on
-// it. No atomics, so the result is deterministic. Offsets are visited in the same (i, j)
-// row-major order as the NumPy twin's loop.
+// im2col copied from it, i.e. every window position (oy, ox) that covers it (windows.cuh). No
+// atomics, so the result is deterministic. The windows are visited from the last to the first, so
+// the kernel offsets (i, j) come in the same row-major order as in the NumPy twin's loop.
 template <typename T>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const long long total,
                        const int C, const int H, const int W, const int KH, const int KW,
@@ -52,17 +54,15 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const long
         const int xx = rem % W;
         const int c = plane % C;
         const int n = plane / C;
+        const int ty = y + PH, tx = xx + PW;                   // position in the padded input
+        int oy0, oy1, ox0, ox1;
+        covering_windows(ty, KH, SH, OH, oy0, oy1);
+        covering_windows(tx, KW, SW, OW, ox0, ox1);
         T sum = T(0);
-        for (int i = 0; i < KH; ++i) {
-            const int t = y + PH - i;                  // must equal oy * SH
-            if (t < 0 || t % SH != 0) continue;
-            const int oy = t / SH;
-            if (oy >= OH) continue;
-            for (int j = 0; j < KW; ++j) {
-                const int u = xx + PW - j;             // must equal ox * SW
-                if (u < 0 || u % SW != 0) continue;
-                const int ox = u / SW;
-                if (ox >= OW) continue;
+        for (int oy = oy1; oy >= oy0; --oy) {
+            const int i = ty - oy * SH;                        // kernel row, ascending
+            for (int ox = ox1; ox >= ox0; --ox) {
+                const int j = tx - ox * SW;
                 sum += cols[(long long)((n * OH + oy) * OW + ox) * ckk + (c * KH + i) * KW + j];
             }
         }
@@ -107,8 +107,8 @@ __global__ void im2col_t(const T* __restrict__ x, T* __restrict__ cols,
 }
 
 // The adjoint of im2col_t, as a gather: one thread per input pixel (n, c, y, x) of one group sums
-// the entries of colsT copied from it. Only the windows that cover the pixel are visited:
-// oy from ceil((y + PH - KH + 1) / SH) to floor((y + PH) / SH), likewise ox. No atomics.
+// the entries of colsT copied from it, over the windows that cover the pixel (windows.cuh).
+// No atomics.
 template <typename T>
 __global__ void col2im_t(const T* __restrict__ cols, T* __restrict__ x, const long long total,
                          const int C_total, const int c_offset, const int C, const int NP,
@@ -124,10 +124,9 @@ __global__ void col2im_t(const T* __restrict__ cols, T* __restrict__ x, const lo
         const int c = plane % C;
         const int n = plane / C;
         const int ty = y + PH, tx = xx + PW;                   // position in the padded input
-        const int oy0 = ty < KH ? 0 : (ty - KH) / SH + 1;
-        const int oy1 = min(ty / SH, OH - 1);
-        const int ox0 = tx < KW ? 0 : (tx - KW) / SW + 1;
-        const int ox1 = min(tx / SW, OW - 1);
+        int oy0, oy1, ox0, ox1;
+        covering_windows(ty, KH, SH, OH, oy0, oy1);
+        covering_windows(tx, KW, SW, OW, ox0, ox1);
         T sum = T(0);
         for (int oy = oy0; oy <= oy1; ++oy) {
             const int i = ty - oy * SH;

@@ -5,6 +5,8 @@
 // argmax holds the offset i*KW + j of the window's maximum; ties go to the first maximum in
 // (i, j) row-major order (strict >), padding never wins: exactly the NumPy twin's rules.
 
+#include "windows.cuh"
+
 template <typename T>
 __global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y,
                                  int* __restrict__ argmax, const long long total,
@@ -55,13 +57,11 @@ __global__ void max_pool_backward(const T* __restrict__ gy, const int* __restric
         const int xx = rem % W;
         const T* g = gy + (long long)plane * OH * OW;
         const int* a = argmax + (long long)plane * OH * OW;
-        // Only the windows that cover (y, x): oy from ceil((y + PH - KH + 1) / SH) to
-        // floor((y + PH) / SH), likewise ox (at most 2 x 2 of them for 3x3/2 pooling).
+        // Only the windows that cover (y, x), windows.cuh (at most 2 x 2 for 3x3/2 pooling).
         const int ty = y + PH, tx = xx + PW;
-        const int oy0 = ty < KH ? 0 : (ty - KH) / SH + 1;
-        const int oy1 = min(ty / SH, OH - 1);
-        const int ox0 = tx < KW ? 0 : (tx - KW) / SW + 1;
-        const int ox1 = min(tx / SW, OW - 1);
+        int oy0, oy1, ox0, ox1;
+        covering_windows(ty, KH, SH, OH, oy0, oy1);
+        covering_windows(tx, KW, SW, OW, ox0, ox1);
         T sum = T(0);
         for (int oy = oy0; oy <= oy1; ++oy) {
             const int i = ty - oy * SH;
