@@ -103,6 +103,21 @@ def max_pool(x: Tensor) -> Tensor:
     return F.max_pool2d(x, kernel_size=POOL_SIZE, stride=POOL_STRIDE)
 
 
+def activations_in_test_mode(model, images) -> Dict[str, Tensor]:
+    """Every stage's output of ``model`` (``forward(images, activations=...)``) on ``images``, in
+    test mode and without a graph; the model's training flag is restored afterwards."""
+    from ..autograd import no_grad
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            acts: Dict[str, Tensor] = {}
+            model.forward(images, activations=acts)
+            return acts
+    finally:
+        model.train(was_training)
+
+
 def assign_parameters(module: nn.Module, arrays: Dict[str, numpy.ndarray]) -> None:
     """Put host arrays into a module's parameters, each on that parameter's device."""
     for name, p in module.named_parameters():
@@ -334,14 +349,6 @@ class AlexNet(nn.Module):
     def last_hidden(self, images) -> Tensor:
         """The 2*fc-long last hidden layer (fc7 after ReLU, both columns, column 0 first) on
         device 0, in test mode and without a graph: the vectors §6.1 compares (Figure 4)."""
-        from ..autograd import no_grad
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                acts = {}
-                self.forward(images, activations=acts)
-                h1 = to_device(acts["column1.fc7"], self.devices[0], label="fc7 features -> column0")
-                return concat([acts["column0.fc7"], h1], axis=1)
-        finally:
-            self.train(was_training)
+        acts = activations_in_test_mode(self, images)
+        h1 = to_device(acts["column1.fc7"], self.devices[0], label="fc7 features -> column0")
+        return concat([acts["column0.fc7"], h1], axis=1)

@@ -31,10 +31,10 @@ import numpy
 
 from .. import functional as F
 from .. import nn
-from ..autograd import Tensor, no_grad, to_device
+from ..autograd import Tensor, to_device
 from ..backend import Device, as_device, default_devices
-from .alexnet import (DROPOUT_SITES, AlexNet, assign_parameters, check_images, dropout_generator,
-                      lrn_in_groups, max_pool, split_seed)
+from .alexnet import (DROPOUT_SITES, AlexNet, activations_in_test_mode, assign_parameters,
+                      check_images, dropout_generator, lrn_in_groups, max_pool, split_seed)
 from .init import COLUMN_LAYERS, INIT_SCHEMES, initial_parameters
 from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
                       Preset, get_preset)
@@ -177,15 +177,7 @@ class SingleDeviceAlexNet(nn.Module):
 
     def last_hidden(self, images) -> Tensor:
         """fc7 after ReLU, in test mode and without a graph (Figure 4's feature vectors)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                acts = {}
-                self.forward(images, activations=acts)
-                return acts["fc7"]
-        finally:
-            self.train(was_training)
+        return activations_in_test_mode(self, images)["fc7"]
 
 
 class GroupedAlexNet(SingleDeviceAlexNet):
