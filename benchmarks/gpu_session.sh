@@ -11,7 +11,7 @@ python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy._
 timeout "${PYTEST_TIMEOUT:-200}" python3 -m pytest -m gpu -q -p no:cacheprovider --maxfail=10 \
     --ignore=tests/test_lessons.py > "$OUT/pytest_gpu.txt" 2>&1
 echo "pytest -m gpu exit code: $?"; tail -n 15 "$OUT/pytest_gpu.txt"
-timeout "${STEP_TIMEOUT:-240}" python3 benchmarks/gpu_step.py --steps "${STEPS:-20}" --warmup 3 --compare relu-apart,no-pad-k \
+timeout "${STEP_TIMEOUT:-240}" python3 benchmarks/gpu_step.py --steps "${STEPS:-20}" --warmup 3 --compare relu-apart,no-pad-k,loss-apart \
     --json "$OUT/step.json" 2>&1 | tee "$OUT/step.txt"
 timeout "${LAYERS_TIMEOUT:-120}" python3 benchmarks/layers.py --device cuda:0 --torch --repeat 3 \
     --relu-in-conv > "$OUT/layers.txt" 2>&1; tail -n 22 "$OUT/layers.txt"

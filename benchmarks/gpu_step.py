@@ -3,7 +3,7 @@
     python benchmarks/gpu_step.py                    # both precisions, paper preset, batch 128
     python benchmarks/gpu_step.py --precision tf32 --steps 20
     python cli.py bench                              # the same, through the CLI
-    python benchmarks/gpu_step.py --compare relu-apart,no-pad-k
+    python benchmarks/gpu_step.py --compare relu-apart,no-pad-k,loss-apart
                                                      # also time minialex without each of its
                                                      # choices (see VARIANTS), in the same process
 
@@ -193,10 +193,22 @@ def _no_pad_k():
         conv_gpu.PAD_K = saved
 
 
+@contextlib.contextmanager
+def _loss_apart():
+    """Softmax cross-entropy as the NumPy formulas on CuPy (~15 launches), not kernels/loss.cu."""
+    from minialex.functional import loss
+    saved, loss.FUSED_ON_GPU = loss.FUSED_ON_GPU, False
+    try:
+        yield
+    finally:
+        loss.FUSED_ON_GPU = saved
+
+
 #: --compare NAME: minialex's step again with one of its speed choices undone.
 VARIANTS = {
     "relu-apart": ("ReLU as its own op", _relu_apart),
     "no-pad-k": ("GEMM K not padded", _no_pad_k),
+    "loss-apart": ("softmax cross-entropy unfused", _loss_apart),
 }
 
 

@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 import minialex.functional as F
-from minialex import Tensor, kernels
+from minialex import Tensor, gradcheck, kernels
 from minialex.functional import conv_gpu
 from minialex.functional.conv import col2im, im2col
 from minialex.kernels import host
@@ -129,6 +129,51 @@ def test_layout_kernels_with_and_without_the_relu(rng):
         kernels.knp_to_nchw(src, bias[:4], n, k, p)
     with pytest.raises(ValueError, match=r"nchw_to_knp: relu_output \(3, 5, 6\)"):
         kernels.nchw_to_knp(gy, relu_output=yr[:, :, :6])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c", [(5, 7), (3, 600), (2, 1), (0, 4)])   # 600 > a block's threads
+def test_cross_entropy_kernels(rng, dtype, n, c):
+    """loss.cu against the NumPy formulas: the row losses, the log-sum-exp, and the gradient
+    (softmax - onehot) * dloss / N, with logits large enough that an unshifted exp overflows."""
+    x = (rng.standard_normal((n, c)) * 30).astype(dtype)
+    x[:, 0] += 200                                     # exp(200) overflows float32
+    labels = rng.integers(0, c, n)
+    loss, lse = kernels.cross_entropy_forward(x, labels)
+    dloss = numpy.asarray(0.7, dtype=dtype)
+    dx = kernels.cross_entropy_backward(x, labels, lse, dloss)
+    x64 = x.astype(numpy.float64)
+    m = x64.max(axis=1, keepdims=True) if n else numpy.zeros((0, 1))
+    ref_lse = (m + numpy.log(numpy.exp(x64 - m).sum(axis=1, keepdims=True)))[:, 0]
+    ref_dx = numpy.exp(x64 - ref_lse[:, None])
+    ref_dx[numpy.arange(n), labels] -= 1
+    ref_dx *= 0.7 / max(n, 1)
+    tol = 1e-5 if dtype == numpy.float32 else 1e-12
+    assert loss.dtype == lse.dtype == dx.dtype == dtype and dx.shape == (n, c)
+    numpy.testing.assert_allclose(lse, ref_lse, rtol=tol)
+    numpy.testing.assert_allclose(loss, ref_lse - x64[numpy.arange(n), labels], rtol=tol,
+                                  atol=tol * 200)
+    numpy.testing.assert_allclose(dx, ref_dx, rtol=tol, atol=tol)
+
+
+def test_fused_cross_entropy_gradcheck_and_nan(rng, monkeypatch):
+    """F.cross_entropy through its GPU branch (the fused kernels, run here on the CPU) passes the
+    float64 finite-difference check, equals the NumPy branch, and a NaN logit gives a NaN loss
+    (which the training loop's guard needs to see)."""
+    from minialex.functional import loss as loss_module
+    monkeypatch.setattr(loss_module, "uses_gpu", lambda a: True)
+    logits = rng.standard_normal((4, 300)) * 3
+    labels = rng.integers(0, 300, 4)
+    # directional derivatives: each forward here runs 256 CPU threads per row with barriers
+    report = gradcheck(lambda z: F.cross_entropy(z, labels), [logits], mode="direction",
+                       directions=4, name="fused cross_entropy")
+    assert report.passed and report.compared > 0
+    fused = F.cross_entropy(Tensor(logits), labels).item()
+    monkeypatch.setattr(loss_module, "FUSED_ON_GPU", False)
+    assert fused == pytest.approx(F.cross_entropy(Tensor(logits), labels).item(), rel=1e-13)
+    monkeypatch.setattr(loss_module, "FUSED_ON_GPU", True)
+    logits[2, 7] = numpy.nan
+    assert numpy.isnan(F.cross_entropy(Tensor(logits), labels).item())
 
 
 @pytest.mark.parametrize("pad_k", [8, 1], ids=["K-padded", "K-as-is"])

@@ -9,6 +9,10 @@ mean over the batch (§5: the gradient is averaged over the batch of 128).
 
 Gradients: d log_softmax: dx = dy - softmax(x) * sum_i dy_i;  d softmax: dx = y * (dy - sum_i dy_i y_i);
 d cross_entropy: dlogits = (softmax(logits) - onehot(labels)) / N * dloss.
+
+On a GPU, cross_entropy runs as two fused kernels (kernels/loss.cu): one block per row computes
+the log-sum-exp lse_n and loss_n = lse_n - x[n, label_n], and the backward forms
+(exp(x - lse_n) - onehot) * dloss / N in one pass; the NumPy code below is its readable twin.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ import numpy
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, is_cupy_array
-from .utils import check_float, check_ndim, shape_of
+from .utils import check_float, check_ndim, shape_of, uses_gpu
+
+#: cross_entropy on CuPy arrays uses the fused kernels of kernels/loss.cu; False runs the NumPy
+#: formulas below on CuPy instead (``python benchmarks/gpu_step.py --compare loss-apart``).
+FUSED_ON_GPU = True
 
 
 def _log_softmax(x, axis):
@@ -82,6 +90,13 @@ class CrossEntropy(Function):
 
     def forward(self, logits):
         xp = get_array_module(logits)
+        self.fused = uses_gpu(logits) and FUSED_ON_GPU
+        if self.fused:
+            from .. import kernels
+            self.labels = xp.ascontiguousarray(self.labels, dtype=xp.int32)   # cast once, not twice
+            loss_rows, lse = kernels.cross_entropy_forward(logits, self.labels)
+            self.save_for_backward(logits, lse)       # (N, C) and (N,): no log-probabilities kept
+            return xp.asarray(loss_rows.mean(), dtype=logits.dtype)
         logp = _log_softmax(logits, 1)
         rows = xp.arange(logits.shape[0])
         self.save_for_backward(logp)
@@ -89,6 +104,10 @@ class CrossEntropy(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
+        if self.fused:
+            from .. import kernels
+            logits, lse = self.saved
+            return kernels.cross_entropy_backward(logits, self.labels, lse, gy)
         (logp,) = self.saved
         n = logp.shape[0]
         g = xp.exp(logp)

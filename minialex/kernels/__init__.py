@@ -10,6 +10,8 @@ The sources sit beside this file, one per kind of op, each a twin of its NumPy c
                     ReLU's backward): the GEMMs' rows <-> NCHW
     elementwise.cu  relu_backward                                    functional/activation.py
                     sgd_update (the paper's update in one pass)      optim.py
+    loss.cu         cross_entropy_forward, cross_entropy_backward    functional/loss.py
+                    (softmax cross-entropy: three launches, not ~15)
     windows.cuh     covering_windows: the windows over one input position, for the gathers
                     of col2im, col2im_t and max_pool_backward (inlined by ``source``)
 
@@ -39,9 +41,11 @@ KERNELS = {
     "lrn.cu": ("lrn_forward", "lrn_backward"),
     "layout.cu": ("knp_to_nchw", "nchw_to_knp"),
     "elementwise.cu": ("relu_backward", "sgd_update"),
+    "loss.cu": ("cross_entropy_forward", "cross_entropy_backward"),
 }
 C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 THREADS = 256
+CE_THREADS = 256      # loss.cu's block size (its shared arrays are this long)
 
 _modules: Dict[Tuple[str, int], object] = {}
 _functions: Dict[Tuple[str, str, int], object] = {}
@@ -268,3 +272,35 @@ def sgd_update(w, v, g, lr, momentum, decay):
     t = w.dtype.type
     launch("sgd_update", w.dtype, w.size, (w, v, cupy.ascontiguousarray(g), numpy.int64(w.size),
                                            t(lr), t(momentum), t(decay * lr)))
+
+
+def cross_entropy_forward(x, labels):
+    """logits x (N, C) and labels (N,) in [0, C) -> (loss_n, lse_n), both (N,): each row's
+    -log softmax(x_n)[label_n] and its log-sum-exp; see loss.cu. Labels are not range-checked
+    here (functional/loss.py does that); they are used as int32."""
+    x = cupy.ascontiguousarray(x)
+    n, c = x.shape
+    if tuple(labels.shape) != (n,) or c == 0:
+        raise ValueError(f"minialex.kernels.cross_entropy_forward: labels {tuple(labels.shape)} "
+                         f"do not fit logits {(n, c)} (need ({n},) and at least one class)")
+    _check_int32("cross_entropy_forward", rows=n, elements=n * c)
+    labels = cupy.ascontiguousarray(labels, dtype=numpy.int32)
+    loss, lse = cupy.empty((n,), dtype=x.dtype), cupy.empty((n,), dtype=x.dtype)
+    if n:
+        get_function("cross_entropy_forward", x.dtype)(
+            (min(n, 65535),), (CE_THREADS,), (x, labels, loss, lse) + _ints(n, c))
+    return loss, lse
+
+
+def cross_entropy_backward(x, labels, lse, dloss):
+    """dx (N, C) = (softmax(x) - onehot(labels)) * dloss / N from the saved logits, labels and
+    lse (N,); ``dloss`` is the 0-d upstream gradient, left on the GPU; see loss.cu."""
+    x = cupy.ascontiguousarray(x)
+    n, c = x.shape
+    labels = cupy.ascontiguousarray(labels, dtype=numpy.int32)
+    dloss = cupy.ascontiguousarray(dloss, dtype=x.dtype).reshape(())
+    dx = cupy.empty_like(x)
+    launch("cross_entropy_backward", x.dtype, dx.size,
+           (x, labels, cupy.ascontiguousarray(lse), dloss, dx, numpy.int64(dx.size))
+           + _ints(c) + (x.dtype.type(1.0 / max(n, 1)),))
+    return dx
