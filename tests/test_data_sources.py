@@ -10,6 +10,7 @@ from PIL import Image
 
 from minialex.data import (DataError, DataFileNotFoundError, base_size_for, open_dataset)
 from minialex.data.images import load_image, resize_center_crop, to_rgb
+from minialex.data.dataset import balanced_indices
 
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fish": (30, 30, 200)}
 
@@ -144,6 +145,15 @@ def test_image_folder_limit_keeps_every_class(tmp_path):
     sub = open_dataset(root, "train", base_size=16, limit=6)
     assert len(sub) == 6 and set(sub.labels.tolist()) == {0, 1, 2}
     assert sub.stats.mean.shape == (3,)
+
+
+def test_limit_takes_the_classes_in_turn():
+    """The built-in set's labels are i mod 10, so evenly spaced indices would alias onto a few
+    classes; --limit / --train-images must still give every class its share."""
+    sub = open_dataset("builtin", "train", base_size=16, num_train=200, num_val=10, limit=25)
+    assert len(sub) == 25 and sorted(numpy.bincount(sub.labels)) == [2] * 5 + [3] * 5
+    assert list(balanced_indices([2, 2, 2, 0, 0, 1], 4)) == [0, 3, 4, 5]   # 3, 5, 0, then 4
+    assert list(balanced_indices([1, 0], 5)) == [0, 1]
 
 
 def test_image_folder_bad_layouts(tmp_path):

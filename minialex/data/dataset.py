@@ -128,6 +128,19 @@ class Subset(Dataset):
         return self.parent.stats
 
 
+def balanced_indices(labels, limit: int) -> numpy.ndarray:
+    """``limit`` indices (sorted) taking the classes in turn: the first image of every class, then
+    the second of every class, and so on, so a subset has every class about equally often
+    whatever the order of the labels (class-sorted folders, or the built-in set's i mod 10)."""
+    labels = numpy.asarray(labels)
+    limit = min(int(limit), len(labels))
+    order = numpy.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    rank = numpy.empty(len(labels), dtype=numpy.int64)   # position of each image in its class
+    rank[order] = numpy.arange(len(labels)) - numpy.searchsorted(sorted_labels, sorted_labels)
+    return numpy.sort(numpy.lexsort((labels, rank))[:limit])   # by rank, then by class
+
+
 def spread_indices(count: int, limit: int) -> numpy.ndarray:
     """``limit`` indices spread evenly over range(count): a subset that keeps every class of a
     class-sorted folder (the first ``limit`` files would keep only the first classes)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .dataset import Dataset, Subset, spread_indices
+from .dataset import Dataset, Subset, balanced_indices
 from .errors import DataError, DataFileNotFoundError
 
 PAPER_BASE_SIZE, PAPER_INPUT_SIZE = 256, 224  # §2 and §4.1: store 256×256, crop 224×224
@@ -38,8 +38,8 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
     the stored size for a cache, and 73 (= base_size_for(64)) for the built-in set, which is meant
     for small presets. Pass ``base_size_for(model.input_size)`` to match a model.
     seed, num_train, num_val: the built-in set only (which images are drawn, how many).
-    limit: keep only ``limit`` images spread evenly over the split (quick runs and tests); the
-    statistics still describe the whole training split.
+    limit: keep only ``limit`` images, taking the classes in turn so each is about equally
+    represented (quick runs and tests); the statistics still describe the whole training split.
     class_names_file: folders only; a '<folder> <readable name>' file (see folder.py).
     """
     if split not in ("train", "val"):
@@ -72,5 +72,5 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
         if int(limit) < 1:
             raise ValueError(f"open_dataset: limit must be positive, got {limit}")
         if int(limit) < len(ds):
-            ds = Subset(ds, spread_indices(len(ds), int(limit)))
+            ds = Subset(ds, balanced_indices(ds.labels, int(limit)))
     return ds
