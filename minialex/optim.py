@@ -23,6 +23,7 @@ Both keep their state in ``state_dict()`` so that a resumed run continues exactl
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Tuple
 
 from .backend import as_numpy, get_array_module
@@ -67,12 +68,12 @@ class SGD:
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, decay_biases: bool = False):
-        if lr <= 0:
-            raise ValueError(f"SGD: the learning rate must be positive, got {lr}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"SGD: the learning rate must be a positive number, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: weight decay must be >= 0, got {weight_decay}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"SGD: weight decay must be a number >= 0, got {weight_decay}")
         self.params = _named(params)
         self.lr = float(lr)
         self.momentum = float(momentum)

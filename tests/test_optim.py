@@ -88,6 +88,13 @@ def test_bad_arguments():
     w = minialex.Tensor(numpy.zeros(2), requires_grad=True)
     with pytest.raises(ValueError, match="learning rate"):
         SGD([w], lr=0)
+    for bad in (float("nan"), float("inf")):   # NaN passes "lr <= 0"; it must still be refused
+        with pytest.raises(ValueError, match="learning rate must be a positive number"):
+            SGD([w], lr=bad)
+        with pytest.raises(ValueError, match="weight decay must be a number"):
+            SGD([w], weight_decay=bad)
+        with pytest.raises(ValueError, match="momentum"):
+            SGD([w], momentum=bad)
     with pytest.raises(ValueError, match="no parameters"):
         SGD([])
     opt = SGD([("w", w)])
