@@ -455,6 +455,15 @@ class Trainer:
                   "val_top5_error": val.top5_error,
                   "images_per_s": self.sums["seen"] / max(self.sums["seconds"], 1e-9),
                   "seconds": self.sums["seconds"]}
+        if not math.isfinite(val.loss):
+            # The last update spoiled the weights (the step's own loss, read before it, was
+            # finite): never save them.
+            kept = (f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
+                    else "no checkpoint was written")
+            raise TrainingError(
+                f"the validation loss became {val.loss} after epoch {self.epoch + 1} (step "
+                f"{self.step}) with learning rate {self.optimizer.lr:g}: training diverged; "
+                f"{kept}. Try a smaller --lr")
         best_before = min((h["val_top1_error"] for h in self.history), default=None)
         self.history.append(record)
         self._log(record)
@@ -465,7 +474,14 @@ class Trainer:
         path = self.save()
         improved = best_before is None or val.top1_error < best_before
         if improved:
-            _copy_atomic(path, os.path.join(self.out, "best.h5"))
+            stop = getattr(self, "stop", None)
+            if stop is not None:
+                stop.critical = True   # a second Ctrl-C waits until best.h5 is whole
+            try:
+                _copy_atomic(path, os.path.join(self.out, "best.h5"))
+            finally:
+                if stop is not None:
+                    stop.critical = False
         self.echo(f"epoch {record['epoch']:>3}/{cfg.epochs}  train loss {record['train_loss']:.3f} "
                   f"err {100 * record['train_top1_error']:5.1f}%  |  val loss {val.loss:.3f} "
                   f"top-1 err {100 * val.top1_error:5.1f}%  top-5 err {100 * val.top5_error:5.1f}%"
@@ -531,9 +547,16 @@ def _point_latest(out: str) -> None:
 
 
 def _copy_atomic(src: str, dst: str) -> None:
+    """Copy src to dst through dst.tmp, so dst is the old file or the new one, never half of
+    one; an interrupted copy (a second Ctrl-C) removes its partial dst.tmp."""
     tmp = dst + ".tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _is_out_of_memory(e: BaseException) -> bool:

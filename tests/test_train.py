@@ -101,6 +101,32 @@ def test_diverging_from_the_start_says_no_checkpoint(tmp_path):
     assert not (tmp_path / "r" / "last.h5").exists()
 
 
+def test_weights_spoiled_by_the_last_step_of_an_epoch_are_never_saved(tmp_path):
+    """With one step per epoch, the only training loss read is from before the update; the
+    validation loss is the first to see the blown-up weights, and must stop the save."""
+    out = tmp_path / "r"
+    with pytest.raises(TrainingError, match=r"validation loss became .* after epoch 1.*no "
+                                            r"checkpoint was written"):
+        train(TrainConfig(epochs=2, out=str(out), lr=1e30, limit_batches=1, **SMALL), echo=quiet)
+    assert not (out / "last.h5").exists() and not (out / "best.h5").exists()
+
+
+def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatch):
+    from minialex import train as train_module
+    src, dst = tmp_path / "last.h5", tmp_path / "best.h5"
+    src.write_bytes(b"new" * 1000)
+    dst.write_bytes(b"old")
+
+    def copy_half_then_ctrl_c(a, b):
+        open(b, "wb").write(b"ne")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.shutil, "copyfile", copy_half_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train_module._copy_atomic(str(src), str(dst))
+    assert dst.read_bytes() == b"old" and not (tmp_path / "best.h5.tmp").exists()
+
+
 def test_ctrl_c_is_deferred_to_the_end_of_the_step():
     with _StopFlag() as stop:
         os.kill(os.getpid(), signal.SIGINT)
