@@ -9,7 +9,7 @@ What a run writes to its folder (``--out``, default ``runs/<date>-<time>``)::
 
     config.json     the options of the run (runs/latest points to the newest default folder)
     metrics.jsonl   one JSON object per line: {"event": "step", ...} every ``log_every`` steps
-                    (loss, accuracy, lr) and {"event": "epoch", ...} after each epoch
+                    (loss, top1_error, lr) and {"event": "epoch", ...} after each epoch
                     (train/val loss, top-1/top-5 error, lr, images/s, seconds)
     last.h5         checkpoint, rewritten (atomically) after every epoch and on Ctrl-C;
                     ``--resume`` takes it (or the folder)
@@ -24,9 +24,13 @@ same losses, batch for batch, as one that ran through.
 The run's devices, preset, precision and data are chosen in ``run_setup.py``; the generators'
 states that make resume exact are saved and restored by ``rng_state.py``.
 
-Failures: Ctrl-C finishes nothing half-way (the current step is dropped), saves ``last.h5`` and
-returns; a NaN or infinite loss stops the run before the update, naming the step, and leaves the
-last good checkpoint alone; out of GPU memory says so and suggests a smaller batch.
+Failures: the first Ctrl-C lets the current step finish, then saves ``last.h5`` with the
+position and returns; a second one stops at once (the step under way is dropped, the weight
+update and the best.h5 copy are never left half-done, and the last checkpoint written is kept).
+A NaN or infinite loss is read once the whole step, update included, is queued (one host sync per
+step on a GPU): the run stops naming the step, and the spoiled weights are never saved; a
+non-finite validation loss stops it the same way before the epoch's checkpoint. Out of GPU memory
+says so and suggests a smaller batch.
 """
 
 from __future__ import annotations
@@ -91,6 +95,18 @@ class TrainConfig:
 _FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                     "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
                     "val_images")
+#: What --resume cannot change: the batch position in the checkpoint depends on them.
+_FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images")
+
+
+def _same_option(key: str, given, stored) -> bool:
+    if given == stored:
+        return True
+    if key == "data" and stored is not None and os.path.exists(str(given)):
+        return os.path.realpath(str(given)) == os.path.realpath(str(stored))  # the same folder
+    return False
+
+
 _DEFAULTS = dict(data="builtin", seed=0, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
                  patience=2, step_size=30)
 
@@ -193,6 +209,16 @@ class Trainer:
         # learning rate lowered by hand, as the paper's authors did); the rest come from it.
         self.overrides = {k: getattr(cfg, k) for k in ("lr", "momentum", "weight_decay")
                           if getattr(cfg, k) is not None}
+        # The batch position saved in the checkpoint means something only for the same data,
+        # batch size and seed: given again, they must match.
+        for key in _FIXED_ON_RESUME:
+            given, stored = getattr(cfg, key), saved.get(key)
+            if given is not None and not _same_option(key, given, stored):
+                flag = "--" + key.replace("_", "-")
+                raise TrainingError(
+                    f"{path} was trained with {flag} {stored if stored is not None else '(not given)'}"
+                    f", not {given}: a resumed run continues the same data order; leave {flag} "
+                    f"out, or start a new run with --out")
         for key in _FROM_CHECKPOINT:
             if getattr(cfg, key) is None:
                 setattr(cfg, key, saved.get(key))
@@ -214,6 +240,8 @@ class Trainer:
                 setattr(cfg, key, value)
         devices = parse_devices(cfg.devices)
         preset, why = choose_preset(cfg.preset, devices)
+        if resume is not None:
+            why = f"the preset of {resume['path']}"
         cfg.preset = preset
         from .models import get_preset
         spec = get_preset(preset)
@@ -511,6 +539,14 @@ class Trainer:
                     if self.end_epoch():
                         stopped = "schedule"
                         break
+            except KeyboardInterrupt:
+                # A second Ctrl-C outside a training step (validating, saving): stop at once.
+                # Checkpoints are written atomically, so the last one written is whole.
+                stopped = "interrupted"
+                where = (f"the last checkpoint written, {self.checkpoint_path}, is kept; continue "
+                         f"with: python cli.py train --resume {self.checkpoint_path}"
+                         if self.checkpoint_path else "no checkpoint was written yet")
+                self.echo(f"stopped at once (second Ctrl-C, outside a training step): {where}")
             except Exception as e:
                 if _is_out_of_memory(e):
                     raise TrainingError(

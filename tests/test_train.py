@@ -127,6 +127,38 @@ def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatc
     assert dst.read_bytes() == b"old" and not (tmp_path / "best.h5.tmp").exists()
 
 
+def test_a_second_ctrl_c_while_validating_stops_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    import minialex.evaluate as evaluate_module
+    out = tmp_path / "r"
+    train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
+    good = (out / "last.h5").read_bytes()
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_module, "evaluate", ctrl_c)
+    said = []
+    result = train(TrainConfig(resume=str(out), epochs=2, progress=False), echo=said.append)
+    assert result.stopped == "interrupted" and result.steps == 12
+    assert "second Ctrl-C" in said[-1] and "--resume" in said[-1] and "last.h5" in said[-1]
+    assert (out / "last.h5").read_bytes() == good
+
+
+def test_resume_refuses_other_data_order_options(tmp_path):
+    out = tmp_path / "r"
+    train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
+    for option, value, flag in (("batch_size", 16, "--batch-size 32"), ("seed", 5, "--seed 0"),
+                                ("train_images", 100, "--train-images 192"),
+                                ("data", "fashion-mnist", "--data builtin")):
+        with pytest.raises(TrainingError, match=f"trained with {flag}, not {value}"):
+            train(TrainConfig(resume=str(out), epochs=2, progress=False, **{option: value}),
+                  echo=quiet)
+    said = []    # the same values given again are fine
+    result = train(TrainConfig(resume=str(out), epochs=2, batch_size=32, seed=0, data="builtin",
+                               progress=False), echo=said.append)
+    assert result.epochs_done == 2 and any("the preset of" in line for line in said)
+
+
 def test_ctrl_c_is_deferred_to_the_end_of_the_step():
     with _StopFlag() as stop:
         os.kill(os.getpid(), signal.SIGINT)
