@@ -1,10 +1,11 @@
 """The command line: ``python cli.py COMMAND`` or, once installed, ``minialex COMMAND``.
 
 Thin by design: each command parses its options and calls a job in the package (train.py,
-evaluate.py, viz.py, health.py, benchmark.py). A user mistake (a missing file, an unknown
+evaluate.py, viz.py, health.py, benchmark.py, with the choices they share in run_setup.py). A user mistake (a missing file, an unknown
 preset, a checkpoint of another model, a bad data spec) prints one line, ``error: ...``, and
 exits with status 1; ``--debug`` (before or after the command name) shows the traceback instead.
-A run stopped with Ctrl-C exits with status 130 after saving its checkpoint.
+A run stopped with Ctrl-C exits with status 130 after saving its checkpoint (a second Ctrl-C:
+at once, keeping the last checkpoint written).
 """
 
 from __future__ import annotations

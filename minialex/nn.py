@@ -11,7 +11,8 @@ A child module is named after the attribute that holds it (``self.conv3 = Conv2d
 
 Default initialisation (for layers built outside AlexNet): weights from He et al.'s normal,
 N(0, 2 / fan_in), which keeps activations from shrinking or growing through stacks of ReLUs;
-biases 0. AlexNet sets the paper's own initialisation explicitly (§5: N(0, 0.01^2), biases 0 or 1).
+biases 0. AlexNet sets its preset's initialisation explicitly: the paper's for 'paper' (§5:
+N(0, 0.01^2), biases 0 or 1), He's for the small presets (see minialex.models.presets).
 Pass ``generator=`` (a seeded ``numpy.random.Generator``) for reproducible weights; without one
 a fresh, unseeded generator is used.
 """

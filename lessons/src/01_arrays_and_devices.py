@@ -143,7 +143,7 @@ def time_copy(nbytes, repeats):
     return best
 
 
-sizes = [2**k for k in range(10, 26 if CI else 29, 2)]  # 1 KiB .. 32 MiB (256 MiB without CI)
+sizes = [2**k for k in range(10, 26 if CI else 29, 2)]  # 1 KiB .. 16 MiB (256 MiB without CI)
 seconds = [time_copy(n, 3 if CI else 10) for n in sizes]
 bandwidth = [n / s / 1e9 for n, s in zip(sizes, seconds)]
 for n, s, b in zip(sizes, seconds, bandwidth):

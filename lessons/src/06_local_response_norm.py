@@ -132,7 +132,7 @@ print("neighbours 4, 5, 7, 8 are suppressed; channels 0-3 and 9-11 only by their
 #
 # A gradient check with the paper's α = 1e-4 on activations near 1 would barely see the second
 # term (α·Σ ≪ k), so a backward that forgot it might pass a loose check. Check with a large α, where a wrong
-# formula shows (STYLE.md, habit 6).
+# formula shows (`../shared/STYLE.md`, the project's style notes beside this repository, habit 6).
 
 # %%
 x64 = rng.standard_normal((2, 7, 3, 3))

@@ -33,7 +33,8 @@ rng = np.random.default_rng(0)
 # The **built-in** set (ten kinds of drawn shapes on cluttered colour backgrounds, no download) and
 # **Fashion-MNIST** (real photographs of clothes, 28×28 grey, upscaled here). minialex serves every
 # image as an RGB square of `base_size` pixels, `uint8`; crops of `input_size` are cut from it
-# (the paper's 256 and 224, in the same 8:7 ratio for small presets: 73 and 64).
+# (the paper's 256 and 224; small presets keep about the same ratio: the `mini` preset stores 58
+# and crops 51, the built-in set's default store is 73 = base_size_for(64)).
 
 # %%
 shapes = open_dataset("builtin", "train", num_train=1000 if CI else 5000)
@@ -79,8 +80,9 @@ for name, (ds, m) in {"built-in": (shapes, means["built-in"]),
           f" | minialex's stats.mean: {ds.stats.mean.round(4)}")
 
 # %% [markdown]
-# The built-in shapes appear anywhere in the image, so their mean image is flat: the per-channel
-# mean loses nothing. Fashion-MNIST's garments are centred, so its mean image is a ghostly average
+# The built-in shapes stay near the centre (they wander over only part of the free room), so their
+# mean image is a soft central blob on an even background: the per-channel mean keeps the colour
+# balance and loses only that blob. Fashion-MNIST's garments are centred, so its mean image is a ghostly average
 # garment; subtracting it removes that position-dependent bias, which a per-channel mean does not.
 # (ImageNet's mean image is close to flat grey-brown, which is why the simplification is common.)
 #

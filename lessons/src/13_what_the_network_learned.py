@@ -81,7 +81,8 @@ ax.plot(losses); ax.set_xlabel("step"); ax.set_ylabel("training loss"); plt.show
 # %% [markdown]
 # ## 2. Figure 3: the first layer's kernels, per column
 #
-# `minialex.viz.filters_grid` draws each 11×11×3 kernel as a small RGB image (each stretched to its
+# `minialex.viz.filters_grid` draws each conv1 kernel (11×11×3 in the paper, 7×7×3 in the `mini`
+# preset trained here) as a small RGB image (each stretched to its
 # own range), one block per column. `colourfulness` measures how much of a kernel's energy differs
 # between R, G and B (0 for a grey kernel).
 

@@ -7,7 +7,7 @@ Gaussian pixel noise on top. Position and clutter make a convolutional net (loca
 translation-equivariant features) the right tool; random crops and flips (§4.1) help because the
 shapes move and turn. The hue of a shape says nothing about its class.
 
-How hard: ``STYLE`` holds every range. They were tuned on the CPU preset ('mini', 67-pixel
+How hard: ``STYLE`` holds every range. They were tuned on the CPU preset ('mini', 51-pixel
 crops): with the shape free to wander over the whole image the net stayed at chance for its first
 several epochs, so the centre moves over 35% of the free room (plus the crop's own jitter), and
 the shape is always brighter than the background (any hue) — with both polarities the net needed
@@ -38,7 +38,7 @@ from .stats import DataStats, compute_stats
 
 CLASSES = ["arrow", "bar", "circle", "crescent", "cross", "ring", "square", "star", "tee",
            "triangle"]
-DEFAULT_BASE_SIZE = 73        # base_size_for(64): the small CPU presets crop 64 pixels
+DEFAULT_BASE_SIZE = 73        # base_size_for(64); train asks for its preset's size (mini: 58)
 DEFAULT_NUM_TRAIN = 5000
 DEFAULT_NUM_VAL = 1000
 MEMORY_LIMIT_BYTES = 1 << 30  # keep a split in memory up to 1 GiB of uint8 pixels

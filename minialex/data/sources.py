@@ -36,7 +36,7 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
     val/<class>/; or a cache file ending in .h5 / .hdf5 written by ``prepare``.
     base_size: side of the stored squares. Default: 256 (the paper) for folders and Fashion-MNIST,
     the stored size for a cache, and 73 (= base_size_for(64)) for the built-in set, which is meant
-    for small presets. Pass ``base_size_for(model.input_size)`` to match a model.
+    for small presets (train passes its preset's size: 58 for 'mini', whose crops are 51). Pass ``base_size_for(model.input_size)`` to match a model.
     seed, num_train, num_val: the built-in set only (which images are drawn, how many).
     limit: keep only ``limit`` images, taking the classes in turn so each is about equally
     represented (quick runs and tests); the statistics still describe the whole training split.

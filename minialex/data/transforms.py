@@ -1,4 +1,4 @@
-"""The paper's image transforms, one small function each (§2, §4.1, §6 test-time crops).
+"""The paper's image transforms, one small function each (§2, §4.1, and §4.1's ten test-time patches).
 
 Images here are (H, W, 3) uint8 arrays, H = W = base_size; a crop of side S is taken at
 (top, left). The loader draws every random number for a batch from one generator, in this order:

@@ -21,7 +21,7 @@ batch folded into the rows: cols has shape (N*OH*OW, C/groups*kh*kw). Then, per 
     Y = cols @ W.T              (N*OH*OW, K/groups)       W = weight reshaped (K/groups, -1)
     dW = dY.T @ cols            dcols = dY @ W            dx = col2im(dcols)
 
-One 2-D GEMM per group: on CuPy, 2-D matmul is where TF32 applies (see BASELINES.md), and the
+One 2-D GEMM per group: on CuPy, 2-D matmul is where TF32 applies (see ../shared/BASELINES.md, the project's baseline measurements), and the
 batch in the rows keeps the product large. ``col2im`` is the adjoint of ``im2col``: every input
 pixel receives the sum of the column entries that copied it.
 
