@@ -89,7 +89,7 @@ def test_predict_gives_five_classes_per_image(trained, image_files):
 def test_info_prints_the_paper_parameter_count():
     text = run("info").output
     assert "60,965,224" in text and "227" in text and "fc8" in text and "LRN" in text
-    assert "BOTH columns" in text and "devices: column 0 on" in text
+    assert "BOTH columns" in text and "devices here (--devices): column 0 on" in text and "the paper's placement" in text
     mini = run("info", "--preset", "mini", "--num-classes", "10").output
     assert "60,965,224" not in mini and "'mini'" in mini
 
@@ -197,6 +197,9 @@ def test_a_device_that_does_not_exist():
 
 def test_plot_of_a_folder_without_metrics(tmp_path):
     _one_line_error(run("plot", tmp_path, ok=False), "metrics.jsonl")
+    checkpoint = tmp_path / "last.h5"
+    checkpoint.write_bytes(b"\x89HDF\r\n\x1a\n\xff\xfe" * 8)
+    _one_line_error(run("plot", checkpoint, ok=False), "last.h5", "not a metrics log")
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -109,8 +109,8 @@ def table(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
              f"LRN: size {LRN_SIZE}, alpha {LRN_ALPHA:g}, beta {LRN_BETA:g}, k {LRN_K:g} "
              "(the paper's form: k + alpha * sum); dropout "
              f"{DROPOUT_P:g} after fc6 and fc7; ReLU after every layer but fc8",
-             f"column 0 on device 0, column 1 on device 1; fc8 (one layer) and the logits on "
-             f"{FC8_HOME} (as in cuda-convnet2)",
+             f"the paper's placement: column 0 on GPU 0, column 1 on GPU 1; fc8 (one layer) and "
+             f"the logits on {FC8_HOME} (as in cuda-convnet2)",
              ""]
     head = (f"{'layer':<19} {'kernels':>11}  {'kernel, stride, pad':<20} {'reads':<29} "
             f"{'output per column':>17} {'params':>11}")
