@@ -16,8 +16,11 @@ SMALL = dict(seed=2, num_train=30, num_val=10)
 
 def test_prepare_builtin_round_trip(tmp_path):
     out = tmp_path / "shapes.h5"
-    report = prepare_cache("builtin", str(out), base_size=20, progress=False, **SMALL)
+    said = []
+    report = prepare_cache("builtin", str(out), base_size=20, progress=False, echo=said.append,
+                           **SMALL)
     assert report.images == {"train": 30, "val": 10} and report.skipped == [] and not report.resumed
+    assert said == ["40 images at 20x20: about 48 kB of pixels"]     # 40 * 20 * 20 * 3 bytes
     for split in ("train", "val"):
         source = open_dataset("builtin", split, base_size=20, **SMALL)
         cached = open_dataset(str(out), split)
@@ -39,6 +42,17 @@ def test_prepare_builtin_round_trip(tmp_path):
     assert x.shape == (4, 3, 16, 16)
     again = prepare_cache("builtin", str(out), base_size=20, progress=False, **SMALL)
     assert again.resumed and again.images == report.images  # complete: nothing to redo
+    assert again.already_complete and "already complete" in again.summary()
+
+
+def test_prepare_refuses_a_cache_the_disk_cannot_hold(tmp_path, monkeypatch):
+    import collections
+    import shutil
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9 - 1000, 1000))
+    with pytest.raises(DataError, match=r"need about 48 kB, but only 1 kB is free.*--base-size"):
+        prepare_cache("builtin", str(tmp_path / "big.h5"), base_size=20, progress=False, **SMALL)
+    assert not (tmp_path / "big.h5").exists()
 
 
 def test_prepare_folder_reports_skipped_files(tmp_path):

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import List, Sequence, Tuple
+import shutil
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy
@@ -44,14 +45,37 @@ class PrepareReport:
     base_size: int
     images: dict
     skipped: List[Tuple[str, str]]
-    resumed: bool
+    resumed: bool                 # the file was there already (complete or not)
+    already_complete: bool = False
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.images.items())
+        how = (" (already complete: nothing to do)" if self.already_complete else
+               " (resumed)" if self.resumed else "")
         lines = [f"{self.path}: {counts} images of {self.base_size}x{self.base_size}"
-                 f"{' (resumed)' if self.resumed else ''}; {len(self.skipped)} file(s) skipped"]
+                 f"{how}; {len(self.skipped)} file(s) skipped"]
         lines += [f"  skipped {what}: {why}" for what, why in self.skipped]
         return "\n".join(lines)
+
+
+def _check_room(out: str, datasets, base_size: int, echo) -> None:
+    """Say how large the cache will be, and refuse to start one the disk cannot hold (the
+    pixels, uint8 B x B x 3 each; HDF5's own overhead is small beside them)."""
+    count = sum(len(ds) for ds in datasets.values())
+    needed = count * base_size * base_size * 3
+    free = shutil.disk_usage(os.path.dirname(out) or ".").free
+    if echo is not None:
+        echo(f"{count:,} images at {base_size}x{base_size}: about {_size(needed)} of pixels")
+    if needed > free:
+        raise DataError(f"{out}: {count:,} images at {base_size}x{base_size} need about "
+                        f"{_size(needed)}, but only {_size(free)} is free there; choose a smaller "
+                        f"--base-size (a preset's own: base_size_for(input size)) or --limit")
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 13.8 GB, 150.2 MB, 48 kB."""
+    return (f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else
+            f"{n / 1e3:.0f} kB")
 
 
 def _new_file(out: str, source: str, base_size: int, options: str, classes, class_names) -> h5py.File:
@@ -101,7 +125,7 @@ def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress
         f.flush()
 
     with tqdm(total=len(ds), initial=done, desc=f"prepare {split}", unit="img",
-              disable=not progress) as bar:
+              disable=None if progress else True) as bar:   # None: off when not a terminal
         for i in range(done, len(ds)):
             try:
                 image, label = ds.load(i)
@@ -139,13 +163,16 @@ def _prepare_all(f: h5py.File, datasets, splits, checkpoint_every: int, progress
 
 
 def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train", "val"),
-                  checkpoint_every: int = 256, progress: bool = True, **open_options) -> PrepareReport:
+                  checkpoint_every: int = 256, progress: bool = True,
+                  echo: Optional[Callable[[str], None]] = None, **open_options) -> PrepareReport:
     """Write the dataset ``source`` (any ``open_dataset`` spec) to the HDF5 cache ``out``.
 
     base_size: the side of the stored squares (256 in the paper, §2). open_options go to
     ``open_dataset`` (seed, num_train, num_val, limit, class_names_file, ...). Resumes an
     interrupted run if ``out`` exists and was started with the same source and base size.
-    Returns a PrepareReport; raises DataError for unusable sources or a foreign ``out`` file.
+    ``echo``, if given, is told the images to write and their size before the work starts.
+    Returns a PrepareReport; raises DataError for unusable sources, a foreign ``out`` file, or a
+    disk without room for the images.
     """
     out = os.path.abspath(os.path.expanduser(str(out)))
     if "train" not in splits:
@@ -167,10 +194,11 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
                 _prepare_all(f, datasets, splits, checkpoint_every, progress)
     else:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        _check_room(out, datasets, base_size, echo)
         with _new_file(out, str(source), base_size, options, train.classes, train.class_names) as f:
             _prepare_all(f, datasets, splits, checkpoint_every, progress)
     with open_cache_file(out, "r") as f:
         images = {s: int(f[s].attrs["written"]) for s in splits if s in f}
         skipped = [tuple(s.split("\t", 1)) for s in
                    (x.decode() if isinstance(x, bytes) else x for x in f["skipped"][()])]
-    return PrepareReport(out, base_size, images, skipped, resumed)
+    return PrepareReport(out, base_size, images, skipped, resumed, resumed and complete)
