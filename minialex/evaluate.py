@@ -81,7 +81,8 @@ def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool 
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                   disable=None)   # off when stderr is not a terminal (a log file)
     try:
         for b, (images, labels) in enumerate(loader):
             if limit_batches is not None and b >= limit_batches:
@@ -303,7 +304,7 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
     if progress:
         from tqdm import tqdm
         it = tqdm(it, total=len(it) if hasattr(it, "__len__") else None,
-                  desc="features of training images", unit="batch", leave=False)
+                  desc="features of training images", unit="batch", leave=False, disable=None)
     for x, _ in it:
         feats.append(last_hidden_features(tm.model, x))
     idx = nearest(numpy.concatenate(q_feats), numpy.concatenate(feats), k)

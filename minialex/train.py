@@ -259,7 +259,7 @@ class Trainer:
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
-                  f"stored {base}x{base}, random {spec.input_size}x{spec.input_size} crops "
+                  f"{_stored(self.train_set, base)}, random {spec.input_size}x{spec.input_size} crops "
                   "with flips and PCA lighting (§4.1)")
 
         self.model = AlexNet(num_classes=self.train_set.num_classes, preset=preset,
@@ -276,9 +276,9 @@ class Trainer:
                   f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
                   f"({'biases too' if cfg.decay_biases else 'not on biases'}), batch "
                   f"{cfg.batch_size}; lr / 10 "
-                  + (f"when validation error stalls for {cfg.patience} epochs (at most 3 times, §5)"
-                     if cfg.schedule == "plateau" else f"every {cfg.step_size} epochs (at most 3 times)")
-                  + f"; {cfg.epochs} epochs, seed {cfg.seed}")
+                  + (f"when validation error stalls for {_epochs(cfg.patience)} (at most 3 times, §5)"
+                     if cfg.schedule == "plateau" else f"every {_epochs(cfg.step_size)} (at most 3 times)")
+                  + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}")
         self.out = cfg.out or _new_out_dir()
         os.makedirs(self.out, exist_ok=True)
         if cfg.out is None:
@@ -414,7 +414,8 @@ class Trainer:
         if cfg.progress:
             from tqdm import tqdm
             bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                       unit="batch", dynamic_ncols=True, leave=False)
+                       unit="batch", dynamic_ncols=True, leave=False,
+                       disable=None)   # off when stderr is not a terminal (a log file)
         loader = iter(self._loader(train=True)) if self.batch < nb else iter(())
         started = time.perf_counter()
         try:
@@ -567,6 +568,19 @@ class Trainer:
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
                       f"checkpoints in {self.out}/")
         return result
+
+
+def _stored(dataset, base: int) -> str:
+    """How the images reach the crops: 'stored 58x58', or 'stored 256x256 in the cache, resized to
+    58x58 on load' when a cache holds another size than the preset needs."""
+    stored = getattr(dataset, "stored_size", None)
+    if stored is None or stored == base:
+        return f"stored {base}x{base}"
+    return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load"
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 def _point_latest(out: str) -> None:
