@@ -474,8 +474,9 @@ class Trainer:
         """Validate, log, schedule, checkpoint; True when the schedule says stop."""
         from .evaluate import evaluate
         cfg = self.config
-        val = evaluate(self.model, self._loader(train=False), cfg.limit_val_batches,
-                       progress=cfg.progress, desc="validating")
+        with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
+            val = evaluate(self.model, self._loader(train=False), cfg.limit_val_batches,
+                           progress=cfg.progress, desc="validating")
         seen = max(self.sums["seen"], 1)
         record = {"event": "epoch", "epoch": self.epoch + 1, "step": self.step,
                   "lr": self.optimizer.lr, "train_loss": self.sums["loss"] / seen,
