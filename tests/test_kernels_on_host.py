@@ -154,6 +154,11 @@ def test_cross_entropy_kernels(rng, dtype, n, c):
     numpy.testing.assert_allclose(loss, ref_lse - x64[numpy.arange(n), labels], rtol=tol,
                                   atol=tol * 200)
     numpy.testing.assert_allclose(dx, ref_dx, rtol=tol, atol=tol)
+    if n:      # an unchecked label outside [0, C): a NaN loss, not a read past the row
+        bad = labels.copy()
+        bad[0] = c
+        loss, _ = kernels.cross_entropy_forward(x, bad)
+        assert numpy.isnan(loss[0]) and numpy.isfinite(loss[1:]).all()
 
 
 def test_fused_cross_entropy_gradcheck_and_nan(rng, monkeypatch):

@@ -6,7 +6,8 @@
 //   loss_n   = lse_n - x[n, label_n]                           = -log softmax(x_n)[label_n]
 //   dx[n, j] = (exp(x[n, j] - lse_n) - [j == label_n]) * dloss / N
 //
-// x is (N, C) row-major, labels int32 in [0, C) (checked in Python), loss and lse (N,). The mean
+// x is (N, C) row-major, labels int32 in [0, C) (checked in Python when asked; a label outside
+// that range gives a NaN loss and no onehot term, never a read outside the row), loss and lse (N,). The mean
 // of loss_n over n is CuPy's sum; the backward reads lse_n, so the (N, C) log-probabilities are
 // never stored. Written the NumPy way (functional/loss.py) this is about fifteen small launches:
 // max, subtract, exp, sum, log, subtract, gather, mean, then exp, scatter, scale; here it is three.
@@ -49,8 +50,9 @@ __global__ void cross_entropy_forward(const T* __restrict__ x, const int* __rest
         }
         if (t == 0) {
             const T l = m + log_of(partial[0]);
+            const int label = labels[n];
             lse[n] = l;
-            loss[n] = l - row[labels[n]];
+            loss[n] = (label >= 0 && label < C) ? l - row[label] : T(0) / T(0);   // NaN: bad label
         }
         __syncthreads();                              // partial is free for the next row
     }
