@@ -88,6 +88,27 @@ def test_cross_entropy_gradcheck_and_value(device, rng):
     assert loss.shape == () and loss.item() == pytest.approx(expected, rel=1e-13)
 
 
+@pytest.mark.gpu
+def test_fused_cross_entropy_on_the_gpu_equals_the_formulas(rng, monkeypatch):
+    """kernels/loss.cu at AlexNet's size (128 x 1000, float32) against the NumPy formulas run on
+    CuPy (FUSED_ON_GPU = False): the loss and the logits' gradient."""
+    if not minialex.gpu_available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+    from minialex.functional import loss as loss_module
+    device = minialex.Device("cuda:0")
+    logits = device.put((rng.standard_normal((128, 1000)) * 4).astype(numpy.float32))
+    labels = device.put(rng.integers(0, 1000, 128))
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(loss_module, "FUSED_ON_GPU", fused)
+        z = Tensor(logits, requires_grad=True)
+        loss = F.cross_entropy(z, labels, check_labels=False)
+        loss.backward()
+        results.append((loss.item(), minialex.as_numpy(z.grad)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    numpy.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-8)
+
+
 def test_cross_entropy_of_uniform_logits_is_log_classes():
     loss = F.cross_entropy(Tensor(numpy.zeros((8, 1000), numpy.float32)), numpy.arange(8) * 100)
     assert loss.item() == pytest.approx(numpy.log(1000), rel=1e-6)
