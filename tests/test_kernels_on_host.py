@@ -76,20 +76,28 @@ def test_im2col_t_pads_with_zero_rows(rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 0), (2, 2, 0), (3, 1, 1)])
-def test_max_pool_kernels(rng, dtype, kernel, stride, padding):
-    """Overlapping pooling (3x3/2, §3.4), forward with argmax and the gather backward."""
-    x = rng.standard_normal((2, 3, 13, 11)).astype(dtype)
-    oh, ow = output_hw(13, 11, kernel, stride, padding)
-    y, argmax = kernels.max_pool_forward(x, kernel, kernel, stride, stride, padding, padding, oh, ow)
+@pytest.mark.parametrize("values", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("kernel,stride,padding", [((3, 3), (2, 2), (0, 0)), ((2, 2), (2, 2), (0, 0)),
+                                                   ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 0))])
+def test_max_pool_kernels(rng, dtype, values, kernel, stride, padding):
+    """Overlapping pooling (3x3/2, §3.4), forward with argmax and the gather backward, against
+    the NumPy twin: non-square windows (height and width must not be swapped), ties (the first
+    maximum wins) and NaNs (a NaN wins its windows)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    x = (rng.integers(0, 3, (2, 3, 13, 11)) if values == "ties" else
+         rng.standard_normal((2, 3, 13, 11))).astype(dtype)
+    if values == "nan":
+        x[0, 1, 4, 5] = x[1, 2, 0, 0] = x[1, 0, 12, 10] = numpy.nan
+    oh, ow = (13 + 2 * ph - kh) // sh + 1, (11 + 2 * pw - kw) // sw + 1
+    y, argmax = kernels.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    gx = kernels.max_pool_backward(gy, argmax, 2, 3, 13, 11, kernel, kernel, stride, stride,
-                                   padding, padding)
+    gx = kernels.max_pool_backward(gy, argmax, 2, 3, 13, 11, kh, kw, sh, sw, ph, pw)
     xt = Tensor(x, requires_grad=True)
     ref = F.max_pool2d(xt, kernel, stride, padding)
     ref.backward(gy)
     numpy.testing.assert_array_equal(y, ref.data)
-    assert argmax.dtype == numpy.int32 and argmax.min() >= 0 and argmax.max() < kernel * kernel
+    assert (values == "nan") == bool(numpy.isnan(y).any())
+    assert argmax.dtype == numpy.int32 and argmax.min() >= 0 and argmax.max() < kh * kw
     numpy.testing.assert_allclose(gx, xt.grad, rtol=1e-6, atol=1e-6)
 
 

@@ -72,6 +72,24 @@ def test_gradient_adds_over_every_overlapping_window(device):
     assert grad.sum() == 10.0
 
 
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("where", [(0, 0), (1, 1), (2, 3), (4, 4)])
+def test_a_nan_wins_every_window_that_covers_it(device, rng, where, padding):
+    """A NaN must not vanish in the max (x > NaN and NaN > x are both false): every window over
+    it outputs NaN, in the fast and the naive versions alike, and its gradient goes to the NaN."""
+    x = rng.standard_normal((1, 1, 5, 5))
+    x[(0, 0) + where] = numpy.nan
+    fast = F.max_pool2d(Tensor(device.put(x)), 3, 2, padding)
+    naive = F.max_pool2d_naive(Tensor(device.put(x)), 3, 2, padding)
+    covering = sum(1 for oy in range(fast.shape[2]) for ox in range(fast.shape[3])
+                   if 0 <= where[0] - (2 * oy - padding) < 3 and 0 <= where[1] - (2 * ox - padding) < 3)
+    assert covering >= 1 and numpy.isnan(fast.numpy()).sum() == covering
+    numpy.testing.assert_array_equal(fast.numpy(), naive.numpy())    # NaN == NaN here
+    g = rng.standard_normal(fast.shape)
+    _, grad = run_with_grad(lambda t: F.max_pool2d(t, 3, 2, padding), device.put(x), device.put(g))
+    assert grad[(0, 0) + where] == pytest.approx(g[numpy.isnan(fast.numpy())].sum())
+
+
 def test_ties_go_to_the_first_maximum(device):
     """Constant input: every window's gradient goes to its top-left pixel (row-major first)."""
     t = Tensor(device.put(numpy.ones((1, 1, 5, 5))), requires_grad=True)

@@ -68,7 +68,9 @@ class MaxPool2d(Function):
         for i in range(kh):
             for j in range(kw):
                 v = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw][:, :, :oh, :ow]
-                better = numpy.greater(v, y)                     # strict: the first maximum wins
+                # strict: the first maximum wins; a NaN wins over any number, so that a blow-up
+                # stays visible downstream (as in PyTorch), and the first NaN keeps its place
+                better = numpy.greater(v, y) | (numpy.isnan(v) & ~numpy.isnan(y))
                 numpy.copyto(y, v, where=better)
                 numpy.copyto(argmax, i * kw + j, where=better)
         self.argmax = argmax
@@ -121,8 +123,12 @@ class MaxPool2dNaive(Function):
                         for i in range(kh):
                             for j in range(kw):
                                 r, s = oy * sh + i - ph, ox * sw + j - pw
-                                if 0 <= r < h and 0 <= s < w and (best is None or x[n, c, r, s] > best):
-                                    best, where = x[n, c, r, s], (r, s)
+                                if not (0 <= r < h and 0 <= s < w):
+                                    continue
+                                v = x[n, c, r, s]
+                                nan_first = v != v and not best != best   # a NaN beats numbers
+                                if best is None or v > best or nan_first:
+                                    best, where = v, (r, s)
                         y[n, c, oy, ox] = best
                         self.winner[n, c, oy, ox] = where
         self.x_shape = (n_count, c_count, h, w)

@@ -3,7 +3,8 @@
 //   x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW) int32
 //
 // argmax holds the offset i*KW + j of the window's maximum; ties go to the first maximum in
-// (i, j) row-major order (strict >), padding never wins: exactly the NumPy twin's rules.
+// (i, j) row-major order (strict >), a NaN beats every number (the first NaN wins, so a blow-up
+// stays visible), padding never wins: exactly the NumPy twin's rules.
 
 #include "windows.cuh"
 
@@ -29,7 +30,7 @@ __global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y,
                 const int ix = ox * SW - PW + j;
                 if (ix < 0 || ix >= W) continue;
                 const T v = xplane[iy * W + ix];
-                if (where < 0 || v > best) {
+                if (where < 0 || v > best || (v != v && best == best)) {   // v != v: NaN
                     best = v;
                     where = i * KW + j;
                 }
