@@ -17,7 +17,10 @@ from minialex.kernels import host
 
 pytestmark = pytest.mark.skipif(not host.compiler(), reason="needs a C++ compiler (g++)")
 
-GEOMETRIES = [(11, 4, 0), (5, 1, 2), (3, 1, 1), (3, 2, 1)]      # (kernel, stride, padding)
+# (kernel, stride, padding) as (height, width) pairs; the last is not square, so a kernel that
+# mixes up a height and a width fails.
+GEOMETRIES = [((11, 11), (4, 4), (0, 0)), ((5, 5), (1, 1), (2, 2)), ((3, 3), (1, 1), (1, 1)),
+              ((3, 3), (2, 2), (1, 1)), ((3, 2), (2, 1), (1, 0))]
 DTYPES = [numpy.float32, numpy.float64]
 
 
@@ -28,7 +31,14 @@ def emulated():
 
 
 def output_hw(h, w, kernel, stride, padding):
-    return (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def flat(kernel, stride, padding):
+    """The kernels' argument order: kh, kw, sh, sw, ph, pw."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    return kh, kw, sh, sw, ph, pw
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -36,12 +46,12 @@ def output_hw(h, w, kernel, stride, padding):
 def test_im2col_and_col2im_kernels(rng, dtype, kernel, stride, padding):
     x = rng.standard_normal((2, 3, 23, 19)).astype(dtype)
     oh, ow = output_hw(23, 19, kernel, stride, padding)
-    cols = kernels.im2col(x, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    cols = kernels.im2col(x, *flat(kernel, stride, padding), oh, ow)
     expected = im2col(x, kernel, stride, padding)
     assert cols.dtype == dtype
     numpy.testing.assert_array_equal(cols, expected)
     d = rng.standard_normal(expected.shape).astype(dtype)
-    back = kernels.col2im(d, 2, 3, 23, 19, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    back = kernels.col2im(d, 2, 3, 23, 19, *flat(kernel, stride, padding), oh, ow)
     numpy.testing.assert_allclose(back, col2im(d, x.shape, kernel, stride, padding),
                                   rtol=1e-5 if dtype == numpy.float32 else 1e-12, atol=1e-5)
 
@@ -51,14 +61,13 @@ def test_transposed_column_kernels_touch_only_their_group(rng, kernel, stride, p
     n, c, h, w, cg, off = 3, 6, 23, 19, 2, 4
     x = rng.standard_normal((n, c, h, w))
     oh, ow = output_hw(h, w, kernel, stride, padding)
-    cols = kernels.im2col_t(x, off, cg, kernel, kernel, stride, stride, padding, padding, oh, ow)
+    cols = kernels.im2col_t(x, off, cg, *flat(kernel, stride, padding), oh, ow)
     expected = im2col(x[:, off:off + cg], kernel, stride, padding).T
     numpy.testing.assert_array_equal(cols, expected)
 
     d = rng.standard_normal(expected.shape)
     sentinel = rng.standard_normal((n, c, h, w))
-    out = kernels.col2im_t(d, sentinel.copy(), off, cg, kernel, kernel, stride, stride, padding,
-                           padding, oh, ow)
+    out = kernels.col2im_t(d, sentinel.copy(), off, cg, *flat(kernel, stride, padding), oh, ow)
     numpy.testing.assert_allclose(out[:, off:off + cg],
                                   col2im(numpy.ascontiguousarray(d.T), (n, cg, h, w), kernel,
                                          stride, padding), rtol=1e-12, atol=1e-12)
@@ -145,8 +154,8 @@ def test_cross_entropy_kernels(rng, dtype, n, c):
     """loss.cu against the NumPy formulas: the row losses, the log-sum-exp, and the gradient
     (softmax - onehot) * dloss / N, with logits large enough that an unshifted exp overflows."""
     x = (rng.standard_normal((n, c)) * 30).astype(dtype)
-    x[:, 0] += 200                                     # exp(200) overflows float32
-    labels = rng.integers(0, c, n)
+    x[numpy.arange(n), rng.integers(0, c, n)] += 200   # exp(200) overflows float32; the spike
+    labels = rng.integers(0, c, n)                     # sits anywhere, so the max must be found
     loss, lse = kernels.cross_entropy_forward(x, labels)
     dloss = numpy.asarray(0.7, dtype=dtype)
     dx = kernels.cross_entropy_backward(x, labels, lse, dloss)
@@ -194,6 +203,7 @@ def test_fused_cross_entropy_gradcheck_and_nan(rng, monkeypatch):
 @pytest.mark.parametrize("shape,wshape,stride,padding,groups", [
     ((2, 3, 23, 23), (4, 3, 11, 11), (4, 4), (0, 0), 1),     # conv1's geometry, small
     ((2, 4, 9, 7), (6, 2, 5, 5), (1, 1), (2, 2), 2),         # conv2: 5x5, pad 2, two groups
+    ((2, 4, 9, 8), (4, 2, 3, 2), (2, 1), (1, 0), 2),         # nothing square: h and w kept apart
 ])
 def test_the_gpu_conv2d_on_its_own_kernels(rng, monkeypatch, shape, wshape, stride, padding,
                                            groups, relu, pad_k):
