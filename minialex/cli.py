@@ -98,8 +98,9 @@ def main(ctx, debug):
               help="[default: 0.9, §5]")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
               help="[default: 0.0005, §5]")
-@click.option("--decay-biases", is_flag=True,
-              help="Apply weight decay to biases too (cuda-convnet2 and Caffe do not; default off).")
+@click.option("--decay-biases/--no-decay-biases", default=None,
+              help="Apply weight decay to biases too (cuda-convnet2 and Caffe do not). "
+                   "[default: off, or the checkpoint's with --resume]")
 @click.option("--devices", default=None, metavar="D0[,D1]",
               help="Column 0's and column 1's device, e.g. cuda:0,cuda:1 or cpu:0,cpu:1; one "
                    "device holds both. Default: two GPUs, one GPU, or the CPU.")

@@ -42,6 +42,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -70,7 +71,7 @@ class TrainConfig:
     lr: Optional[float] = None            # 0.01 (§5)
     momentum: Optional[float] = None      # 0.9 (§5)
     weight_decay: Optional[float] = None  # 0.0005 (§5)
-    decay_biases: bool = False
+    decay_biases: Optional[bool] = None   # False: biases not decayed (cuda-convnet2, Caffe)
     devices: Optional[str] = None         # 'cuda:0,cuda:1', 'cpu:0,cpu:1', 'cpu', ...
     precision: str = "fp32"               # 'fp32' or 'tf32' (GPU matmuls only)
     seed: Optional[int] = None            # None: 0
@@ -107,7 +108,7 @@ def _same_option(key: str, given, stored) -> bool:
     return False
 
 
-_DEFAULTS = dict(data="builtin", seed=0, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
+_DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
                  patience=2, step_size=30)
 
 
@@ -147,6 +148,10 @@ class _StopFlag:
     def _handle(self, signum, frame):
         if self.requested and not self.critical:
             raise KeyboardInterrupt
+        if not self.requested:
+            sys.stderr.write("\nCtrl-C: stopping after the current step (or the validation or "
+                             "save under way), then saving; press Ctrl-C again to stop at once\n")
+            sys.stderr.flush()
         self.requested = True
 
     def __exit__(self, *exc):
@@ -189,6 +194,7 @@ class Trainer:
         self.step = 0           # updates done
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.checkpoint_path: Optional[str] = None
+        self.out: Optional[str] = None
 
     # -- setting up ------------------------------------------------------------------------
     def _merge_resume(self) -> Optional[Dict]:
@@ -204,10 +210,19 @@ class Trainer:
         if "train" not in extra:
             raise TrainingError(f"{path}: this checkpoint holds no training state (it was not "
                                 "written by 'train'), so it cannot be resumed")
+        last = os.path.join(os.path.dirname(os.path.abspath(path)), "last.h5")
+        if cfg.out is None and os.path.basename(path) != "last.h5" and os.path.exists(last):
+            newer = read_meta(last)
+            if int(newer.get("step", 0)) > int(meta.get("step", 0)):
+                raise TrainingError(
+                    f"{path} is from epoch {meta.get('epoch')}, but {last} is at epoch "
+                    f"{newer.get('epoch')}: continuing here would overwrite the later epochs; "
+                    f"resume from {last}, or give --out NEW_FOLDER to branch from {path}")
         saved = json.loads(extra["train"]["config"])
         # Hyperparameters given again on the command line win over the checkpoint's (e.g. a
         # learning rate lowered by hand, as the paper's authors did); the rest come from it.
-        self.overrides = {k: getattr(cfg, k) for k in ("lr", "momentum", "weight_decay")
+        self.overrides = {k: getattr(cfg, k) for k in ("lr", "momentum", "weight_decay",
+                                                       "decay_biases")
                           if getattr(cfg, k) is not None}
         # The batch position saved in the checkpoint means something only for the same data,
         # batch size and seed: given again, they must match.
@@ -238,6 +253,9 @@ class Trainer:
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
+        if os.path.exists(str(cfg.data)):    # a folder or a cache: found again from anywhere
+            cfg.data = os.path.abspath(str(cfg.data))
+        _check_out_folder(cfg, resume)
         devices = parse_devices(cfg.devices)
         preset, why = choose_preset(cfg.preset, devices)
         if resume is not None:
@@ -257,6 +275,10 @@ class Trainer:
         base = D.base_size_for(spec.input_size)
         self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
+        if len(self.train_set) < cfg.batch_size:
+            raise TrainingError(f"--batch-size {cfg.batch_size} is more than the "
+                                f"{len(self.train_set)} training images: use --batch-size "
+                                f"{len(self.train_set)} or less, or more --train-images")
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
                   f"{_stored(self.train_set, base)}, random {spec.input_size}x{spec.input_size} crops "
@@ -283,6 +305,9 @@ class Trainer:
         os.makedirs(self.out, exist_ok=True)
         if cfg.out is None:
             _point_latest(self.out)
+        self.nothing_to_do = resume is not None and self.epoch >= cfg.epochs
+        if self.nothing_to_do:        # leave the finished run's files as they are
+            return
         with open(os.path.join(self.out, "config.json"), "w") as fh:
             json.dump(cfg.resolved(), fh, indent=2)
         self._open_metrics(resume)
@@ -307,9 +332,10 @@ class Trainer:
         restore_generator_states(self.model, extra.get("rng", {}))
         for key, value in getattr(self, "overrides", {}).items():
             if getattr(self.optimizer, key) != value:
-                self.echo(f"{key.replace('_', ' ')} set to {value:g} (the checkpoint had "
-                          f"{getattr(self.optimizer, key):g})")
-                setattr(self.optimizer, key, float(value))
+                self.echo(f"{key.replace('_', ' ')} set to {_show(value)} (the checkpoint had "
+                          f"{_show(getattr(self.optimizer, key))})")
+                setattr(self.optimizer, key, type(getattr(self.optimizer, key))(value))
+        self.config.decay_biases = self.optimizer.decay_biases   # what the update really does
 
     def _open_metrics(self, resume) -> None:
         """metrics.jsonl: on resume into the same folder, drop lines written after the checkpoint."""
@@ -526,14 +552,13 @@ class Trainer:
         return self.schedule.finished
 
     def run(self) -> TrainResult:
-        self.setup()
         cfg = self.config
-        nb = self._batches_per_epoch()
         stopped = "finished"
-        start_step = self.step
-        with _StopFlag() as stop:
+        with _StopFlag() as stop:   # from the start: a Ctrl-C while the data is read counts too
             self.stop = stop
             try:
+                self.setup()
+                nb = self._batches_per_epoch()
                 while self.epoch < cfg.epochs:
                     if not self.run_epoch(stop, nb):
                         stopped = "interrupted"
@@ -557,18 +582,32 @@ class Trainer:
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
                 raise
-        if self.step == start_step and stopped == "finished" and self.config.resume:
-            self.echo(f"nothing to do: the run has done {self.epoch} of {cfg.epochs} epochs; "
-                      "give --epochs to train longer")
+        if getattr(self, "nothing_to_do", False):
+            self.echo(f"nothing to do: the run has done {_epochs(self.epoch)} already; give "
+                      f"--epochs more than {self.epoch} to train longer")
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
                              list(self.history), list(self.losses), stopped)
         best = result.best
-        if best is not None and stopped != "interrupted":
+        if best is not None and stopped != "interrupted" and not getattr(self, "nothing_to_do", False):
             self.echo(f"done: best validation top-1 error {100 * best['val_top1_error']:.1f}% "
                       f"(accuracy {100 * (1 - best['val_top1_error']):.1f}%, top-5 error "
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
                       f"checkpoints in {self.out}/")
         return result
+
+
+def _check_out_folder(cfg: TrainConfig, resume: Optional[Dict]) -> None:
+    """Refuse to write a new run over another run's files (a resume writes into its own)."""
+    if cfg.out is None or not os.path.isdir(cfg.out):
+        return
+    if resume is not None and os.path.realpath(cfg.out) == os.path.realpath(
+            os.path.dirname(os.path.abspath(resume["path"]))):
+        return
+    metrics = os.path.join(cfg.out, "metrics.jsonl")
+    if os.path.exists(os.path.join(cfg.out, "last.h5")) or (
+            os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+        raise TrainingError(f"{cfg.out} already holds a run (last.h5, metrics.jsonl): continue it "
+                            f"with --resume {cfg.out}, or choose another --out")
 
 
 def _stored(dataset, base: int) -> str:
@@ -578,6 +617,10 @@ def _stored(dataset, base: int) -> str:
     if stored is None or stored == base:
         return f"stored {base}x{base}"
     return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load"
+
+
+def _show(value) -> str:
+    return str(value) if isinstance(value, bool) else f"{value:g}"
 
 
 def _epochs(n: int) -> str:

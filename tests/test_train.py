@@ -159,6 +159,88 @@ def test_resume_refuses_other_data_order_options(tmp_path):
     assert result.epochs_done == 2 and any("the preset of" in line for line in said)
 
 
+def test_a_new_run_never_writes_over_another_run(tmp_path):
+    out = tmp_path / "r"
+    train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(TrainingError, match=r"already holds a run.*--resume .*another --out"):
+        train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_too_large_a_batch_is_refused_before_any_folder_is_made(tmp_path):
+    with pytest.raises(TrainingError, match=r"--batch-size 32 is more than the 20 training images"):
+        train(TrainConfig(epochs=1, out=str(tmp_path / "r"), **{**SMALL, "train_images": 20}),
+              echo=quiet)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_relative_data_path_is_stored_absolute(tmp_path, monkeypatch):
+    from minialex.data import prepare_cache
+    monkeypatch.chdir(tmp_path)
+    prepare_cache("builtin", "shapes.h5", base_size=40, progress=False, num_train=64, num_val=32)
+    train(TrainConfig(data="shapes.h5", epochs=1, out="r", **{**SMALL, "train_images": None,
+                                                               "val_images": None}), echo=quiet)
+    spec = read_extra(str(tmp_path / "r" / "last.h5"))["data"]["spec"]
+    assert os.path.isabs(spec) and os.path.samefile(spec, tmp_path / "shapes.h5")
+    monkeypatch.chdir(tmp_path.parent)        # from elsewhere, the run still finds its data
+    result = train(TrainConfig(resume=str(tmp_path / "r"), epochs=2, progress=False), echo=quiet)
+    assert result.epochs_done == 2
+
+
+def test_resuming_an_older_checkpoint_must_not_overwrite_newer_epochs(tmp_path):
+    out = tmp_path / "r"
+    train(TrainConfig(epochs=2, out=str(out), **SMALL), echo=quiet)
+    (out / "epoch1.h5").write_bytes((out / "last.h5").read_bytes())
+    train(TrainConfig(resume=str(out), epochs=3, progress=False), echo=quiet)
+    with pytest.raises(TrainingError, match=r"epoch1.h5 is from epoch 2, but .*last.h5 is at "
+                                            r"epoch 3.*--out NEW_FOLDER"):
+        train(TrainConfig(resume=str(out / "epoch1.h5"), epochs=4, progress=False), echo=quiet)
+    branch = train(TrainConfig(resume=str(out / "epoch1.h5"), epochs=3, out=str(tmp_path / "b"),
+                               progress=False), echo=quiet)
+    assert branch.epochs_done == 3 and read_meta(str(out / "last.h5"))["epoch"] == 3
+
+
+def test_decay_biases_comes_from_the_checkpoint_unless_given(tmp_path):
+    from minialex.checkpoint import read_optimizer_state
+    out = tmp_path / "r"
+    train(TrainConfig(epochs=1, out=str(out), decay_biases=True, **SMALL), echo=quiet)
+    said = []
+    train(TrainConfig(resume=str(out), epochs=2, progress=False), echo=said.append)
+    assert any("(biases too)" in line for line in said)
+    assert read_optimizer_state(str(out / "last.h5"))["decay_biases"]
+    said = []
+    train(TrainConfig(resume=str(out), epochs=3, decay_biases=False, progress=False),
+          echo=said.append)
+    assert any("(not on biases)" in line for line in said)
+    assert not read_optimizer_state(str(out / "last.h5"))["decay_biases"]
+    assert json.loads((out / "config.json").read_text())["decay_biases"] is False
+
+
+def test_nothing_to_do_leaves_the_finished_run_alone(tmp_path):
+    out = tmp_path / "r"
+    train(TrainConfig(epochs=2, out=str(out), **SMALL), echo=quiet)
+    config = (out / "config.json").read_text()
+    said = []
+    result = train(TrainConfig(resume=str(out), epochs=1, progress=False), echo=said.append)
+    assert result.steps == 12 and "the run has done 2 epochs already" in said[-1]
+    assert (out / "config.json").read_text() == config
+
+
+def test_ctrl_c_while_the_data_is_read_saves_before_the_first_step(tmp_path, monkeypatch):
+    from minialex import train as train_module
+    real = train_module.Trainer._batches_per_epoch
+
+    def with_ctrl_c(self):
+        os.kill(os.getpid(), signal.SIGINT)      # the first Ctrl-C, during setup
+        return real(self)
+
+    monkeypatch.setattr(train_module.Trainer, "_batches_per_epoch", with_ctrl_c)
+    result = train(TrainConfig(epochs=1, out=str(tmp_path / "r"), **SMALL), echo=quiet)
+    assert result.stopped == "interrupted" and result.steps == 0
+    assert read_meta(str(tmp_path / "r" / "last.h5"))["step"] == 0
+
+
 def test_ctrl_c_is_deferred_to_the_end_of_the_step():
     with _StopFlag() as stop:
         os.kill(os.getpid(), signal.SIGINT)
