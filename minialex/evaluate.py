@@ -190,14 +190,20 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
     if not spec:
         raise DataError("give --data: the checkpoint does not say which data it was trained on")
     ds = open_data(spec, split, int(tm.meta.get("seed", 0) or 0), tm.base_size, limit)
-    if list(ds.classes) != list(tm.classes):
-        raise DataError(f"{spec} has {ds.num_classes} classes ({', '.join(ds.classes[:3])}, ...) "
-                        f"but {tm.path} was trained on {len(tm.classes)} "
-                        f"({', '.join(tm.classes[:3])}, ...)")
+    _check_same_classes(spec, ds, tm)
     loader = DataLoader(ds, batch_size, input_size=tm.model.input_size, train=False,
                         device=tm.model.devices[0], workers=workers, ten_crop=ten_crop,
                         stats=tm.stats)
     return tm, evaluate(tm.model, loader, progress=progress, desc=f"{spec} {split}")
+
+
+def _check_same_classes(spec: str, ds, tm: TrainedModel) -> None:
+    """Labels of another dataset would be read as the checkpoint's classes: refuse."""
+    from .data import DataError
+    if list(ds.classes) != list(tm.classes):
+        raise DataError(f"{spec} has {ds.num_classes} classes ({', '.join(ds.classes[:3])}, ...) "
+                        f"but {tm.path} was trained on {len(tm.classes)} "
+                        f"({', '.join(tm.classes[:3])}, ...)")
 
 
 def _file_dataset(paths: Sequence[str], tm: TrainedModel):
@@ -288,6 +294,7 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
         raise DataError("give --data: the checkpoint does not say which data it was trained on")
     seed = int(tm.meta.get("seed", 0) or 0)
     train_set = open_data(spec, "train", seed, tm.base_size, search)
+    _check_same_classes(spec, train_set, tm)
     if queries:
         qset, truth = _file_dataset(list(queries), tm), [None] * len(queries)
     else:

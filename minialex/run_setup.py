@@ -29,6 +29,9 @@ def parse_devices(spec: Optional[str]) -> Optional[Tuple[Device, Device]]:
     if spec is None or not str(spec).strip():
         return None
     names = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not names:
+        raise ValueError(f"--devices {spec!r} names no device: give e.g. cpu, cuda:0 or "
+                         "cuda:0,cuda:1")
     if len(names) > 2:
         raise ValueError(f"--devices takes one or two devices (one per column), got {len(names)}")
     devices = [Device(n) for n in names]

@@ -187,6 +187,19 @@ def test_missing_image_and_non_image(trained, tmp_path):
     _one_line_error(run("predict", out / "best.h5", text_file, ok=False), "notes.png")
 
 
+def test_another_datasets_labels_are_never_read_as_the_checkpoints(trained, tmp_path):
+    from test_data_sources import make_image_folder
+    out, _ = trained
+    folder = make_image_folder(tmp_path / "pets", bad=False)     # cat, dog, fish
+    for command in ("evaluate", "neighbors"):
+        _one_line_error(run(command, out / "best.h5", "--data", folder, ok=False),
+                        "3 classes", "cat", "trained on 10")
+
+
+def test_devices_that_name_nothing():
+    _one_line_error(run("info", "--devices", ",", ok=False), "names no device")
+
+
 def test_a_device_that_does_not_exist():
     import minialex
     if minialex.gpu_count() >= 8:
