@@ -51,8 +51,20 @@ def _checks():
                     [x, w, b])
         return build
 
+    def conv1_relu(rng, dev):
+        # conv1's geometry (11x11, stride 4) with its ReLU folded in, as the one-device AlexNet
+        # runs every conv (F.conv2d_relu); the bias keeps half the outputs well below the kink
+        x = rng.standard_normal((2, 3, 19, 19))
+        w = rng.standard_normal((4, 3, 11, 11)) * 0.1
+        b = numpy.array([3.0, -3.0, 2.0, -2.0])
+        return (lambda x, w, b: F.conv2d_relu(x, w, b, stride=4), [x, w, b])
+
     def pool(rng, dev):
         return (lambda x: F.max_pool2d(x, kernel_size=3, stride=2), [_tie_free(rng, (2, 3, 9, 9))])
+
+    def pool_padded(rng, dev):
+        return (lambda x: F.max_pool2d(x, kernel_size=3, stride=2, padding=1),
+                [_tie_free(rng, (2, 3, 8, 8))])
 
     def lrn(rng, dev):
         # alpha 0.1 (not 1e-4) so the normaliser differs from k and a wrong formula would show
@@ -92,7 +104,9 @@ def _checks():
     return [
         ("conv2d 3x3, stride 1, pad 1", "§3.5", conv(1, 1, 1)),
         ("conv2d 3x3, stride 2, groups 2", "§3.2", conv(2, 2, 0)),
+        ("conv2d_relu 11x11, stride 4 (conv1's)", "§3.1", conv1_relu),
         ("max_pool2d 3x3, stride 2 (overlapping)", "§3.4", pool),
+        ("max_pool2d 3x3, stride 2, pad 1", "§3.4", pool_padded),
         ("local_response_norm (paper form)", "§3.3", lrn),
         ("relu", "§3.1", relu),
         ("tanh", "§3.1", tanh),

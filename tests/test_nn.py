@@ -147,3 +147,18 @@ def functional_net(net, x, ps):
     finally:
         for owner, leaf, original in owners:
             owner._parameters[leaf] = original
+
+
+@pytest.mark.parametrize("module,reference", [
+    (nn.LocalResponseNorm(size=3, alpha=0.2, beta=0.6, k=1.5),
+     lambda x: F.local_response_norm(x, 3, 0.2, 0.6, 1.5)),
+    (nn.Tanh(), F.tanh),
+    (nn.MaxPool2d(3, 2, padding=1), lambda x: F.max_pool2d(x, 3, 2, 1)),
+], ids=["LocalResponseNorm", "Tanh", "MaxPool2d"])
+def test_parameter_free_layers_pass_their_constants_through(rng, module, reference):
+    """Each layer class equals its function with the same constants (alpha, beta, k, size are
+    all different here, so a swapped pair shows) and passes the float64 gradient check."""
+    x = rng.permutation(2 * 5 * 4 * 4).reshape(2, 5, 4, 4) * 0.05 - 2.0   # distinct: no pool ties
+    numpy.testing.assert_allclose(module(Tensor(x)).numpy(), reference(Tensor(x)).numpy(),
+                                  rtol=1e-13)
+    assert gradcheck(module, [x], name=type(module).__name__).passed
