@@ -89,8 +89,9 @@ def main(ctx, debug):
 @click.option("--preset", default=None, metavar="NAME",
               help="paper, mini or tiny. Default: paper with a GPU, mini without.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Default: 12 for mini/tiny on the built-in data, 30 for paper on it, "
-                   "90 (the paper) otherwise.")
+              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 10 for "
+                   "mini/tiny on Fashion-MNIST, 90 (the paper) otherwise; a cache counts as "
+                   "the data it was prepared from.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128, §5]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate epsilon. [default: 0.01, §5]")
@@ -221,7 +222,8 @@ def info_command(preset, num_classes, devices):
     """The network layer by layer: output shape, parameters, neurons, device and crossings.
 
     Also states the choices the paper leaves open: 224 or 227 input, where fc8 lives, the LRN
-    convention, the dropout form and the initialisation.
+    convention, the dropout form, the initialisation, the stored image size, the mean and the
+    PCA lighting scale.
 
     \b
     Examples:
@@ -237,6 +239,15 @@ def info_command(preset, num_classes, devices):
                + (" (one device: the crossings are no-op copies, and the two columns run together as grouped layers over the same weights, each conv with its ReLU as one op, models/fused.py)" if d0 == d1 else ""))
     click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
                "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
+    from .data import base_size_for
+    from .models import get_preset
+    size = get_preset(preset).input_size
+    base = base_size_for(size)
+    click.echo(f"data: images stored {base}x{base} for {size}x{size} crops (the paper's 256:224 "
+               f"ratio, §2{'; 227 crops need 259, not 256' if size == 227 else ''}); a per-channel "
+               "mean RGB subtracted, not the paper's mean image (position independent); PCA "
+               "lighting alpha ~ N(0, 0.1) times the eigenvalues of the training pixels' RGB "
+               "covariance on the [0, 1] scale (§4.1)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +257,7 @@ def info_command(preset, num_classes, devices):
 @command("filters")
 @click.argument("checkpoint")
 @click.option("--out", default="filters.png", show_default=True, help="PNG file to write.")
-@click.option("--zoom", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--zoom", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Pixels per kernel pixel.")
 def filters_command(checkpoint, out, zoom):
     """conv1's kernels as an image grid, one block per column: the paper's Figure 3.
@@ -297,6 +308,9 @@ def neighbors_command(checkpoint, images, data, out, top5_out, count, search, qu
     from .evaluate import neighbours
     from .run_setup import parse_devices
     from .viz import save_neighbours, save_top5
+    if os.path.abspath(out) == os.path.abspath(top5_out):
+        raise ValueError(f"--out and --top5-out are both {out}: the second picture would replace "
+                         "the first")
     r = neighbours(checkpoint, images, data, count, search, queries, devices=parse_devices(devices))
     save_neighbours(r["queries"], r["neighbours"], out)
     save_top5(r["queries"], r["top5"], top5_out, true_labels=r["truth"],
@@ -328,6 +342,9 @@ def plot_command(run_dir, out):
         except UnicodeDecodeError:
             raise ValueError(f"{path} is not a metrics log (not text; give the run folder or its "
                              "metrics.jsonl)") from None
+    odd = next((i for i, r in enumerate(records, 1) if not isinstance(r, dict)), None)
+    if odd is not None:
+        raise ValueError(f"{path} is not a metrics log (line {odd} is not a JSON object)")
     out = out or os.path.join(os.path.dirname(path) or ".", "curves.png")
     save_training_curves(records, out, title=os.path.basename(os.path.realpath(os.path.dirname(
         os.path.abspath(path)))))
@@ -426,10 +443,13 @@ def _gpu_step_module():
 @click.option("--out", required=True, metavar="FILE.h5", help="The HDF5 cache to write (or resume).")
 @click.option("--base-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Side of the stored square images (§2: shorter side scaled, centre crop). "
-                   "The small presets need far less: 58 for 'mini', 38 for 'tiny'.")
+                   "train resizes to what its preset needs on load: 259 for 'paper' (227 crops "
+                   "at the paper's 256:224), 58 for 'mini', 38 for 'tiny'; storing that size "
+                   "saves the resize and disk.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Keep only this many images per split, spread over the classes.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Built-in data only: which images.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Built-in data only: which images.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def prepare_command(source, out, base_size, limit, seed, no_progress):
     """Preprocess a dataset once into one HDF5 file that train/evaluate read with --data.
@@ -442,10 +462,13 @@ def prepare_command(source, out, base_size, limit, seed, no_progress):
     \b
     Examples:
       python cli.py prepare /data/imagenet --out imagenet256.h5
-      python cli.py prepare fashion-mnist --out fmnist.h5 --base-size 73
+      python cli.py prepare fashion-mnist --out fmnist.h5 --base-size 58   # for --preset mini
       python cli.py train --data imagenet256.h5 --preset paper
     """
-    from .data import prepare_cache
+    from .data import DataError, prepare_cache
+    if not out.lower().endswith((".h5", ".hdf5")) or os.path.isdir(out):
+        raise DataError(f"--out {out}: give a file name ending in .h5 (train and evaluate take a "
+                        "cache by that ending)")
     options = {"limit": limit} if limit else {}
     if source == "builtin":
         options["seed"] = seed

@@ -230,6 +230,8 @@ def _file_dataset(paths: Sequence[str], tm: TrainedModel):
             return tm.stats
 
     for p in paths:
+        if os.path.isdir(p):
+            raise FileNotFoundError(f"{p} is a folder: give image files (e.g. {p}/*.jpg)")
         if not os.path.isfile(p):
             raise FileNotFoundError(f"image {p} not found")
     return ImageFiles()

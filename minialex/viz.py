@@ -209,7 +209,8 @@ def save_training_curves(records: List[Dict], path, title: str = "") -> str:
         if xs:
             ax_loss.plot(xs, ys, style, ms=3, label=label)
     ax_loss.set(title="cross-entropy loss", xlabel="epoch")
-    ax_loss.legend(fontsize=8)
+    if ax_loss.get_legend_handles_labels()[0]:
+        ax_loss.legend(fontsize=8)
 
     for key, label, style in (("train_top1_error", "training top-1", "o--"),
                               ("val_top1_error", "validation top-1", "o-"),
@@ -218,7 +219,11 @@ def save_training_curves(records: List[Dict], path, title: str = "") -> str:
         if xs:
             ax_err.plot(xs, [100 * y for y in ys], style, ms=3, label=label)
     ax_err.set(title="error rate (%)", xlabel="epoch", ylim=(0, 100))
-    ax_err.legend(fontsize=8)
+    if epochs:
+        ax_err.legend(fontsize=8)
+    else:          # a run still in its first epoch: say so rather than draw empty axes
+        ax_err.text(0.5, 0.5, "no epoch finished yet", ha="center", va="center",
+                    transform=ax_err.transAxes, color="#7f8c8d")
 
     xs, ys = series(epochs or steps, "lr", "epoch" if epochs else "epoch_float")
     if xs:

@@ -196,6 +196,26 @@ def test_another_datasets_labels_are_never_read_as_the_checkpoints(trained, tmp_
                         "3 classes", "cat", "trained on 10")
 
 
+def test_outputs_and_logs_that_cannot_work(trained, tmp_path):
+    out, _ = trained
+    _one_line_error(run("neighbors", out / "best.h5", "--out", tmp_path / "same.png",
+                        "--top5-out", tmp_path / "same.png", ok=False), "both")
+    _one_line_error(run("prepare", "builtin", "--out", tmp_path / "cache.txt", ok=False), ".h5")
+    assert not (tmp_path / "cache.txt").exists()
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"event": "step"}\n[1, 2]\n')
+    _one_line_error(run("plot", log, ok=False), "line 2 is not a JSON object")
+
+
+def test_plot_of_a_run_in_its_first_epoch(tmp_path, recwarn):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(f'{{"event": "step", "step": {i}, "epoch": 1, "epoch_float": {i / 10},'
+                           f' "loss": {2.3 - i / 10}, "lr": 0.01}}\n' for i in range(1, 4)))
+    run("plot", tmp_path)
+    assert (tmp_path / "curves.png").exists()
+    assert not [w for w in recwarn if "legend" in str(w.message)]
+
+
 def test_devices_that_name_nothing():
     _one_line_error(run("info", "--devices", ",", ok=False), "names no device")
 

@@ -266,6 +266,16 @@ def test_preset_and_devices_choice():
             parse_devices("cuda:0")
 
 
+def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
+    from minialex.data import prepare_cache
+    from minialex.run_setup import default_epochs
+    cache = tmp_path / "shapes.h5"
+    prepare_cache("builtin", str(cache), base_size=16, progress=False, num_train=20, num_val=10)
+    assert default_epochs("builtin", "mini") == default_epochs(str(cache), "mini") == 12
+    assert default_epochs("fashion-mnist", "mini") == 10
+    assert default_epochs("/data/imagenet", "paper") == default_epochs("fashion-mnist", "paper") == 90
+
+
 def test_two_logical_devices_train_like_one(tmp_path):
     """Columns on 'cpu:0' and 'cpu:1' (the two-GPU discipline on a CPU) give the same losses."""
     one = train(TrainConfig(epochs=1, out=str(tmp_path / "a"), **SMALL), echo=quiet)

@@ -69,7 +69,8 @@ def _check_room(out: str, datasets, base_size: int, echo) -> None:
     if needed > free:
         raise DataError(f"{out}: {count:,} images at {base_size}x{base_size} need about "
                         f"{_size(needed)}, but only {_size(free)} is free there; choose a smaller "
-                        f"--base-size (a preset's own: base_size_for(input size)) or --limit")
+                        f"--base-size (the size train uses: 259 for 'paper', 58 for 'mini', 38 "
+                        f"for 'tiny') or --limit")
 
 
 def _size(n: int) -> str:
