@@ -70,7 +70,8 @@ def time_training_step(preset: str = "mini", batch_size: int = 128, devices=None
     step_ms = median_ms(step, steps)
     forward_ms = median_ms(forward, max(1, steps // 2))
     return {"preset": preset, "batch_size": batch_size,
-            "devices": ", ".join(str(d) for d in model.devices),
+            "devices": (str(model.devices[0]) if model.devices[0] == model.devices[1] else
+                        " and ".join(str(d) for d in model.devices)),
             "step_ms": step_ms, "images_per_s": batch_size * 1000 / step_ms,
             "forward_ms": forward_ms, "steps": steps, "warmup": warmup}
 

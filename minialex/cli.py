@@ -418,7 +418,9 @@ def bench_command(preset, batch_size, steps, warmup, precision, devices):
         if not on_gpu:
             break
     if not on_gpu:
-        click.echo("(no GPU: PyTorch comparison is GPU-only; see benchmarks/gpu_step.py)")
+        click.echo("(no GPU: PyTorch comparison is GPU-only; see benchmarks/gpu_step.py"
+                   + (f"; --precision {precision} applies to GPU matrix products only, so this is "
+                      "the CPU's float32" if precision != "fp32" else "") + ")")
 
 
 def _gpu_step_module():

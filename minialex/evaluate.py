@@ -10,6 +10,7 @@ horizontal reflections) and the *softmax outputs* of the ten are averaged before
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -37,6 +38,9 @@ class EvalResult:
                   f"{'top-1 error':<14}{100 * self.top1_error:>9.2f}%   (accuracy {100 * (1 - self.top1_error):.2f}%)",
                   f"{'top-5 error':<14}{100 * self.top5_error:>9.2f}%",
                   f"{'loss':<14}{self.loss:>10.4f}"]
+        if not math.isfinite(self.loss):
+            lines.append("warning: the loss is not finite: the network's outputs hold NaN or inf, so "
+                         "its weights are broken (a diverged run?) and the error rates mean nothing")
         return "\n".join(lines)
 
 

@@ -283,3 +283,9 @@ def test_real_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     assert "interrupted at epoch" in output and "Traceback" not in output
     from minialex.checkpoint import read_meta
     assert read_meta(str(out / "last.h5"))["step"] >= 2
+
+
+def test_an_evaluation_of_broken_weights_says_so():
+    from minialex.evaluate import EvalResult
+    assert "warning" not in EvalResult(0.5, 0.2, 0.05, 10).table()
+    assert "not finite" in EvalResult(float("nan"), 0.9, 0.5, 10).table().splitlines()[-1]
