@@ -167,8 +167,8 @@ print("iterations to target: ReLU", n_relu, "| tanh", n_tanh,
 # %% [markdown]
 # **What to make of it.** In this miniature the paper's result does **not** reproduce: when we ran
 # it (seed 0, the full-length run: 2,000 images, 300 iterations, target 25%), ReLU needed 100
-# iterations and tanh 80, both at their best learning rate 0.03; the short CI run (target 30%) gives
-# 70 against 40. tanh is as fast or a little faster, nothing like the paper's factor of six in
+# iterations at its best learning rate 0.01 and tanh 60 at its best, 0.03; the short CI run (target
+# 30%) gives 50 against 30. tanh is as fast or a little faster, nothing like the paper's factor of six in
 # ReLU's favour. That is a real finding, not a bug: a net this small has only three hidden layers,
 # so even with a fifth of its tanh units saturated (next cell) the gradient reaching the first layer
 # is not much reduced — and tanh's zero-centred outputs even help. The paper's advantage comes from **saturation**,
