@@ -25,8 +25,9 @@ The run's devices, preset, precision and data are chosen in ``run_setup.py``; th
 states that make resume exact are saved and restored by ``rng_state.py``.
 
 Failures: the first Ctrl-C lets the current step finish, then saves ``last.h5`` with the
-position and returns; a second one stops at once (the step under way is dropped, the weight
-update and the best.h5 copy are never left half-done, and the last checkpoint written is kept).
+position and returns; a second one stops at once (the step under way is dropped; a step whose
+weights were updated is always counted too, so a checkpoint's weights and position agree; the
+best.h5 copy is never left half-done; the last checkpoint written is kept).
 A NaN or infinite loss is read once the whole step, update included, is queued (one host sync per
 step on a GPU): the run stops naming the step, and the spoiled weights are never saved; a
 non-finite validation loss stops it the same way before the epoch's checkpoint. Out of GPU memory
@@ -413,24 +414,27 @@ class Trainer:
             loss.backward()
         stop = getattr(self, "stop", None)
         if stop is not None:
-            stop.critical = True   # a Ctrl-C now waits for the update to finish
+            # From the update until run_epoch has counted the step, a Ctrl-C waits: weights
+            # updated but the position not advanced would make a resume repeat this batch.
+            stop.critical = True
         try:
             with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
                 self.optimizer.step()
-        finally:
+            # Read the loss only now, once the whole step is queued: on a GPU this is the step's
+            # one host synchronisation. If it diverged, the spoiled weights are never saved.
+            value = loss.item()
+            if not math.isfinite(value):
+                kept = (f"the last good checkpoint {self.checkpoint_path} is kept"
+                        if self.checkpoint_path else "no checkpoint was written yet")
+                raise TrainingError(
+                    f"the loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}, "
+                    f"batch {self.batch + 1}) with learning rate {self.optimizer.lr:g}: training "
+                    f"diverged; {kept}. Try a smaller --lr")
+            top1, _ = _topk_correct(logits.data, labels, 1)
+        except BaseException:
             if stop is not None:
                 stop.critical = False
-        # Read the loss only now, once the whole step is queued: on a GPU this is the step's one
-        # host synchronisation. If it diverged, the weights in memory are spoiled but never saved.
-        value = loss.item()
-        if not math.isfinite(value):
-            kept = (f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
-                    else "no checkpoint was written yet")
-            raise TrainingError(
-                f"the loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
-                f"{self.batch + 1}) with learning rate {self.optimizer.lr:g}: training diverged; "
-                f"{kept}. Try a smaller --lr")
-        top1, _ = _topk_correct(logits.data, labels, 1)
+            raise
         return value, top1
 
     def run_epoch(self, stop: _StopFlag, nb: int) -> bool:
@@ -466,6 +470,7 @@ class Trainer:
                 self.sums["correct"] += correct
                 self.sums["seen"] += n
                 self.sums["seconds"] += dt
+                stop.critical = False        # the step is counted: a Ctrl-C may stop us again
                 if self.step % cfg.log_every == 0 or self.batch == nb:
                     self._log({"event": "step", "step": self.step, "epoch": self.epoch + 1,
                                "epoch_float": self.epoch + self.batch / nb, "loss": loss,

@@ -241,6 +241,31 @@ def test_ctrl_c_while_the_data_is_read_saves_before_the_first_step(tmp_path, mon
     assert read_meta(str(tmp_path / "r" / "last.h5"))["step"] == 0
 
 
+def test_two_ctrl_c_after_an_update_save_the_position_after_it(tmp_path, monkeypatch):
+    """Both presses land after the weights were updated but before the step was counted: the
+    step is counted first, so the checkpoint's weights and position agree and the resumed run
+    matches an uninterrupted one (it does not repeat the batch)."""
+    from minialex import train as train_module
+    full = train(TrainConfig(epochs=1, out=str(tmp_path / "full"), **SMALL), echo=quiet)
+    real_topk, calls = train_module._topk_correct, []
+
+    def topk_with_two_ctrl_c(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_topk(*args)
+
+    monkeypatch.setattr(train_module, "_topk_correct", topk_with_two_ctrl_c)
+    out = tmp_path / "r"
+    first = train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
+    assert first.stopped == "interrupted" and first.steps == 3
+    assert read_meta(str(out / "last.h5"))["step"] == 3
+    monkeypatch.setattr(train_module, "_topk_correct", real_topk)
+    rest = train(TrainConfig(resume=str(out), progress=False, log_every=1), echo=quiet)
+    assert first.losses + rest.losses == full.losses
+
+
 def test_ctrl_c_is_deferred_to_the_end_of_the_step():
     with _StopFlag() as stop:
         os.kill(os.getpid(), signal.SIGINT)
