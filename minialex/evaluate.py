@@ -30,13 +30,16 @@ class EvalResult:
     top5_error: float
     images: int
     ten_crop: bool = False
+    classes: int = 0         # the number of classes the net tells apart (0: not known)
 
     def table(self, title: str = "") -> str:
         crop = "10 patches, softmax averaged (§4.1)" if self.ten_crop else "centre crop"
         lines = [title] if title else []
         lines += [f"{'images':<14}{self.images:>10,}   ({crop})",
                   f"{'top-1 error':<14}{100 * self.top1_error:>9.2f}%   (accuracy {100 * (1 - self.top1_error):.2f}%)",
-                  f"{'top-5 error':<14}{100 * self.top5_error:>9.2f}%",
+                  (f"{'top-5 error':<14}{100 * self.top5_error:>9.2f}%" if not 0 < self.classes <= 5
+                   else f"{'top-5 error':<14}{'n/a':>10}   (only {self.classes} classes: five "
+                        "guesses always hit)"),
                   f"{'loss':<14}{self.loss:>10.4f}"]
         if not math.isfinite(self.loss):
             lines.append("warning: the loss is not finite: the network's outputs hold NaN or inf, so "
@@ -78,7 +81,7 @@ def topk_hits(probs: numpy.ndarray, labels: numpy.ndarray, k: int = 5) -> Tuple[
 def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool = False,
              desc: str = "validation") -> EvalResult:
     """Run the model over ``loader`` (batches of images and labels) and measure the errors."""
-    total_loss, top1, top5, count, ten = 0.0, 0, 0, 0, False
+    total_loss, top1, top5, count, ten, classes = 0.0, 0, 0, 0, False, 0
     batches = len(loader) if hasattr(loader, "__len__") else None
     if limit_batches is not None and batches is not None:
         batches = min(batches, limit_batches)
@@ -94,6 +97,7 @@ def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool 
             ten = ten or images.ndim == 5
             labels = as_numpy(labels).astype(numpy.int64)
             probs = class_probabilities(model, images)
+            classes = probs.shape[1]
             picked = probs[numpy.arange(len(labels)), labels]
             total_loss += float(-numpy.log(numpy.maximum(picked, 1e-30)).sum())
             h1, h5 = topk_hits(probs, labels)
@@ -107,7 +111,7 @@ def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool 
             bar.close()
     if count == 0:
         raise ValueError("evaluate: the loader gave no images")
-    return EvalResult(total_loss / count, 1 - top1 / count, 1 - top5 / count, count, ten)
+    return EvalResult(total_loss / count, 1 - top1 / count, 1 - top5 / count, count, ten, classes)
 
 
 # --------------------------------------------------------------------------------------------

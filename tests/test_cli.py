@@ -289,3 +289,5 @@ def test_an_evaluation_of_broken_weights_says_so():
     from minialex.evaluate import EvalResult
     assert "warning" not in EvalResult(0.5, 0.2, 0.05, 10).table()
     assert "not finite" in EvalResult(float("nan"), 0.9, 0.5, 10).table().splitlines()[-1]
+    assert "n/a" in EvalResult(0.5, 0.2, 0.0, 10, classes=3).table()
+    assert "n/a" not in EvalResult(0.5, 0.2, 0.0, 10, classes=10).table()
