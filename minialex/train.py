@@ -22,7 +22,8 @@ and batch position, the schedule's state, every random generator's state, the da
 same losses, batch for batch, as one that ran through.
 
 The run's devices, preset, precision and data are chosen in ``run_setup.py``; the generators'
-states that make resume exact are saved and restored by ``rng_state.py``.
+states that make resume exact are saved and restored by ``rng_state.py``; Ctrl-C is caught by
+``stop_flag.py``, and the run folder's files are placed and copied by ``run_folder.py``.
 
 Failures: the first Ctrl-C lets the current step finish, then saves ``last.h5`` with the
 position and returns; a second one stops at once (the step under way is dropped; a step whose
@@ -37,14 +38,9 @@ says so and suggests a smaller batch.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import math
 import os
-import shutil
-import signal
-import sys
-import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -53,7 +49,9 @@ import numpy
 from .backend import as_numpy
 from .autograd import Tensor
 from .rng_state import generator_states, restore_generator_states
+from .run_folder import copy_atomic, holds_a_run, new_out_dir, point_latest
 from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
+from .stop_flag import StopFlag
 
 
 class TrainingError(RuntimeError):
@@ -133,34 +131,6 @@ class TrainResult:
 # The run
 # --------------------------------------------------------------------------------------------
 
-class _StopFlag:
-    """First Ctrl-C: finish cleanly after the current step; second Ctrl-C: stop at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.critical = False  # True while the weights are being updated: never stop half-way
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested and not self.critical:
-            raise KeyboardInterrupt
-        if not self.requested:
-            sys.stderr.write("\nCtrl-C: stopping after the current step (or the validation or "
-                             "save under way), then saving; press Ctrl-C again to stop at once\n")
-            sys.stderr.flush()
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
 def _topk_correct(logits, labels, k: int) -> Tuple[int, int]:
     """(top-1 correct, top-k correct) counts for a batch of logits (N, C) and labels (N,)."""
     scores, labels = as_numpy(logits), as_numpy(labels)
@@ -168,16 +138,6 @@ def _topk_correct(logits, labels, k: int) -> Tuple[int, int]:
     top = numpy.argsort(-scores, axis=1, kind="stable")[:, :k]
     hit = top == labels[:, None]
     return int(hit[:, 0].sum()), int(hit.any(axis=1).sum())
-
-
-def _new_out_dir() -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join("runs", stamp)
-    n = 1
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join("runs", f"{stamp}-{n}")
-    return path
 
 
 class Trainer:
@@ -302,10 +262,10 @@ class Trainer:
                   + (f"when validation error stalls for {_epochs(cfg.patience)} (at most 3 times, §5)"
                      if cfg.schedule == "plateau" else f"every {_epochs(cfg.step_size)} (at most 3 times)")
                   + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}")
-        self.out = cfg.out or _new_out_dir()
+        self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
         if cfg.out is None:
-            _point_latest(self.out)
+            point_latest(self.out)
         self.nothing_to_do = resume is not None and self.epoch >= cfg.epochs
         if self.nothing_to_do:        # leave the finished run's files as they are
             return
@@ -437,7 +397,7 @@ class Trainer:
             raise
         return value, top1
 
-    def run_epoch(self, stop: _StopFlag, nb: int) -> bool:
+    def run_epoch(self, stop: StopFlag, nb: int) -> bool:
         """Train from self.batch to the end of the epoch; False when stopped by Ctrl-C."""
         cfg = self.config
         bar = None
@@ -539,7 +499,7 @@ class Trainer:
             if stop is not None:
                 stop.critical = True   # a second Ctrl-C waits until best.h5 is whole
             try:
-                _copy_atomic(path, os.path.join(self.out, "best.h5"))
+                copy_atomic(path, os.path.join(self.out, "best.h5"))
             finally:
                 if stop is not None:
                     stop.critical = False
@@ -559,7 +519,7 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.config
         stopped = "finished"
-        with _StopFlag() as stop:   # from the start: a Ctrl-C while the data is read counts too
+        with StopFlag() as stop:   # from the start: a Ctrl-C while the data is read counts too
             self.stop = stop
             try:
                 self.setup()
@@ -608,9 +568,7 @@ def _check_out_folder(cfg: TrainConfig, resume: Optional[Dict]) -> None:
     if resume is not None and os.path.realpath(cfg.out) == os.path.realpath(
             os.path.dirname(os.path.abspath(resume["path"]))):
         return
-    metrics = os.path.join(cfg.out, "metrics.jsonl")
-    if os.path.exists(os.path.join(cfg.out, "last.h5")) or (
-            os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+    if holds_a_run(cfg.out):
         raise TrainingError(f"{cfg.out} already holds a run (last.h5, metrics.jsonl): continue it "
                             f"with --resume {cfg.out}, or choose another --out")
 
@@ -630,32 +588,6 @@ def _show(value) -> str:
 
 def _epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
-
-
-def _point_latest(out: str) -> None:
-    """runs/latest -> the newest default run folder, so that 'runs/latest/best.h5' works.
-    Best effort: where links are not allowed the folder is still there under its own name."""
-    link = os.path.join(os.path.dirname(out), "latest")
-    try:
-        if os.path.islink(link):
-            os.remove(link)
-        if not os.path.exists(link):
-            os.symlink(os.path.basename(out), link)
-    except OSError:
-        pass
-
-
-def _copy_atomic(src: str, dst: str) -> None:
-    """Copy src to dst through dst.tmp, so dst is the old file or the new one, never half of
-    one; an interrupted copy (a second Ctrl-C) removes its partial dst.tmp."""
-    tmp = dst + ".tmp"
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _is_out_of_memory(e: BaseException) -> bool:

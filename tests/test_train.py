@@ -12,7 +12,8 @@ import pytest
 import minialex
 from minialex.checkpoint import read_extra, read_meta
 from minialex.run_setup import choose_preset, parse_devices
-from minialex.train import TrainConfig, TrainingError, _StopFlag, train
+from minialex.stop_flag import StopFlag
+from minialex.train import TrainConfig, TrainingError, train
 
 # 192 training images in batches of 32: 6 steps per epoch, about a second on the tiny preset.
 SMALL = dict(preset="tiny", train_images=192, val_images=64, batch_size=32, progress=False,
@@ -112,7 +113,7 @@ def test_weights_spoiled_by_the_last_step_of_an_epoch_are_never_saved(tmp_path):
 
 
 def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatch):
-    from minialex import train as train_module
+    from minialex import run_folder
     src, dst = tmp_path / "last.h5", tmp_path / "best.h5"
     src.write_bytes(b"new" * 1000)
     dst.write_bytes(b"old")
@@ -121,9 +122,9 @@ def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatc
         open(b, "wb").write(b"ne")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module.shutil, "copyfile", copy_half_then_ctrl_c)
+    monkeypatch.setattr(run_folder.shutil, "copyfile", copy_half_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        train_module._copy_atomic(str(src), str(dst))
+        run_folder.copy_atomic(str(src), str(dst))
     assert dst.read_bytes() == b"old" and not (tmp_path / "best.h5.tmp").exists()
 
 
@@ -267,7 +268,7 @@ def test_two_ctrl_c_after_an_update_save_the_position_after_it(tmp_path, monkeyp
 
 
 def test_ctrl_c_is_deferred_to_the_end_of_the_step():
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested
         stop.critical = True                    # during the weight update even a second

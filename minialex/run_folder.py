@@ -1,0 +1,60 @@
+"""A training run's folder: where it goes, and the file moves that keep it whole.
+
+    runs/<date>-<time>/     the default folder of a new run (``new_out_dir``); runs/latest
+                            points to the newest (``point_latest``)
+        config.json, metrics.jsonl, last.h5, best.h5      (see minialex/train.py)
+
+``holds_a_run`` tells whether a folder already has another run's files, so that a new run never
+writes over them; ``copy_atomic`` copies a checkpoint so that the destination is always the old
+file or the new one, never half of one (checkpoint.save writes last.h5 the same way).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+
+
+def new_out_dir(parent: str = "runs") -> str:
+    """parent/<date>-<time>, with -2, -3, ... if that name is taken."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(parent, stamp)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(parent, f"{stamp}-{n}")
+    return path
+
+
+def point_latest(out: str) -> None:
+    """runs/latest -> the newest default run folder, so that 'runs/latest/best.h5' works.
+    Best effort: where links are not allowed the folder is still there under its own name."""
+    link = os.path.join(os.path.dirname(out), "latest")
+    try:
+        if os.path.islink(link):
+            os.remove(link)
+        if not os.path.exists(link):
+            os.symlink(os.path.basename(out), link)
+    except OSError:
+        pass
+
+
+def holds_a_run(folder: str) -> bool:
+    """True when ``folder`` has a run's files: a last.h5, or a metrics.jsonl with lines."""
+    metrics = os.path.join(folder, "metrics.jsonl")
+    return os.path.exists(os.path.join(folder, "last.h5")) or (
+        os.path.exists(metrics) and os.path.getsize(metrics) > 0)
+
+
+def copy_atomic(src: str, dst: str) -> None:
+    """Copy src to dst through dst.tmp, so dst is the old file or the new one, never half of
+    one; an interrupted copy (a second Ctrl-C) removes its partial dst.tmp."""
+    tmp = dst + ".tmp"
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
