@@ -342,6 +342,8 @@ def plot_command(run_dir, out):
         except UnicodeDecodeError:
             raise ValueError(f"{path} is not a metrics log (not text; give the run folder or its "
                              "metrics.jsonl)") from None
+    if not records:
+        raise ValueError(f"{path} is empty: the run has not logged a step yet")
     odd = next((i for i, r in enumerate(records, 1) if not isinstance(r, dict)), None)
     if odd is not None:
         raise ValueError(f"{path} is not a metrics log (line {odd} is not a JSON object)")
@@ -468,7 +470,9 @@ def prepare_command(source, out, base_size, limit, seed, no_progress):
       python cli.py train --data imagenet256.h5 --preset paper
     """
     from .data import DataError, prepare_cache
-    if not out.lower().endswith((".h5", ".hdf5")) or os.path.isdir(out):
+    if os.path.isdir(out):
+        raise DataError(f"--out {out} is a folder: give a file name ending in .h5")
+    if not out.lower().endswith((".h5", ".hdf5")):
         raise DataError(f"--out {out}: give a file name ending in .h5 (train and evaluate take a "
                         "cache by that ending)")
     options = {"limit": limit} if limit else {}

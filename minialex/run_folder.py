@@ -41,10 +41,40 @@ def point_latest(out: str) -> None:
 
 
 def holds_a_run(folder: str) -> bool:
-    """True when ``folder`` has a run's files: a last.h5, or a metrics.jsonl with lines."""
+    """True when ``folder`` has a run's files: a last.h5 or best.h5, or a metrics.jsonl with a
+    record in it."""
+    if any(os.path.exists(os.path.join(folder, name)) for name in ("last.h5", "best.h5")):
+        return True
     metrics = os.path.join(folder, "metrics.jsonl")
-    return os.path.exists(os.path.join(folder, "last.h5")) or (
-        os.path.exists(metrics) and os.path.getsize(metrics) > 0)
+    if not os.path.exists(metrics):
+        return False
+    with open(metrics) as fh:
+        return any(line.strip() for line in fh)
+
+
+def inherit_best(source: str, branch: str) -> None:
+    """A run resumed into a new folder starts with a copy of its source's best.h5, so that the
+    branch has one even if none of its own epochs does better."""
+    src, dst = os.path.join(source, "best.h5"), os.path.join(branch, "best.h5")
+    if os.path.exists(src) and not os.path.exists(dst) and not (
+            os.path.exists(branch) and os.path.samefile(source, branch)):
+        copy_atomic(src, dst)
+
+
+def discard_unstarted_run(folder: str) -> None:
+    """Remove what a run wrote before its first checkpoint (config.json, metrics.jsonl), the
+    folder if that leaves it empty, and a runs/latest link to it."""
+    for name in ("config.json", "metrics.jsonl"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            os.remove(path)
+    try:
+        os.rmdir(folder)
+    except OSError:
+        return        # something else is in it: leave the folder
+    link = os.path.join(os.path.dirname(folder.rstrip(os.sep)), "latest")
+    if os.path.islink(link) and os.readlink(link) == os.path.basename(folder.rstrip(os.sep)):
+        os.remove(link)
 
 
 def copy_atomic(src: str, dst: str) -> None:

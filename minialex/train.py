@@ -49,7 +49,8 @@ import numpy
 from .backend import as_numpy
 from .autograd import Tensor
 from .rng_state import generator_states, restore_generator_states
-from .run_folder import copy_atomic, holds_a_run, new_out_dir, point_latest
+from .run_folder import (copy_atomic, discard_unstarted_run, holds_a_run, inherit_best,
+                         new_out_dir, point_latest)
 from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
 from .stop_flag import StopFlag
 
@@ -171,8 +172,11 @@ class Trainer:
         if "train" not in extra:
             raise TrainingError(f"{path}: this checkpoint holds no training state (it was not "
                                 "written by 'train'), so it cannot be resumed")
-        last = os.path.join(os.path.dirname(os.path.abspath(path)), "last.h5")
-        if cfg.out is None and os.path.basename(path) != "last.h5" and os.path.exists(last):
+        folder = os.path.dirname(os.path.abspath(path))
+        last = os.path.join(folder, "last.h5")
+        into_own_folder = cfg.out is None or (
+            os.path.isdir(cfg.out) and os.path.samefile(cfg.out, folder))
+        if into_own_folder and os.path.basename(path) != "last.h5" and os.path.exists(last):
             newer = read_meta(last)
             if int(newer.get("step", 0)) > int(meta.get("step", 0)):
                 raise TrainingError(
@@ -194,7 +198,7 @@ class Trainer:
                 raise TrainingError(
                     f"{path} was trained with {flag} {stored if stored is not None else '(not given)'}"
                     f", not {given}: a resumed run continues the same data order; leave {flag} "
-                    f"out, or start a new run with --out")
+                    f"out, or start a new run (without --resume) in another --out")
         for key in _FROM_CHECKPOINT:
             if getattr(cfg, key) is None:
                 setattr(cfg, key, saved.get(key))
@@ -214,8 +218,7 @@ class Trainer:
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
-        if os.path.exists(str(cfg.data)):    # a folder or a cache: found again from anywhere
-            cfg.data = os.path.abspath(str(cfg.data))
+        cfg.data = _absolute_spec(str(cfg.data))   # found again from any working folder
         _check_out_folder(cfg, resume)
         devices = parse_devices(cfg.devices)
         preset, why = choose_preset(cfg.preset, devices)
@@ -262,13 +265,18 @@ class Trainer:
                   + (f"when validation error stalls for {_epochs(cfg.patience)} (at most 3 times, §5)"
                      if cfg.schedule == "plateau" else f"every {_epochs(cfg.step_size)} (at most 3 times)")
                   + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}")
+        self.nothing_to_do = resume is not None and (
+            self.epoch >= cfg.epochs or self.schedule.finished)
+        if self.nothing_to_do:        # leave the finished run's files as they are, make none
+            self.out = cfg.out or os.path.dirname(os.path.abspath(resume["path"]))
+            return
         self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
+        self.made_files = not holds_a_run(self.out)   # ours to tidy if stopped before a save
         if cfg.out is None:
             point_latest(self.out)
-        self.nothing_to_do = resume is not None and self.epoch >= cfg.epochs
-        if self.nothing_to_do:        # leave the finished run's files as they are
-            return
+        if resume is not None:
+            inherit_best(os.path.dirname(os.path.abspath(resume["path"])), self.out)
         with open(os.path.join(self.out, "config.json"), "w") as fh:
             json.dump(cfg.resolved(), fh, indent=2)
         self._open_metrics(resume)
@@ -539,6 +547,8 @@ class Trainer:
                          f"with: python cli.py train --resume {self.checkpoint_path}"
                          if self.checkpoint_path else "no checkpoint was written yet")
                 self.echo(f"stopped at once (second Ctrl-C, outside a training step): {where}")
+                if self.checkpoint_path is None and self.out and getattr(self, "made_files", False):
+                    discard_unstarted_run(self.out)
             except Exception as e:
                 if _is_out_of_memory(e):
                     raise TrainingError(
@@ -548,8 +558,9 @@ class Trainer:
                            if self.checkpoint_path else "")) from None
                 raise
         if getattr(self, "nothing_to_do", False):
-            self.echo(f"nothing to do: the run has done {_epochs(self.epoch)} already; give "
-                      f"--epochs more than {self.epoch} to train longer")
+            self.echo(f"nothing to do: the run has done {_epochs(self.epoch)} already"
+                      + ("; the schedule had stopped it (§5)" if self.schedule.finished else
+                         f"; give --epochs more than {self.epoch} to train longer"))
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
                              list(self.history), list(self.losses), stopped)
         best = result.best
@@ -557,20 +568,30 @@ class Trainer:
             self.echo(f"done: best validation top-1 error {100 * best['val_top1_error']:.1f}% "
                       f"(accuracy {100 * (1 - best['val_top1_error']):.1f}%, top-5 error "
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
-                      f"checkpoints in {self.out}/")
+                      f"checkpoints in {self.out.rstrip(os.sep)}/")
         return result
+
+
+def _absolute_spec(spec: str) -> str:
+    """A data spec with its path made absolute: a folder or cache, or fashion-mnist:DIR."""
+    head, sep, rest = spec.partition(":")
+    if head == "fashion-mnist" and sep and os.path.isdir(rest):
+        return f"{head}:{os.path.abspath(rest)}"
+    return os.path.abspath(spec) if os.path.exists(spec) else spec
 
 
 def _check_out_folder(cfg: TrainConfig, resume: Optional[Dict]) -> None:
     """Refuse to write a new run over another run's files (a resume writes into its own)."""
+    if cfg.out is not None and os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise TrainingError(f"--out {cfg.out} is a file, not a folder: give a folder for the run")
     if cfg.out is None or not os.path.isdir(cfg.out):
         return
     if resume is not None and os.path.realpath(cfg.out) == os.path.realpath(
             os.path.dirname(os.path.abspath(resume["path"]))):
         return
     if holds_a_run(cfg.out):
-        raise TrainingError(f"{cfg.out} already holds a run (last.h5, metrics.jsonl): continue it "
-                            f"with --resume {cfg.out}, or choose another --out")
+        raise TrainingError(f"{cfg.out} already holds a run (last.h5, best.h5 or metrics.jsonl): "
+                            f"continue it with --resume {cfg.out}, or choose another --out")
 
 
 def _stored(dataset, base: int) -> str:

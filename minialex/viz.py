@@ -219,9 +219,9 @@ def save_training_curves(records: List[Dict], path, title: str = "") -> str:
         if xs:
             ax_err.plot(xs, [100 * y for y in ys], style, ms=3, label=label)
     ax_err.set(title="error rate (%)", xlabel="epoch", ylim=(0, 100))
-    if epochs:
+    if ax_err.get_legend_handles_labels()[0]:
         ax_err.legend(fontsize=8)
-    else:          # a run still in its first epoch: say so rather than draw empty axes
+    elif not epochs:          # a run still in its first epoch: say so rather than draw empty axes
         ax_err.text(0.5, 0.5, "no epoch finished yet", ha="center", va="center",
                     transform=ax_err.transAxes, color="#7f8c8d")
 

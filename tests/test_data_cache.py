@@ -126,3 +126,17 @@ def test_prepare_command(tmp_path):
     assert len(open_dataset(str(out), "val")) == 20
     r = CliRunner().invoke(main, ["prepare", str(tmp_path / "missing"), "--out", str(out)])
     assert r.exit_code == 1 and "missing" in r.output and "Traceback" not in r.output
+
+
+def test_a_folder_source_is_recognised_however_it_is_written(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "ds", bad=False)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    first = prepare_cache("../ds", "c.h5", base_size=12, progress=False)
+    with h5py.File(tmp_path / "work" / "c.h5") as f:
+        assert f.attrs["source"] == str(root)                 # stored absolute
+    monkeypatch.chdir(tmp_path)
+    again = prepare_cache("ds", "work/c.h5", base_size=12, progress=False)
+    assert again.already_complete and again.images == first.images
+    with pytest.raises(DataError, match=r"holds .*ds at base size 12, not .*ds at 16;"):
+        prepare_cache("ds", "work/c.h5", base_size=16, progress=False)

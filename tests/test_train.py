@@ -169,6 +169,26 @@ def test_a_new_run_never_writes_over_another_run(tmp_path):
     assert (out / "metrics.jsonl").read_text() == before
 
 
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("hi")
+    with pytest.raises(TrainingError, match=r"--out .*afile is a file, not a folder"):
+        train(TrainConfig(epochs=1, out=str(tmp_path / "afile"), **SMALL), echo=quiet)
+    assert (tmp_path / "afile").read_text() == "hi"
+
+
+def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
+    from minialex import train as train_module
+
+    def second_ctrl_c(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.Trainer, "_batches_per_epoch", second_ctrl_c)
+    said = []
+    result = train(TrainConfig(epochs=1, out=str(tmp_path / "r"), **SMALL), echo=said.append)
+    assert result.stopped == "interrupted" and "no checkpoint was written yet" in said[-1]
+    assert not (tmp_path / "r").exists()
+
+
 def test_too_large_a_batch_is_refused_before_any_folder_is_made(tmp_path):
     with pytest.raises(TrainingError, match=r"--batch-size 32 is more than the 20 training images"):
         train(TrainConfig(epochs=1, out=str(tmp_path / "r"), **{**SMALL, "train_images": 20}),
@@ -197,9 +217,13 @@ def test_resuming_an_older_checkpoint_must_not_overwrite_newer_epochs(tmp_path):
     with pytest.raises(TrainingError, match=r"epoch1.h5 is from epoch 2, but .*last.h5 is at "
                                             r"epoch 3.*--out NEW_FOLDER"):
         train(TrainConfig(resume=str(out / "epoch1.h5"), epochs=4, progress=False), echo=quiet)
+    with pytest.raises(TrainingError, match=r"would overwrite the later epochs"):
+        train(TrainConfig(resume=str(out / "epoch1.h5"), epochs=4, out=str(out) + os.sep,
+                          progress=False), echo=quiet)       # its own folder, named with --out
     branch = train(TrainConfig(resume=str(out / "epoch1.h5"), epochs=3, out=str(tmp_path / "b"),
                                progress=False), echo=quiet)
     assert branch.epochs_done == 3 and read_meta(str(out / "last.h5"))["epoch"] == 3
+    assert (tmp_path / "b" / "best.h5").exists()     # inherited, even if no later epoch beat it
 
 
 def test_decay_biases_comes_from_the_checkpoint_unless_given(tmp_path):
@@ -226,6 +250,9 @@ def test_nothing_to_do_leaves_the_finished_run_alone(tmp_path):
     result = train(TrainConfig(resume=str(out), epochs=1, progress=False), echo=said.append)
     assert result.steps == 12 and "the run has done 2 epochs already" in said[-1]
     assert (out / "config.json").read_text() == config
+    train(TrainConfig(resume=str(out), epochs=1, out=str(tmp_path / "new"), progress=False),
+          echo=quiet)
+    assert not (tmp_path / "new").exists()          # nothing to do: no folder made either
 
 
 def test_ctrl_c_while_the_data_is_read_saves_before_the_first_step(tmp_path, monkeypatch):

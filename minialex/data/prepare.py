@@ -58,6 +58,18 @@ class PrepareReport:
         return "\n".join(lines)
 
 
+def _same_source(held: str, source: str) -> bool:
+    """The same spec, or the same folder however it is written (relative, absolute)."""
+    if held == source:
+        return True
+    return os.path.exists(held) and os.path.exists(source) and os.path.samefile(held, source)
+
+
+def _shown(options: str) -> str:
+    """The options a cache was made with, for a message ('' when there were none)."""
+    return "" if options in ("{}", "") else f" ({options})"
+
+
 def _check_room(out: str, datasets, base_size: int, echo) -> None:
     """Say how large the cache will be, and refuse to start one the disk cannot hold (the
     pixels, uint8 B x B x 3 each; HDF5's own overhead is small beside them)."""
@@ -176,6 +188,8 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
     disk without room for the images.
     """
     out = os.path.abspath(os.path.expanduser(str(out)))
+    if os.path.exists(str(source)):     # a folder: stored absolute, so a resume finds it anywhere
+        source = os.path.abspath(str(source))
     if "train" not in splits:
         raise ValueError("prepare_cache: the train split is needed for the mean and PCA")
     datasets = {s: open_dataset(source, s, base_size=base_size, **open_options) for s in splits}
@@ -184,11 +198,11 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
     resumed = os.path.exists(out)
     if resumed:
         with open_cache_file(out, "r") as f:  # read-only first: a complete cache is left alone
-            if (str(f.attrs["source"]), int(f.attrs["base_size"]), str(f.attrs["options"])) != (
-                    str(source), base_size, options):
-                raise DataError(f"{out} holds {f.attrs['source']} at base size "
-                                f"{f.attrs['base_size']} ({f.attrs['options']}), not {source} at "
-                                f"{base_size} ({options}); delete it or choose another --out")
+            held = (str(f.attrs["source"]), int(f.attrs["base_size"]), str(f.attrs["options"]))
+            if not (_same_source(held[0], str(source)) and held[1:] == (base_size, options)):
+                raise DataError(f"{out} holds {held[0]} at base size {held[1]}{_shown(held[2])}, "
+                                f"not {source} at {base_size}{_shown(options)}; delete it or "
+                                "choose another --out")
             complete = bool(f.attrs["complete"])
         if not complete:
             with open_cache_file(out, "r+") as f:
