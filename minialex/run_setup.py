@@ -18,11 +18,9 @@ import numpy
 
 from .backend import Device, gpu_available, gpu_count
 
-#: Epochs when --epochs is not given. The CPU default (mini on the built-in data) is sized to
-#: finish in about 6-8 minutes on a 2-core machine; the paper trained for ~90 epochs (§5).
-#: Epochs when --epochs is not given: the paper's 90 for real data on the paper's net; far fewer
-#: for the small presets on the small data sets (they learn them in minutes; the plateau schedule
-#: stops earlier still when the validation error stalls).
+#: Epochs when --epochs is not given: the paper's ~90 (§5) for real data on the paper's net; far
+#: fewer for the small presets on the small data sets (mini on the built-in data finishes in about
+#: 6-8 minutes on a 2-core machine; the plateau schedule stops earlier when the error stalls).
 DEFAULT_EPOCHS = {("builtin", "mini"): 12, ("builtin", "tiny"): 12, ("builtin", "paper"): 30,
                   ("fashion-mnist", "mini"): 10, ("fashion-mnist", "tiny"): 10}
 PAPER_EPOCHS = 90

@@ -101,11 +101,10 @@ _FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images")
 
 
 def _same_option(key: str, given, stored) -> bool:
-    if given == stored:
-        return True
-    if key == "data" and stored is not None and os.path.exists(str(given)):
-        return os.path.realpath(str(given)) == os.path.realpath(str(stored))  # the same folder
-    return False
+    from .data.sources import same_spec
+    if key == "data" and stored is not None:
+        return same_spec(given, stored)
+    return given == stored
 
 
 _DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
@@ -157,6 +156,10 @@ class Trainer:
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.checkpoint_path: Optional[str] = None
         self.out: Optional[str] = None
+        self.stop: Optional[StopFlag] = None   # set by run()
+        self.overrides: Dict = {}               # options given again on --resume
+        self.nothing_to_do = False              # a resumed run that has no epoch left
+        self.made_files = False                 # this run made its folder's files
 
     # -- setting up ------------------------------------------------------------------------
     def _merge_resume(self) -> Optional[Dict]:
@@ -218,7 +221,8 @@ class Trainer:
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
-        cfg.data = _absolute_spec(str(cfg.data))   # found again from any working folder
+        from .data.sources import absolute_spec
+        cfg.data = absolute_spec(cfg.data)   # found again from any working folder
         _check_out_folder(cfg, resume)
         devices = parse_devices(cfg.devices)
         preset, why = choose_preset(cfg.preset, devices)
@@ -299,7 +303,7 @@ class Trainer:
         self.schedule.load_state_dict(json.loads(state["schedule"]))
         self.history = json.loads(state["history"])
         restore_generator_states(self.model, extra.get("rng", {}))
-        for key, value in getattr(self, "overrides", {}).items():
+        for key, value in self.overrides.items():
             if getattr(self.optimizer, key) != value:
                 self.echo(f"{key.replace('_', ' ')} set to {_show(value)} (the checkpoint had "
                           f"{_show(getattr(self.optimizer, key))})")
@@ -380,7 +384,7 @@ class Trainer:
             loss = F.cross_entropy(logits, labels, check_labels=False)
             self.optimizer.zero_grad()
             loss.backward()
-        stop = getattr(self, "stop", None)
+        stop = self.stop
         if stop is not None:
             # From the update until run_epoch has counted the step, a Ctrl-C waits: weights
             # updated but the position not advanced would make a resume repeat this batch.
@@ -503,7 +507,7 @@ class Trainer:
         path = self.save()
         improved = best_before is None or val.top1_error < best_before
         if improved:
-            stop = getattr(self, "stop", None)
+            stop = self.stop
             if stop is not None:
                 stop.critical = True   # a second Ctrl-C waits until best.h5 is whole
             try:
@@ -547,7 +551,7 @@ class Trainer:
                          f"with: python cli.py train --resume {self.checkpoint_path}"
                          if self.checkpoint_path else "no checkpoint was written yet")
                 self.echo(f"stopped at once (second Ctrl-C, outside a training step): {where}")
-                if self.checkpoint_path is None and self.out and getattr(self, "made_files", False):
+                if self.checkpoint_path is None and self.out and self.made_files:
                     discard_unstarted_run(self.out)
             except Exception as e:
                 if _is_out_of_memory(e):
@@ -557,27 +561,19 @@ class Trainer:
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
                 raise
-        if getattr(self, "nothing_to_do", False):
+        if self.nothing_to_do:
             self.echo(f"nothing to do: the run has done {_epochs(self.epoch)} already"
                       + ("; the schedule had stopped it (§5)" if self.schedule.finished else
                          f"; give --epochs more than {self.epoch} to train longer"))
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
                              list(self.history), list(self.losses), stopped)
         best = result.best
-        if best is not None and stopped != "interrupted" and not getattr(self, "nothing_to_do", False):
+        if best is not None and stopped != "interrupted" and not self.nothing_to_do:
             self.echo(f"done: best validation top-1 error {100 * best['val_top1_error']:.1f}% "
                       f"(accuracy {100 * (1 - best['val_top1_error']):.1f}%, top-5 error "
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
                       f"checkpoints in {self.out.rstrip(os.sep)}/")
         return result
-
-
-def _absolute_spec(spec: str) -> str:
-    """A data spec with its path made absolute: a folder or cache, or fashion-mnist:DIR."""
-    head, sep, rest = spec.partition(":")
-    if head == "fashion-mnist" and sep and os.path.isdir(rest):
-        return f"{head}:{os.path.abspath(rest)}"
-    return os.path.abspath(spec) if os.path.exists(spec) else spec
 
 
 def _check_out_folder(cfg: TrainConfig, resume: Optional[Dict]) -> None:

@@ -31,7 +31,7 @@ import numpy
 
 from .cache import FORMAT, FORMAT_VERSION, open_cache_file
 from .errors import DataError
-from .sources import open_dataset
+from .sources import absolute_spec, open_dataset, same_spec
 from .stats import StatsAccumulator
 
 _str = h5py.string_dtype("utf-8")
@@ -56,13 +56,6 @@ class PrepareReport:
                  f"{how}; {len(self.skipped)} file(s) skipped"]
         lines += [f"  skipped {what}: {why}" for what, why in self.skipped]
         return "\n".join(lines)
-
-
-def _same_source(held: str, source: str) -> bool:
-    """The same spec, or the same folder however it is written (relative, absolute)."""
-    if held == source:
-        return True
-    return os.path.exists(held) and os.path.exists(source) and os.path.samefile(held, source)
 
 
 def _shown(options: str) -> str:
@@ -188,8 +181,7 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
     disk without room for the images.
     """
     out = os.path.abspath(os.path.expanduser(str(out)))
-    if os.path.exists(str(source)):     # a folder: stored absolute, so a resume finds it anywhere
-        source = os.path.abspath(str(source))
+    source = absolute_spec(source)      # stored absolute: a resume finds it from anywhere
     if "train" not in splits:
         raise ValueError("prepare_cache: the train split is needed for the mean and PCA")
     datasets = {s: open_dataset(source, s, base_size=base_size, **open_options) for s in splits}
@@ -199,7 +191,7 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
     if resumed:
         with open_cache_file(out, "r") as f:  # read-only first: a complete cache is left alone
             held = (str(f.attrs["source"]), int(f.attrs["base_size"]), str(f.attrs["options"]))
-            if not (_same_source(held[0], str(source)) and held[1:] == (base_size, options)):
+            if not (same_spec(held[0], source) and held[1:] == (base_size, options)):
                 raise DataError(f"{out} holds {held[0]} at base size {held[1]}{_shown(held[2])}, "
                                 f"not {source} at {base_size}{_shown(options)}; delete it or "
                                 "choose another --out")

@@ -27,6 +27,27 @@ def base_size_for(input_size: int) -> int:
     return int(round(int(input_size) * PAPER_BASE_SIZE / PAPER_INPUT_SIZE))
 
 
+def absolute_spec(spec: str) -> str:
+    """A data spec with its path made absolute (a folder, a cache, or fashion-mnist:DIR), so a
+    run or a cache that records it finds the data again from any working folder."""
+    spec = str(spec)
+    head, sep, rest = spec.partition(":")
+    if head == "fashion-mnist" and sep and os.path.isdir(rest):
+        return f"{head}:{os.path.abspath(rest)}"
+    return os.path.abspath(spec) if os.path.exists(spec) else spec
+
+
+def same_spec(a: str, b: str) -> bool:
+    """The same data spec, or the same folder or file however it is written."""
+    a, b = str(a), str(b)
+    if a == b:
+        return True
+    a, b = absolute_spec(a), absolute_spec(b)
+    if a == b:
+        return True
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
 def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: Optional[int] = None,
                  num_train: Optional[int] = None, num_val: Optional[int] = None,
                  limit: Optional[int] = None, class_names_file: Optional[str] = None) -> Dataset:
@@ -36,7 +57,8 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
     val/<class>/; or a cache file ending in .h5 / .hdf5 written by ``prepare``.
     base_size: side of the stored squares. Default: 256 (the paper) for folders and Fashion-MNIST,
     the stored size for a cache, and 73 (= base_size_for(64)) for the built-in set, which is meant
-    for small presets (train passes its preset's size: 58 for 'mini', whose crops are 51). Pass ``base_size_for(model.input_size)`` to match a model.
+    for small presets (train passes its preset's size: 58 for 'mini', whose crops are 51). Pass
+    ``base_size_for(model.input_size)`` to match a model.
     seed, num_train, num_val: the built-in set only (which images are drawn, how many).
     limit: keep only ``limit`` images, taking the classes in turn so each is about equally
     represented (quick runs and tests); the statistics still describe the whole training split.
