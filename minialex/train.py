@@ -15,11 +15,9 @@ What a run writes to its folder (``--out``, default ``runs/<date>-<time>``)::
                     ``--resume`` takes it (or the folder)
     best.h5         a copy of the checkpoint with the lowest validation top-1 error so far
 
-A checkpoint holds, beside the weights and momentum buffers (``minialex.save``): the epoch, step
-and batch position, the schedule's state, every random generator's state, the data statistics
-(mean, PCA, class names: what ``predict`` needs) and the epoch history. That is what makes
-``--resume`` exact: on the CPU with the same seed, an interrupted and resumed run computes the
-same losses, batch for batch, as one that ran through.
+A checkpoint holds, beside the weights and momentum buffers, everything ``--resume`` needs to
+compute the same losses, batch for batch, as a run that went through: ``resume.py`` says what
+and states the rules of a resume.
 
 The run's devices, preset, precision and data are chosen in ``run_setup.py``; the generators'
 states that make resume exact are saved and restored by ``rng_state.py``; Ctrl-C is caught by
@@ -48,16 +46,14 @@ import numpy
 
 from .backend import as_numpy
 from .autograd import Tensor
-from .rng_state import generator_states, restore_generator_states
+from .evaluate import topk_hits
+from .resume import (TrainingError, check_out_folder, checkpoint_extra, merge_resume,
+                     open_metrics, restore)
+from .rng_state import generator_states
 from .run_folder import (copy_atomic, discard_unstarted_run, holds_a_run, inherit_best,
                          new_out_dir, point_latest)
 from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
 from .stop_flag import StopFlag
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (diverged, out of memory, a checkpoint that does not fit): the
-    message is one line for the user."""
 
 
 @dataclasses.dataclass
@@ -92,23 +88,8 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items()}
 
 
-#: What the checkpoint decides on --resume unless the user gave the option again.
-_FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-                    "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
-                    "val_images")
-#: What --resume cannot change: the batch position in the checkpoint depends on them.
-_FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images")
-
-
-def _same_option(key: str, given, stored) -> bool:
-    from .data.sources import same_spec
-    if key == "data" and stored is not None:
-        return same_spec(given, stored)
-    return given == stored
-
-
-_DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
-                 patience=2, step_size=30)
+_DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01,
+                 momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30)
 
 
 @dataclasses.dataclass
@@ -131,13 +112,9 @@ class TrainResult:
 # The run
 # --------------------------------------------------------------------------------------------
 
-def _topk_correct(logits, labels, k: int) -> Tuple[int, int]:
-    """(top-1 correct, top-k correct) counts for a batch of logits (N, C) and labels (N,)."""
-    scores, labels = as_numpy(logits), as_numpy(labels)
-    k = min(k, scores.shape[1])
-    top = numpy.argsort(-scores, axis=1, kind="stable")[:, :k]
-    hit = top == labels[:, None]
-    return int(hit[:, 0].sum()), int(hit.any(axis=1).sum())
+def _top1_correct(logits, labels) -> int:
+    """How many of a batch's logits (N, C) rank the label (N,) first."""
+    return int(topk_hits(as_numpy(logits), as_numpy(labels), 1)[0].sum())
 
 
 class Trainer:
@@ -157,73 +134,22 @@ class Trainer:
         self.checkpoint_path: Optional[str] = None
         self.out: Optional[str] = None
         self.stop: Optional[StopFlag] = None   # set by run()
-        self.overrides: Dict = {}               # options given again on --resume
         self.nothing_to_do = False              # a resumed run that has no epoch left
         self.made_files = False                 # this run made its folder's files
 
     # -- setting up ------------------------------------------------------------------------
-    def _merge_resume(self) -> Optional[Dict]:
-        """On --resume, take the checkpoint's options for everything the user did not give."""
-        cfg = self.config
-        if not cfg.resume:
-            return None
-        from .checkpoint import read_extra, read_meta
-        path = cfg.resume
-        if os.path.isdir(path):
-            path = os.path.join(path, "last.h5")
-        meta, extra = read_meta(path), read_extra(path)
-        if "train" not in extra:
-            raise TrainingError(f"{path}: this checkpoint holds no training state (it was not "
-                                "written by 'train'), so it cannot be resumed")
-        folder = os.path.dirname(os.path.abspath(path))
-        last = os.path.join(folder, "last.h5")
-        into_own_folder = cfg.out is None or (
-            os.path.isdir(cfg.out) and os.path.samefile(cfg.out, folder))
-        if into_own_folder and os.path.basename(path) != "last.h5" and os.path.exists(last):
-            newer = read_meta(last)
-            if int(newer.get("step", 0)) > int(meta.get("step", 0)):
-                raise TrainingError(
-                    f"{path} is from epoch {meta.get('epoch')}, but {last} is at epoch "
-                    f"{newer.get('epoch')}: continuing here would overwrite the later epochs; "
-                    f"resume from {last}, or give --out NEW_FOLDER to branch from {path}")
-        saved = json.loads(extra["train"]["config"])
-        # Hyperparameters given again on the command line win over the checkpoint's (e.g. a
-        # learning rate lowered by hand, as the paper's authors did); the rest come from it.
-        self.overrides = {k: getattr(cfg, k) for k in ("lr", "momentum", "weight_decay",
-                                                       "decay_biases")
-                          if getattr(cfg, k) is not None}
-        # The batch position saved in the checkpoint means something only for the same data,
-        # batch size and seed: given again, they must match.
-        for key in _FIXED_ON_RESUME:
-            given, stored = getattr(cfg, key), saved.get(key)
-            if given is not None and not _same_option(key, given, stored):
-                flag = "--" + key.replace("_", "-")
-                raise TrainingError(
-                    f"{path} was trained with {flag} {stored if stored is not None else '(not given)'}"
-                    f", not {given}: a resumed run continues the same data order; leave {flag} "
-                    f"out, or start a new run (without --resume) in another --out")
-        for key in _FROM_CHECKPOINT:
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, saved.get(key))
-        if cfg.preset is not None and cfg.preset != meta.get("preset"):
-            raise TrainingError(f"{path} holds preset {meta.get('preset')!r}, not {cfg.preset!r}")
-        cfg.preset = meta.get("preset")
-        if cfg.out is None:
-            cfg.out = os.path.dirname(os.path.abspath(path))
-        return {"path": path, "meta": meta, "extra": extra}
-
     def setup(self) -> None:
         from . import data as D
         from .models import AlexNet
         from .optim import SGD, make_schedule
         cfg = self.config
-        resume = self._merge_resume()
+        resume = merge_resume(cfg)
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
         from .data.sources import absolute_spec
         cfg.data = absolute_spec(cfg.data)   # found again from any working folder
-        _check_out_folder(cfg, resume)
+        check_out_folder(cfg, resume)
         devices = parse_devices(cfg.devices)
         preset, why = choose_preset(cfg.preset, devices)
         if resume is not None:
@@ -260,7 +186,7 @@ class Trainer:
         self.schedule = make_schedule(cfg.schedule, self.optimizer, patience=cfg.patience,
                                       step_size=cfg.step_size)
         if resume is not None:
-            self._restore(resume)
+            restore(self, resume)
         nparams = sum(p.size for p in self.model.parameters())
         self.echo(f"AlexNet '{preset}': {nparams:,} parameters; SGD lr {self.optimizer.lr:g}, "
                   f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
@@ -283,47 +209,11 @@ class Trainer:
             inherit_best(os.path.dirname(os.path.abspath(resume["path"])), self.out)
         with open(os.path.join(self.out, "config.json"), "w") as fh:
             json.dump(cfg.resolved(), fh, indent=2)
-        self._open_metrics(resume)
+        self.metrics_path = os.path.join(self.out, "metrics.jsonl")
+        open_metrics(self.metrics_path, resume, self.step, self.history)
         self.echo(f"writing to {self.out}/ (metrics.jsonl, last.h5 every epoch, best.h5)"
                   + (f"; resumed from {resume['path']} at epoch {self.epoch + 1}, batch "
                      f"{self.batch}" if resume else ""))
-
-    def _restore(self, resume: Dict) -> None:
-        from .checkpoint import CheckpointError, load
-        path, extra = resume["path"], resume["extra"]
-        try:
-            load(path, model=self.model, optimizer=self.optimizer)
-        except CheckpointError as e:
-            raise TrainingError(str(e).splitlines()[0] + " (the data or preset differ from the "
-                                "checkpoint's?)") from None
-        state = extra["train"]
-        self.checkpoint_path = path
-        self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
-        self.sums = json.loads(state["sums"])
-        self.schedule.load_state_dict(json.loads(state["schedule"]))
-        self.history = json.loads(state["history"])
-        restore_generator_states(self.model, extra.get("rng", {}))
-        for key, value in self.overrides.items():
-            if getattr(self.optimizer, key) != value:
-                self.echo(f"{key.replace('_', ' ')} set to {_show(value)} (the checkpoint had "
-                          f"{_show(getattr(self.optimizer, key))})")
-                setattr(self.optimizer, key, type(getattr(self.optimizer, key))(value))
-        self.config.decay_biases = self.optimizer.decay_biases   # what the update really does
-
-    def _open_metrics(self, resume) -> None:
-        """metrics.jsonl: on resume into the same folder, drop lines written after the checkpoint."""
-        self.metrics_path = os.path.join(self.out, "metrics.jsonl")
-        kept = []
-        if resume is not None:
-            if os.path.exists(self.metrics_path):
-                with open(self.metrics_path) as fh:
-                    kept = [json.loads(line) for line in fh if line.strip()]
-                kept = [r for r in kept if r.get("step", 0) <= self.step]
-            else:
-                kept = list(self.history)
-        with open(self.metrics_path, "w") as fh:
-            for r in kept:
-                fh.write(json.dumps(r) + "\n")
 
     def _log(self, record: Dict) -> None:
         with open(self.metrics_path, "a") as fh:
@@ -333,23 +223,9 @@ class Trainer:
     def save(self, rng_states: Optional[Dict[str, str]] = None) -> str:
         """Write last.h5 (atomically) with everything --resume needs."""
         from .checkpoint import save
-        stats = self.train_set.stats
-        extra = {
-            "train": {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                      "sums": json.dumps(self.sums), "schedule": json.dumps(self.schedule.state_dict()),
-                      "history": json.dumps(self.history), "config": json.dumps(self.config.resolved())},
-            "rng": rng_states if rng_states is not None else generator_states(self.model),
-            "data": {"mean": numpy.asarray(stats.mean), "pca_eigenvalues": numpy.asarray(stats.pca_eigenvalues),
-                     "pca_eigenvectors": numpy.asarray(stats.pca_eigenvectors),
-                     "classes": numpy.array([c.encode() for c in self.train_set.classes]),
-                     "class_names": numpy.array([c.encode() for c in self.train_set.class_names]),
-                     "spec": self.config.data, "base_size": self.train_set.base_size},
-        }
-        if not extra["rng"]:
-            extra.pop("rng")
         path = os.path.join(self.out, "last.h5")
-        save(path, self.model, optimizer=self.optimizer, extra=extra, epoch=self.epoch,
-             step=self.step, batch=self.batch)
+        save(path, self.model, optimizer=self.optimizer, extra=checkpoint_extra(self, rng_states),
+             epoch=self.epoch, step=self.step, batch=self.batch)
         self.checkpoint_path = path
         return path
 
@@ -402,7 +278,7 @@ class Trainer:
                     f"the loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}, "
                     f"batch {self.batch + 1}) with learning rate {self.optimizer.lr:g}: training "
                     f"diverged; {kept}. Try a smaller --lr")
-            top1, _ = _topk_correct(logits.data, labels, 1)
+            top1 = _top1_correct(logits.data, labels)
         except BaseException:
             if stop is not None:
                 stop.critical = False
@@ -576,20 +452,6 @@ class Trainer:
         return result
 
 
-def _check_out_folder(cfg: TrainConfig, resume: Optional[Dict]) -> None:
-    """Refuse to write a new run over another run's files (a resume writes into its own)."""
-    if cfg.out is not None and os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
-        raise TrainingError(f"--out {cfg.out} is a file, not a folder: give a folder for the run")
-    if cfg.out is None or not os.path.isdir(cfg.out):
-        return
-    if resume is not None and os.path.realpath(cfg.out) == os.path.realpath(
-            os.path.dirname(os.path.abspath(resume["path"]))):
-        return
-    if holds_a_run(cfg.out):
-        raise TrainingError(f"{cfg.out} already holds a run (last.h5, best.h5 or metrics.jsonl): "
-                            f"continue it with --resume {cfg.out}, or choose another --out")
-
-
 def _stored(dataset, base: int) -> str:
     """How the images reach the crops: 'stored 58x58', or 'stored 256x256 in the cache, resized to
     58x58 on load' when a cache holds another size than the preset needs."""
@@ -597,10 +459,6 @@ def _stored(dataset, base: int) -> str:
     if stored is None or stored == base:
         return f"stored {base}x{base}"
     return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load"
-
-
-def _show(value) -> str:
-    return str(value) if isinstance(value, bool) else f"{value:g}"
 
 
 def _epochs(n: int) -> str:

@@ -275,7 +275,7 @@ def test_two_ctrl_c_after_an_update_save_the_position_after_it(tmp_path, monkeyp
     matches an uninterrupted one (it does not repeat the batch)."""
     from minialex import train as train_module
     full = train(TrainConfig(epochs=1, out=str(tmp_path / "full"), **SMALL), echo=quiet)
-    real_topk, calls = train_module._topk_correct, []
+    real_topk, calls = train_module._top1_correct, []
 
     def topk_with_two_ctrl_c(*args):
         calls.append(1)
@@ -284,12 +284,12 @@ def test_two_ctrl_c_after_an_update_save_the_position_after_it(tmp_path, monkeyp
             os.kill(os.getpid(), signal.SIGINT)
         return real_topk(*args)
 
-    monkeypatch.setattr(train_module, "_topk_correct", topk_with_two_ctrl_c)
+    monkeypatch.setattr(train_module, "_top1_correct", topk_with_two_ctrl_c)
     out = tmp_path / "r"
     first = train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
     assert first.stopped == "interrupted" and first.steps == 3
     assert read_meta(str(out / "last.h5"))["step"] == 3
-    monkeypatch.setattr(train_module, "_topk_correct", real_topk)
+    monkeypatch.setattr(train_module, "_top1_correct", real_topk)
     rest = train(TrainConfig(resume=str(out), progress=False, log_every=1), echo=quiet)
     assert first.losses + rest.losses == full.losses
 
