@@ -185,7 +185,7 @@ def _relu_apart():
 @contextlib.contextmanager
 def _no_pad_k():
     """The GEMMs' shared dimension as it is (conv1: 363), not padded to a multiple of 8."""
-    from minialex.functional import conv_gpu
+    from minialex.kernels import conv_gpu
     saved, conv_gpu.PAD_K = conv_gpu.PAD_K, 1
     try:
         yield

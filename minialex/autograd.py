@@ -270,6 +270,9 @@ class Function:
     All inputs must be on one device; the forward and backward run with it made current
     (``with device:`` selects the GPU on CuPy; a no-op on the CPU).
 
+    A class may also define ``forward_gpu`` and/or ``backward_gpu`` (Chainer's split): on a GPU
+    those run instead, so ``forward``/``backward`` stay the readable NumPy algorithm.
+
     The graph: ``self.inputs`` holds the input tensors (strong references, so the graph stays
     alive while its output does) and ``self.outputs`` weak references to the outputs (so an
     unused output, e.g. one part of a ``split``, can be collected; its gradient is then zero).
@@ -277,6 +280,8 @@ class Function:
 
     #: the name used in error messages (defaults to the class name)
     name: Optional[str] = None
+    #: set by each call: whether it runs the ``*_gpu`` methods
+    on_gpu = False
 
     def __call__(self, *inputs):
         op = self.name or type(self).__name__
@@ -294,8 +299,9 @@ class Function:
         self.inputs = inputs
         self.device = device
         self.saved = ()
+        self.on_gpu = runs_on_gpu(device)
         with device:
-            outs = self.forward(*[x.data for x in inputs])
+            outs = self.method("forward")(*[x.data for x in inputs])
         single = not isinstance(outs, (tuple, list))
         outs = (outs,) if single else tuple(outs)
         outs = tuple(_as_array(a) for a in outs)
@@ -322,6 +328,12 @@ class Function:
             self.saved = ()
         return results[0] if single else tuple(results)
 
+    def method(self, name: str):
+        """``forward``/``backward``, or its ``_gpu`` form when this call runs on a GPU and the
+        class has one."""
+        gpu_form = getattr(self, name + "_gpu", None) if self.on_gpu else None
+        return gpu_form or getattr(self, name)
+
     def save_for_backward(self, *arrays) -> None:
         """Keep arrays for ``backward`` (read them back as ``self.saved``); freed after backward."""
         self.saved = arrays
@@ -335,6 +347,12 @@ class Function:
 
     def backward(self, *grads):
         raise NotImplementedError
+
+
+def runs_on_gpu(device: Device) -> bool:
+    """Whether an op on ``device`` takes its ``*_gpu`` methods (tests patch this to run the GPU
+    methods on NumPy arrays, with the CUDA kernels emulated by ``minialex.kernels.host``)."""
+    return device.is_cuda
 
 
 def _constant(value, device, like, op):
@@ -434,7 +452,7 @@ def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
                     with out_device:
                         gys[i] = out_device.xp.zeros(shape, dtype=dtype)
             with fn.device:
-                gxs = fn.backward(*gys)
+                gxs = fn.method("backward")(*gys)
             _collect_input_grads(fn, op, gxs, grads)
         if not retain_graph:  # free the graph: saved arrays and the links to the inputs
             fn.inputs = None

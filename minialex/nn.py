@@ -14,7 +14,8 @@ N(0, 2 / fan_in), which keeps activations from shrinking or growing through stac
 biases 0. AlexNet sets its preset's initialisation explicitly: the paper's for 'paper' (§5:
 N(0, 0.01^2), biases 0 or 1), He's for the small presets (see minialex.models.presets).
 Pass ``generator=`` (a seeded ``numpy.random.Generator``) for reproducible weights; without one
-a fresh, unseeded generator is used.
+a fresh, unseeded generator is used. ``init=False`` skips the draw (weights start at zero) for a
+caller that sets every weight itself, as AlexNet does: no 61 million normals drawn for nothing.
 """
 
 from __future__ import annotations
@@ -206,8 +207,11 @@ class Module:
 # Helpers for building parameters
 # --------------------------------------------------------------------------------------------
 
-def he_normal(shape, fan_in, generator, dtype, device):
-    """N(0, 2/fan_in) drawn in float64 from ``generator``, then cast (the default init)."""
+def he_normal(shape, fan_in, generator, dtype, device, init=True):
+    """N(0, 2/fan_in) drawn in float64 from ``generator``, then cast (the default init); zeros,
+    with no draw, when ``init`` is False."""
+    if not init:
+        return zeros_parameter(shape, dtype, device)
     rng = generator if generator is not None else numpy.random.default_rng()
     values = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
     return Parameter(values.astype(dtype), device=device)
@@ -231,7 +235,7 @@ class Conv2d(Module):
     See ``minialex.functional.conv2d``."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
-                 bias=True, device=None, dtype=numpy.float32, generator=None):
+                 bias=True, device=None, dtype=numpy.float32, generator=None, init=True):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
@@ -244,7 +248,7 @@ class Conv2d(Module):
         fan_in = in_channels // groups * kh * kw
         device = as_device(device)
         self.weight = he_normal((out_channels, in_channels // groups, kh, kw), fan_in, generator,
-                                dtype, device)
+                                dtype, device, init)
         self.bias = zeros_parameter((out_channels,), dtype, device) if bias else None
 
     def forward(self, x):
@@ -269,11 +273,12 @@ class Linear(Module):
     """Fully connected layer (§3.5): weight (out_features, in_features), bias (out_features,)."""
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=numpy.float32,
-                 generator=None):
+                 generator=None, init=True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         device = as_device(device)
-        self.weight = he_normal((out_features, in_features), in_features, generator, dtype, device)
+        self.weight = he_normal((out_features, in_features), in_features, generator, dtype,
+                                device, init)
         self.bias = zeros_parameter((out_features,), dtype, device) if bias else None
 
     def forward(self, x):

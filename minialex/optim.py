@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Tuple
 
+from . import kernels
 from .backend import as_numpy, get_array_module
 
 
@@ -115,7 +116,6 @@ class SGD:
             decay = self.decay_for(name, p)
             with p.device:  # on CuPy, run on the parameter's own GPU
                 if p.device.is_cuda:   # the same three lines as one fused CUDA pass
-                    from . import kernels
                     kernels.sgd_update(w, v, g, lr, mu, decay)
                     continue
                 v *= mu                        # momentum * v

@@ -1,4 +1,4 @@
-"""The GPU conv2d's algebra (functional/conv_gpu.py), checked on any machine.
+"""The GPU conv2d's algebra (minialex/kernels/conv_gpu.py), checked on any machine.
 
 conv_gpu.py arranges the convolution as transposed columns, kernel-major GEMM outputs and layout
 changes done by CUDA kernels. Here each kernel is replaced by its NumPy definition (im2col_t is
@@ -14,7 +14,7 @@ import pytest
 
 import minialex.functional as F
 from minialex import Tensor
-from minialex.functional import conv_gpu
+from minialex.kernels import conv_gpu
 from minialex.functional.conv import col2im, im2col
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import minialex.functional as F
 from minialex import Tensor, gradcheck, kernels
-from minialex.functional import conv_gpu
+from minialex.kernels import conv_gpu
 from minialex.functional.conv import col2im, im2col
 from minialex.kernels import host
 
@@ -182,8 +182,9 @@ def test_fused_cross_entropy_gradcheck_and_nan(rng, monkeypatch):
     """F.cross_entropy through its GPU branch (the fused kernels, run here on the CPU) passes the
     float64 finite-difference check, equals the NumPy branch, and a NaN logit gives a NaN loss
     (which the training loop's guard needs to see)."""
+    from minialex import autograd
     from minialex.functional import loss as loss_module
-    monkeypatch.setattr(loss_module, "uses_gpu", lambda a: True)
+    monkeypatch.setattr(autograd, "runs_on_gpu", lambda device: True)   # forward_gpu on NumPy
     logits = rng.standard_normal((4, 300)) * 3
     labels = rng.integers(0, 300, 4)
     # directional derivatives: each forward here runs 256 CPU threads per row with barriers
@@ -221,6 +222,36 @@ def test_the_gpu_conv2d_on_its_own_kernels(rng, monkeypatch, shape, wshape, stri
     numpy.testing.assert_allclose(y, ref.data, rtol=1e-12, atol=1e-12)
     for got, t in zip((gx, gw, gb), ts):
         numpy.testing.assert_allclose(got, t.grad, rtol=1e-10, atol=1e-12)
+
+
+OPS = {   # name: (op, input shapes); every Function with a forward_gpu or backward_gpu
+    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, 2, 1, 2), [(2, 4, 9, 8), (6, 2, 3, 3), (6,)]),
+    "conv2d_relu": (lambda x, w, b: F.conv2d_relu(x, w, b, 1, 2, 1), [(2, 3, 7, 6), (4, 3, 5, 5), (4,)]),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), [(2, 3, 9, 8)]),
+    "lrn": (lambda x: F.local_response_norm(x, 5, 0.2, 0.75, 2.0), [(2, 7, 3, 4)]),
+    "relu": (F.relu, [(3, 5)]),
+    "linear": (F.linear, [(3, 5), (4, 5), (4,)]),
+    "cross_entropy": (lambda x: F.cross_entropy(x, numpy.array([1, 0, 3])), [(3, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_s_gpu_methods_equal_its_numpy_methods(rng, monkeypatch, name):
+    """Function dispatches to forward_gpu/backward_gpu on a GPU; here that dispatch is forced on
+    NumPy arrays, so each op's GPU methods (their calls into the launchers included) run on the
+    emulated kernels and must give the NumPy methods' output and gradients."""
+    from minialex import autograd
+    op, shapes = OPS[name]
+    arrays = [rng.standard_normal(s) for s in shapes]
+    results = []
+    for gpu in (False, True):
+        monkeypatch.setattr(autograd, "runs_on_gpu", lambda device: gpu)
+        ts = [Tensor(a, requires_grad=True) for a in arrays]
+        y = op(*ts)
+        y.backward(numpy.random.default_rng(5).standard_normal(y.shape))
+        results.append([y.data] + [t.grad for t in ts])
+    for cpu, gpu in zip(*results):
+        numpy.testing.assert_allclose(gpu, cpu, rtol=1e-12, atol=1e-12)
 
 
 def test_argument_types_are_checked_as_cupy_would_pack_them():

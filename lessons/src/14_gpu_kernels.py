@@ -23,7 +23,7 @@ import numpy as np
 
 from minialex import Tensor, kernels
 import minialex.functional as F
-from minialex.functional import conv_gpu
+from minialex.kernels import conv_gpu
 from minialex.functional.conv import im2col
 from minialex.kernels import host
 

@@ -25,8 +25,9 @@ One 2-D GEMM per group: on CuPy, 2-D matmul is where TF32 applies (see ../shared
 batch in the rows keeps the product large. ``col2im`` is the adjoint of ``im2col``: every input
 pixel receives the sum of the column entries that copied it.
 
-On a GPU the same products run in the transposed arrangement of ``conv_gpu.py`` (columns as
-(C/groups*kh*kw, N*OH*OW), coalesced CUDA kernels, columns recomputed in the backward pass).
+On a GPU (``forward_gpu``/``backward_gpu``) the same products run in the transposed arrangement
+of ``minialex/kernels/conv_gpu.py`` (columns as (C/groups*kh*kw, N*OH*OW), coalesced CUDA
+kernels, columns recomputed in the backward pass).
 
 The naive path (``conv2d_naive``)
 ---------------------------------
@@ -39,10 +40,11 @@ from __future__ import annotations
 
 import numpy
 
+from .. import kernels
 from ..autograd import Function
-from ..backend import get_array_module
-from . import conv_gpu
-from .utils import check_float, check_ndim, check_same_dtype, output_size, pair, shape_of, uses_gpu
+from ..backend import get_array_module, is_cupy_array
+from ..kernels import conv_gpu
+from .utils import check_float, check_ndim, check_same_dtype, output_size, pair, shape_of
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,8 +67,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
     if oh < 1 or ow < 1:
         raise ValueError(f"im2col: kernel {(kh, kw)} is larger than the padded input "
                          f"{(h + 2 * ph, w + 2 * pw)} (input shape {(n, c, h, w)}, padding {(ph, pw)})")
-    if uses_gpu(x):
-        from .. import kernels
+    if is_cupy_array(x):
         return kernels.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
     xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
     # windows[n, c, y, x, i, j] = xpad[n, c, y + i, x + j]: a view, no copy yet.
@@ -90,8 +91,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     if tuple(cols.shape) != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col2im: cols has shape {shape_of(cols)} but input shape {(n, c, h, w)} "
                          f"with kernel {(kh, kw)} needs {(n * oh * ow, c * kh * kw)}")
-    if uses_gpu(cols):
-        from .. import kernels
+    if is_cupy_array(cols):
         return kernels.col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
     # Work on the transpose, (C*kh*kw, N*OH*OW) = (C, kh, kw, N, OH, OW), so that each offset's
     # share below is one contiguous block (conv2d's backward hands over cols as a transposed
@@ -156,13 +156,6 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias=None):
         self.has_bias = bias is not None
-        if uses_gpu(x):  # the GPU arrangement: transposed columns, recomputed in backward
-            self.on_gpu = True
-            y = conv_gpu.conv2d_forward(x, weight, bias, self.stride, self.padding, self.groups,
-                                        self.relu)
-            self.save_for_backward(x, weight, y if self.relu else None)   # y: the ReLU's mask
-            return y
-        self.on_gpu = False
         xp = get_array_module(x)
         n, c, h, w = shape_of(x)
         k, cg, kh, kw = shape_of(weight)
@@ -188,11 +181,6 @@ class Conv2d(Function):
 
     def backward(self, gy):
         need_gx = self.inputs is None or self.inputs[0].requires_grad
-        if self.on_gpu:
-            x, weight, y = self.saved
-            gx, gw, gb = conv_gpu.conv2d_backward(x, weight, gy, self.stride, self.padding,
-                                                  self.groups, need_gx, self.has_bias, y)
-            return (gx, gw, gb) if self.has_bias else (gx, gw)
         xp = get_array_module(gy)
         weight, y, *cols = self.saved
         if self.relu:                                   # the ReLU's backward: dy where y > 0
@@ -212,14 +200,25 @@ class Conv2d(Function):
             # slower on the second form when the shared dimension N*OH*OW is long.
             gw[g * kg:(g + 1) * kg] = (col.T @ gyg).T.reshape(kg, cg, kh, kw)
             if need_gx:
-                if uses_gpu(gy):
-                    gcols = gyg @ wmat                 # row-major, as the col2im kernel reads it
-                else:
-                    gcols = (wmat.T @ gyg.T).T         # the same matrix as a transposed view,
-                                                       # the layout col2im's NumPy path wants
+                gcols = (wmat.T @ gyg.T).T  # = gyg @ wmat, as the transposed view col2im wants
                 gx[:, g * cg:(g + 1) * cg] = col2im(gcols, (n, cg, h, w), (kh, kw),
                                                     self.stride, self.padding)
         gb = gy.sum(axis=(0, 2, 3)) if self.has_bias else None
+        return (gx, gw, gb) if self.has_bias else (gx, gw)
+
+    def forward_gpu(self, x, weight, bias=None):
+        """The GPU arrangement: transposed columns, recomputed in the backward pass."""
+        self.has_bias = bias is not None
+        y = conv_gpu.conv2d_forward(x, weight, bias, self.stride, self.padding, self.groups,
+                                    self.relu)
+        self.save_for_backward(x, weight, y if self.relu else None)   # y: the ReLU's mask
+        return y
+
+    def backward_gpu(self, gy):
+        x, weight, y = self.saved
+        need_gx = self.inputs is None or self.inputs[0].requires_grad
+        gx, gw, gb = conv_gpu.conv2d_backward(x, weight, gy, self.stride, self.padding,
+                                              self.groups, need_gx, self.has_bias, y)
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
 
@@ -278,8 +277,7 @@ class Conv2dNaive(Function):
         (ph, pw), (sh, sw) = self.padding, self.stride
         k_count, _, kh, kw = shape_of(weight)
         xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        oh = (xpad.shape[2] - kh) // sh + 1
-        ow = (xpad.shape[3] - kw) // sw + 1
+        oh, ow = output_size(xpad.shape[2], kh, sh, 0), output_size(xpad.shape[3], kw, sw, 0)
         y = xp.zeros((x.shape[0], k_count, oh, ow), dtype=x.dtype)
         for n, k, oy, ox, window in self._windows(xpad, k_count, kh, kw, oh, ow):
             y[n, k, oy, ox] = xp.sum(xpad[window] * weight[k])

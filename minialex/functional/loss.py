@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import numpy
 
+from .. import kernels
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, is_cupy_array
-from .utils import check_float, check_ndim, shape_of, uses_gpu
+from .utils import check_float, check_ndim, shape_of
 
 #: cross_entropy on CuPy arrays uses the fused kernels of kernels/loss.cu; False runs the NumPy
 #: formulas below on CuPy instead (``python benchmarks/gpu_step.py --compare loss-apart``).
 FUSED_ON_GPU = True
 
 
-def _log_softmax(x, axis):
+def log_softmax_array(x, axis=1):
+    """log softmax of a raw NumPy/CuPy array along ``axis`` (no graph): the one place it is
+    written, for the ops below and for code that scores logits without autograd."""
     xp = get_array_module(x)
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
@@ -41,7 +44,7 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        y = _log_softmax(x, self.axis)
+        y = log_softmax_array(x, self.axis)
         self.save_for_backward(y)
         return y
 
@@ -59,7 +62,7 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        y = xp.exp(_log_softmax(x, self.axis))
+        y = xp.exp(log_softmax_array(x, self.axis))
         self.save_for_backward(y)
         return y
 
@@ -90,29 +93,34 @@ class CrossEntropy(Function):
 
     def forward(self, logits):
         xp = get_array_module(logits)
-        self.fused = uses_gpu(logits) and FUSED_ON_GPU
-        if self.fused:
-            from .. import kernels
-            self.labels = xp.ascontiguousarray(self.labels, dtype=xp.int32)   # cast once, not twice
-            loss_rows, lse = kernels.cross_entropy_forward(logits, self.labels)
-            self.save_for_backward(logits, lse)       # (N, C) and (N,): no log-probabilities kept
-            return xp.asarray(loss_rows.mean(), dtype=logits.dtype)
-        logp = _log_softmax(logits, 1)
+        logp = log_softmax_array(logits, 1)
         rows = xp.arange(logits.shape[0])
         self.save_for_backward(logp)
         return xp.asarray(-logp[rows, self.labels].mean(), dtype=logits.dtype)
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        if self.fused:
-            from .. import kernels
-            logits, lse = self.saved
-            return kernels.cross_entropy_backward(logits, self.labels, lse, gy)
         (logp,) = self.saved
         n = logp.shape[0]
         g = xp.exp(logp)
         g[xp.arange(n), self.labels] -= 1
         return g * (gy / logp.dtype.type(n))
+
+    def forward_gpu(self, logits):
+        self.fused = FUSED_ON_GPU
+        if not self.fused:
+            return self.forward(logits)
+        xp = get_array_module(logits)
+        self.labels = xp.ascontiguousarray(self.labels, dtype=xp.int32)   # cast once, not twice
+        loss_rows, lse = kernels.cross_entropy_forward(logits, self.labels)
+        self.save_for_backward(logits, lse)       # (N, C) and (N,): no log-probabilities kept
+        return xp.asarray(loss_rows.mean(), dtype=logits.dtype)
+
+    def backward_gpu(self, gy):
+        if not self.fused:
+            return self.backward(gy)
+        logits, lse = self.saved
+        return kernels.cross_entropy_backward(logits, self.labels, lse, gy)
 
 
 def cross_entropy(logits, labels, check_labels: bool = True):

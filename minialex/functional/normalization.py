@@ -24,9 +24,10 @@ Gradient (with s_i = k + alpha * S_i and the window symmetric, so j in window(i)
 
 from __future__ import annotations
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import check_float, check_ndim, uses_gpu
+from .utils import check_float, check_ndim
 
 
 def check_lrn_args(op, x, size, alpha, beta, k):
@@ -67,24 +68,25 @@ class LocalResponseNorm(Function):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x):
-        if uses_gpu(x):
-            from .. import kernels
-            y, scale = kernels.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
-        else:
-            t = x.dtype.type
-            scale = t(self.k) + t(self.alpha) * window_sum(x * x, self.size)
-            y = x * scale ** t(-self.beta)
+        t = x.dtype.type
+        scale = t(self.k) + t(self.alpha) * window_sum(x * x, self.size)
+        y = x * scale ** t(-self.beta)
         self.save_for_backward(x, y, scale)
         return y
 
     def backward(self, gy):
         x, y, scale = self.saved
-        if uses_gpu(gy):
-            from .. import kernels
-            return kernels.lrn_backward(gy, x, y, scale, self.size, self.alpha, self.beta)
         t = x.dtype.type
         inner = window_sum(gy * y / scale, self.size)
         return gy * scale ** t(-self.beta) - t(2 * self.alpha * self.beta) * x * inner
+
+    def forward_gpu(self, x):            # the same formulas, one thread per value (lrn.cu)
+        y, scale = kernels.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        self.save_for_backward(x, y, scale)
+        return y
+
+    def backward_gpu(self, gy):
+        return kernels.lrn_backward(gy, *self.saved, self.size, self.alpha, self.beta)
 
 
 def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):

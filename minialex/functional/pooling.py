@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import check_float, check_ndim, output_size, pair, shape_of, uses_gpu
+from .utils import check_float, check_ndim, output_size, pair, shape_of
 
 
 def check_pool_args(op, x, kernel_size, stride, padding):
@@ -55,10 +56,6 @@ class MaxPool2d(Function):
         n, c, h, w = shape_of(x)
         oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
         self.x_shape = (n, c, h, w)
-        if uses_gpu(x):
-            from .. import kernels
-            y, self.argmax = kernels.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
-            return y
         xpad = x
         if ph or pw:
             xpad = numpy.full((n, c, h + 2 * ph, w + 2 * pw), -numpy.inf, dtype=x.dtype)
@@ -80,15 +77,25 @@ class MaxPool2d(Function):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         n, c, h, w = self.x_shape
         oh, ow = gy.shape[2], gy.shape[3]
-        if uses_gpu(gy):
-            from .. import kernels
-            return kernels.max_pool_backward(gy, self.argmax, n, c, h, w, kh, kw, sh, sw, ph, pw)
         gxpad = numpy.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
         for i in range(kh):
             for j in range(kw):   # overlapping windows: += collects every window's share
                 gxpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += numpy.where(
                     self.argmax == i * kw + j, gy, 0)
         return gxpad[:, :, ph:ph + h, pw:pw + w].copy() if (ph or pw) else gxpad
+
+    def forward_gpu(self, x):
+        """One thread per output (kernels/pooling.cu), argmax kept as on the CPU."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        self.x_shape = n, c, h, w = shape_of(x)
+        oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
+        y, self.argmax = kernels.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        return y
+
+    def backward_gpu(self, gy):
+        """A gather: one thread per input pixel sums the windows it won (no atomics)."""
+        return kernels.max_pool_backward(gy, self.argmax, *self.x_shape, *self.kernel_size,
+                                         *self.stride, *self.padding)
 
 
 def max_pool2d(x, kernel_size=3, stride=2, padding=0):

@@ -6,7 +6,7 @@ from typing import Tuple
 
 import numpy
 
-from ..backend import is_cupy_array
+from ..kernels.launch import output_size  # noqa: F401  (the one formula, shared with the GPU conv)
 
 
 def pair(value, op: str, what: str) -> Tuple[int, int]:
@@ -18,15 +18,6 @@ def pair(value, op: str, what: str) -> Tuple[int, int]:
         return int(a), int(b)
     except (TypeError, ValueError):
         raise ValueError(f"{op}: {what} must be an int or a pair of ints, got {value!r}") from None
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Positions a window of ``kernel`` visits along an axis of ``size`` (floor convention).
-
-    OH = (H + 2*padding - kernel) // stride + 1. AlexNet's sizes: conv1 on 227 gives 55 (§3.5);
-    pooling 3/2 then gives 55 -> 27 -> 13 -> 6 (§3.4).
-    """
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def shape_of(x) -> tuple:
@@ -51,8 +42,3 @@ def check_same_dtype(op: str, **arrays) -> None:
 def check_ndim(x, ndim: int, op: str, what: str, layout: str) -> None:
     if x.ndim != ndim:
         raise ValueError(f"{op}: {what} must be {ndim}-D {layout}, got shape {shape_of(x)}")
-
-
-def uses_gpu(x) -> bool:
-    """True for a CuPy array: the op then takes its CUDA fast path (minialex.kernels)."""
-    return is_cupy_array(x)

@@ -1,6 +1,6 @@
 """conv2d on a GPU: im2col in the *transposed* layout, cuBLAS GEMMs, and col2im as a gather.
 
-The same convolution as the CPU path in conv.py (and the same formula), arranged for a GPU:
+The same convolution as the CPU path in functional/conv.py (and the same formula), arranged for a GPU:
 
     colsT_g = im2col_t(x, group g)          (C/groups*kh*kw, N*OH*OW)    = cols_g.T
     Y^T[g]  = W_g @ colsT_g                 (K/groups, N*OH*OW)          one 2-D GEMM per group
@@ -26,7 +26,8 @@ the backward pass instead of being kept from the forward: for AlexNet at batch 1
 
 from __future__ import annotations
 
-from .. import kernels
+from . import launch as kernels
+from .launch import output_size
 from ..backend import cupy
 
 
@@ -62,7 +63,7 @@ def conv2d_forward(x, weight, bias, stride, padding, groups, relu=False):
     k, cg, kh, kw = weight.shape
     kg, kp = k // groups, padded_k(cg * kh * kw)
     (sh, sw), (ph, pw) = stride, padding
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
     x = cupy.ascontiguousarray(x)
     yt = cupy.empty((k, n * oh * ow), dtype=x.dtype)
     for g in range(groups):
