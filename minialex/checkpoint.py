@@ -307,11 +307,11 @@ def load(path, model=None, optimizer=None, devices=None):
     Without ``model``, the stored class, preset and config rebuild it (on ``devices``, default
     ``minialex.default_devices()``). With ``optimizer``, its state is restored too.
     """
+    from .models import build_model, upgrade_state   # old model classes convert on read
     path = os.fspath(path)
     meta = read_meta(path)
-    state = read_state(path)
+    state = upgrade_state(meta.get("model", ""), read_state(path))
     if model is None:
-        from .models import build_model
         try:
             model = build_model(meta["config"], devices=devices)
         except (KeyError, TypeError, ValueError) as e:
@@ -322,5 +322,6 @@ def load(path, model=None, optimizer=None, devices=None):
         opt_state = read_optimizer_state(path)
         if opt_state is None:
             raise CheckpointError(f"{path}: holds no optimizer state (saved without optimizer=)")
+        opt_state["velocity"] = upgrade_state(meta.get("model", ""), opt_state["velocity"])
         optimizer.load_state_dict(opt_state)
     return model

@@ -1,14 +1,14 @@
 """AlexNet (§3.5): parameter count, per-layer shapes of every preset, the cross-device copies of
-one training step, init, the grouped and one-column forms, and a whole-network gradient check."""
+one training step, init, both placements of the columns, old GroupedAlexNet checkpoints, the
+one-column form, and a whole-network gradient check."""
 
 import numpy
 import pytest
 
 import minialex
 import minialex.functional as F
-from minialex.models import (DROPOUT_SITES, PRESETS, AlexNet, GroupedAlexNet, OneColumnAlexNet,
-                             build_model, count_parameters, describe, get_preset,
-                             grouped_to_two_column, two_column_to_grouped)
+from minialex.models import (DROPOUT_SITES, PRESETS, AlexNet, OneColumnAlexNet, build_model,
+                             count_parameters, describe, get_preset)
 from minialex.optim import SGD
 
 TWO_CPUS = ("cpu:0", "cpu:1")
@@ -250,38 +250,35 @@ def test_eval_mode_is_deterministic_and_fixed_masks_are_used():
 # The grouped single-device form and the one-column net
 # --------------------------------------------------------------------------------------------
 
-def test_grouped_form_matches_two_columns_in_outputs_and_gradients():
-    two = AlexNet(5, "tiny", devices=TWO_CPUS, seed=4, dtype=numpy.float64)
-    grouped = GroupedAlexNet.from_two_column(two, device="cpu")
-    assert grouped.conv2.groups == 2 and grouped.conv2.weight.shape == (8, 3, 5, 5)
-    n = 3
-    x = images_for(two, n)
-    masks = fixed_masks("tiny", n, seed=1)
-    two.set_dropout_masks(masks)
-    grouped.set_dropout_masks(masks)
-    labels = numpy.array([0, 3, 4])
-    loss_two = F.cross_entropy(two(x), labels)
-    loss_grouped = F.cross_entropy(grouped(x), labels)
-    numpy.testing.assert_allclose(loss_two.item(), loss_grouped.item(), rtol=1e-12)
-    loss_two.backward()
-    loss_grouped.backward()
-    grads_grouped = grouped_to_two_column({n_: p.grad for n_, p in grouped.named_parameters()})
-    for name, prm in two.named_parameters():
-        numpy.testing.assert_allclose(prm.grad, grads_grouped[name], rtol=1e-10, atol=1e-13,
-                                      err_msg=name)
-    # same seed, same network; converters are inverse
-    same = GroupedAlexNet(5, "tiny", device="cpu", seed=4, dtype=numpy.float64)
-    state = two.state_dict()
-    for name, value in grouped_to_two_column(same.state_dict()).items():
-        assert numpy.array_equal(value, state[name]), name
-    assert list(two_column_to_grouped(state)) == [n_ for n_, _ in same.named_parameters()]
-    back = grouped.to_two_column(TWO_CPUS)
-    assert all(numpy.array_equal(p.numpy(), state[n_]) for n_, p in back.named_parameters())
+def test_old_grouped_checkpoints_load_as_alexnet_with_the_same_function_and_momentum():
+    """tests/data/grouped_tiny_v1.h5 was written by the GroupedAlexNet class (removed): one SGD step
+    taken, then its test-mode logits stored beside it. It loads as AlexNet, converted on read."""
+    import os
+    from minialex.optim import SGD
+    here = os.path.join(os.path.dirname(__file__), "data")
+    path = os.path.join(here, "grouped_tiny_v1.h5")
+    expected = numpy.load(os.path.join(here, "grouped_tiny_v1_expected.npz"))
+    for devices in ("cpu", TWO_CPUS):                    # either placement
+        model = minialex.load(path, devices=devices)
+        assert type(model) is AlexNet and model.config["class"] == "AlexNet"
+        model.eval()
+        numpy.testing.assert_allclose(model(expected["images"]).numpy(), expected["logits"],
+                                      rtol=1e-12, atol=1e-12)
+    opt = SGD(model.named_parameters())
+    minialex.load(path, model=model, optimizer=opt)
+    assert opt.steps == 1
+    v = opt.velocity["column1.conv2.weight"]
+    assert v.shape == model.column1.conv2.weight.shape and numpy.abs(v).sum() > 0
+    # column 1's half is the second half of the stored grouped tensor
+    import h5py
+    with h5py.File(path) as f:
+        stored = f["optimizer/velocity/conv2/weight"][...]
+    numpy.testing.assert_array_equal(v, stored[stored.shape[0] // 2:])
 
 
 def test_grouped_lrn_stays_within_each_column():
     # A negative control: LRN over all channels at once would mix the columns' edge channels.
-    from minialex.models.grouped import lrn_in_groups
+    from minialex.models.common import lrn_in_groups
     x = minialex.Tensor(numpy.random.default_rng(0).uniform(1, 30, (2, 8, 3, 3)))
     per_group = lrn_in_groups(x, 2).numpy()
     across = F.local_response_norm(x, 5, 1e-4, 0.75, 2.0)    # the same constants, one group
@@ -363,9 +360,10 @@ def test_gradcheck_fails_when_dropout_masks_change_between_evaluations():
     assert not report.passed
 
 
-def test_fused_one_device_path_equals_the_two_columns():
-    """On one device the columns run together (models/fused.py); in float64 the logits and every
-    parameter's gradient equal the column-by-column path's, dropout included (same generators)."""
+def test_columns_together_equal_column_by_column():
+    """On one device the columns run together (placement.py); in float64 the logits, every stage's
+    activations and every parameter's gradient equal the column-by-column placement's, dropout
+    included (same generators)."""
     import minialex.functional as F
     from minialex.models import AlexNet
 
@@ -376,10 +374,17 @@ def test_fused_one_device_path_equals_the_two_columns():
                         dtype=numpy.float64, fuse_columns=fuse)
         x = numpy.random.default_rng(1).standard_normal((3, 3, model.input_size, model.input_size))
         labels = numpy.array([0, 3, 6])
-        logits = model(minialex.Tensor(x))
+        acts = {}
+        logits = model(minialex.Tensor(x), activations=acts)
+        assert type(model.placement()).__name__ == ("ColumnsTogether" if fuse else "ColumnByColumn")
         F.cross_entropy(logits, labels).backward()
-        results.append((logits.numpy(), {n: p.grad.copy() for n, p in model.named_parameters()}))
-    (l_fused, g_fused), (l_cols, g_cols) = results
+        results.append((logits.numpy(), {n: p.grad.copy() for n, p in model.named_parameters()},
+                        {k: a.numpy() for k, a in acts.items()}))
+    (l_fused, g_fused, a_fused), (l_cols, g_cols, a_cols) = results
+    assert set(a_fused) == set(a_cols) and len(a_cols) == 21
+    for name in a_cols:
+        numpy.testing.assert_allclose(a_fused[name], a_cols[name], rtol=1e-12, atol=1e-12,
+                                      err_msg=name)
     numpy.testing.assert_allclose(l_fused, l_cols, rtol=1e-12, atol=1e-12)
     assert set(g_fused) == set(g_cols)
     for name in g_cols:

@@ -1,32 +1,34 @@
 """AlexNet and its sizes.
 
-- ``AlexNet``          the two-column network of §3.5, column 0 and column 1 on two devices
-- ``GroupedAlexNet``   the same network on one device, conv2/4/5 as groups=2 convolutions
+- ``AlexNet``          the two-column network of §3.5; how its columns run is a placement
+                       (placement.py): column by column on two devices, or together on one
 - ``OneColumnAlexNet`` the one-GPU net the paper compares against (§3.2)
-- ``PRESETS``          'paper', 'mini', 'tiny'; ``describe``/``table`` print the per-layer table
+- ``PRESETS``          'paper', 'mini', 'tiny', each with its layer table (``Preset.layers``);
+                       ``describe``/``table`` print the per-layer table
 - ``build_model``      rebuild a model from its ``config`` (used by ``minialex.load``)
 """
 
-from .presets import PAPER_INPUT_SIZE, PRESETS, Preset, get_preset
+from .presets import PAPER_INPUT_SIZE, PRESETS, LayerShape, Preset, get_preset
 from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
 from .summary import LayerRow, count_parameters, describe, table
 from .alexnet import DROPOUT_SITES, AlexNet, Column
-from .grouped import GroupedAlexNet, grouped_to_two_column, two_column_to_grouped
 from .one_column import OneColumnAlexNet
+from .legacy import RENAMED_CLASSES, upgrade_state
 
-MODEL_CLASSES = {"AlexNet": AlexNet, "GroupedAlexNet": GroupedAlexNet,
-                 "OneColumnAlexNet": OneColumnAlexNet}
+MODEL_CLASSES = {"AlexNet": AlexNet, "OneColumnAlexNet": OneColumnAlexNet}
 
 
 def build_model(config: dict, devices=None):
     """Rebuild a model from its ``config`` (``model.config``, or as stored in a checkpoint).
 
     ``devices``: a pair for AlexNet, or one device (or a pair, whose first is used) for the
-    single-device forms; default ``minialex.default_devices()``.
+    one-column net; default ``minialex.default_devices()``. A class minialex no longer has is
+    rebuilt as the class that reads its checkpoints now (legacy.py).
     """
     import numpy
     cfg = dict(config)
     name = cfg.pop("class", "AlexNet")
+    name = RENAMED_CLASSES.get(name, name)
     if name not in MODEL_CLASSES:
         raise ValueError(f"unknown model class {name!r}; known: {', '.join(MODEL_CLASSES)}")
     cls = MODEL_CLASSES[name]
@@ -43,8 +45,8 @@ def build_model(config: dict, devices=None):
 
 
 __all__ = [
-    "AlexNet", "Column", "GroupedAlexNet", "OneColumnAlexNet", "PRESETS", "Preset",
+    "AlexNet", "Column", "OneColumnAlexNet", "PRESETS", "Preset", "LayerShape",
     "PAPER_INPUT_SIZE", "DROPOUT_SITES", "INIT_SCHEMES", "LayerRow", "build_model",
-    "count_parameters", "describe", "get_preset", "grouped_to_two_column", "initial_parameters",
-    "parameter_shapes", "table", "two_column_to_grouped",
+    "count_parameters", "describe", "get_preset", "initial_parameters", "parameter_shapes",
+    "table", "upgrade_state",
 ]

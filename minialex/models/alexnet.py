@@ -23,7 +23,9 @@ device. fc8 is one layer kept with column 0, as in cuda-convnet2's two-GPU confi
 paper does not say where it ran); the logits and the loss are on device 0.
 
 In the backward pass the same four crossings carry the gradients back (one copy back per forward
-copy). When both columns share a device (one GPU, or plain 'cpu') the copies are no-ops.
+copy). ``forward`` below states this network once; *how* the columns run is a placement
+(placement.py): column by column on two devices, or both together on one device (one GPU, or
+plain 'cpu'), where the copies would be no-ops and the columns run as grouped operations.
 
 Input: a float (N, 3, S, S) batch, S = ``model.input_size`` (227 for ``paper``: see presets.py
 for 224 versus 227). Output: logits (N, num_classes) on ``model.output_device``.
@@ -39,111 +41,34 @@ from .. import functional as F
 from .. import nn
 from ..autograd import Tensor, concat, to_device
 from ..backend import Device, as_device, default_devices
+from ..functional.dropout import draw_keep_mask
+from .common import (activations_in_test_mode, assign_parameters, check_images,
+                     dropout_generator, split_seed)
 from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
-from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
-                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE, Preset,
-                      get_preset)
+from .placement import ColumnByColumn, ColumnsTogether
+from .presets import DROPOUT_P, Preset, get_preset
 
 #: Names of the dropout sites, the keys of ``set_dropout_masks``: fc6 and fc7 in each column.
 DROPOUT_SITES = ("column0.fc6", "column1.fc6", "column0.fc7", "column1.fc7")
 
 
-# --------------------------------------------------------------------------------------------
-# Helpers shared by every form of the network (also used by grouped.py and one_column.py)
-# --------------------------------------------------------------------------------------------
-
-def split_seed(seed, count: int):
-    """Independent child seeds for init and each dropout generator, from one user seed.
-
-    ``seed=None`` means 0: a model built without a seed is still reproducible.
-    """
-    root = numpy.random.SeedSequence(0 if seed is None else seed)
-    return root.spawn(count)
-
-
-def dropout_generator(seed_sequence, device: Device):
-    """A generator for dropout masks on ``device``: NumPy's on the CPU, CuPy's on a GPU (so that
-    masks are drawn where the activations are, without a host copy)."""
-    if device.is_cuda:
-        from ..backend import cupy
-        with device:
-            return cupy.random.default_rng(int(seed_sequence.generate_state(1)[0]))
-    return numpy.random.default_rng(seed_sequence)
-
-
-def lrn(x: Tensor) -> Tensor:
-    """Local response normalisation with the paper's constants (§3.3), over one column's channels."""
-    return F.local_response_norm(x, size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
-
-
-def lrn_in_groups(x: Tensor, groups: int) -> Tensor:
-    """LRN (§3.3) within each of ``groups`` equal channel blocks, as each column normalises only
-    its own channels: (N, G*C, H, W) is viewed as (N*G, C, H, W), a reshape without a copy."""
-    if groups == 1:
-        return lrn(x)
-    n, c, h, w = x.shape
-    return lrn(x.reshape(n * groups, c // groups, h, w)).reshape(n, c, h, w)
-
-
-def check_images(model, images) -> Tensor:
-    """``images`` as a Tensor of shape (N, 3, S, S) and the model's dtype, or a clear error."""
-    if not isinstance(images, Tensor):
-        images = Tensor(images)
-    s, name = model.input_size, f"{type(model).__name__} ({model.preset})"
-    if images.ndim != 4 or images.shape[1:] != (3, s, s):
-        raise ValueError(f"{name}: expected images of shape (N, 3, {s}, {s}), got {images.shape}")
-    if images.dtype != model.dtype:
-        raise TypeError(f"{name}: images are {images.dtype} but the model is {model.dtype}; "
-                        "convert with .astype")
-    return images
-
-
-def max_pool(x: Tensor) -> Tensor:
-    """Overlapping max pooling, 3x3 windows with stride 2 (§3.4)."""
-    return F.max_pool2d(x, kernel_size=POOL_SIZE, stride=POOL_STRIDE)
-
-
-def activations_in_test_mode(model, images) -> Dict[str, Tensor]:
-    """Every stage's output of ``model`` (``forward(images, activations=...)``) on ``images``, in
-    test mode and without a graph; the model's training flag is restored afterwards."""
-    from ..autograd import no_grad
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            acts: Dict[str, Tensor] = {}
-            model.forward(images, activations=acts)
-            return acts
-    finally:
-        model.train(was_training)
-
-
-def assign_parameters(module: nn.Module, arrays: Dict[str, numpy.ndarray]) -> None:
-    """Put host arrays into a module's parameters, each on that parameter's device."""
-    for name, p in module.named_parameters():
-        p.data = p.device.put(arrays[name], dtype=p.data.dtype)
+def build_layer(shape, device: Device, dtype) -> nn.Module:
+    """An nn.Conv2d or nn.Linear of a ``LayerShape``, its weights left for the initialiser."""
+    kw = dict(device=device, dtype=dtype, init=False)
+    if shape.kernel:
+        return nn.Conv2d(shape.inputs, shape.outputs, shape.kernel, stride=shape.stride,
+                         padding=shape.padding, **kw)
+    return nn.Linear(shape.inputs, shape.outputs, **kw)
 
 
 class Column(nn.Module):
-    """One column of AlexNet: half of every layer's kernels, all on one device (§3.2).
-
-    conv3, fc6 and fc7 take both columns' outputs as input (twice the channels of the layer
-    before); conv2, conv4 and conv5 read only this column.
-    """
+    """One column of AlexNet: half of every layer's kernels, all on one device (§3.2), built from
+    the preset's layer table. conv3, fc6 and fc7 read both columns (twice the inputs)."""
 
     def __init__(self, preset: Preset, device: Device, dtype):
         super().__init__()
-        c1, c2, c3, c4, c5 = preset.channels
-        f = preset.fc
-        kw = dict(device=device, dtype=dtype)
-        self.conv1 = nn.Conv2d(3, c1, preset.conv1_kernel, stride=preset.conv1_stride,
-                               padding=preset.conv1_padding, **kw)
-        self.conv2 = nn.Conv2d(c1, c2, CONV2_KERNEL, padding=CONV2_PADDING, **kw)
-        self.conv3 = nn.Conv2d(2 * c2, c3, CONV345_KERNEL, padding=CONV345_PADDING, **kw)
-        self.conv4 = nn.Conv2d(c3, c4, CONV345_KERNEL, padding=CONV345_PADDING, **kw)
-        self.conv5 = nn.Conv2d(c4, c5, CONV345_KERNEL, padding=CONV345_PADDING, **kw)
-        self.fc6 = nn.Linear(2 * preset.pool5_features, f, **kw)
-        self.fc7 = nn.Linear(2 * f, f, **kw)
+        for shape in preset.layers(num_classes=1)[:-1]:       # conv1..fc7 (fc8 is not a column's)
+            setattr(self, shape.name, build_layer(shape, device, dtype))
 
 
 class AlexNet(nn.Module):
@@ -159,10 +84,9 @@ class AlexNet(nn.Module):
     dtype : numpy.float32 for training, numpy.float64 for gradient checks
     init : 'paper', 'caffe' or 'he' (see init.py); default: the preset's own
     dropout_mode : 'paper' (§4.2: keep-mask at training, x0.5 at test) or 'inverted'
-    fuse_columns : when both columns share one device, compute them together as grouped layers
-        over the same parameters (fused.py: the same function, fewer and larger operations).
-        The column-by-column path below runs whenever the columns are on two devices, when
-        ``activations`` are asked for, or with ``fuse_columns=False``.
+    fuse_columns : when both columns share one device, run them together (placement.py:
+        ``ColumnsTogether``, the same function with fewer, larger operations); False runs them
+        column by column everywhere. Two devices always run column by column.
 
     Parameters are named ``column0.conv1.weight`` ... ``column1.fc7.bias``, ``fc8.weight``,
     ``fc8.bias`` (conv weights (K, C, kh, kw), linear weights (out, in), as in PyTorch).
@@ -180,15 +104,8 @@ class AlexNet(nn.Module):
             raise ValueError(f"AlexNet: unknown init {init!r}; choose one of {', '.join(INIT_SCHEMES)}")
         if num_classes < 1:
             raise ValueError(f"AlexNet: num_classes must be at least 1, got {num_classes}")
-        if devices is None:
-            devices = default_devices()
-        if isinstance(devices, (str, Device)):
-            devices = (devices, devices)
-        if len(devices) != 2:
-            raise ValueError(f"AlexNet: devices must be a pair (column 0, column 1), got {devices!r}")
-        d0, d1 = as_device(devices[0]), as_device(devices[1])
+        d0, d1 = _device_pair(default_devices() if devices is None else devices)
         self._preset = p
-        self.devices = (d0, d1)
         self.num_classes = int(num_classes)
         self.dtype = numpy.dtype(dtype)
         self.init = init
@@ -198,12 +115,13 @@ class AlexNet(nn.Module):
 
         self.column0 = Column(p, d0, self.dtype)
         self.column1 = Column(p, d1, self.dtype)
-        self.fc8 = nn.Linear(2 * p.fc, self.num_classes, device=d0, dtype=self.dtype)  # on device 0
-
-        init_seed, drop0, drop1 = split_seed(seed, 3)
+        self.fc8 = build_layer(p.layers(self.num_classes)[-1], d0, self.dtype)   # on device 0
+        self.devices = (d0, d1)
+        self.seeds = split_seed(seed, 3)      # init, dropout of column 0, dropout of column 1
         assign_parameters(self, initial_parameters(p, self.num_classes, init,
-                                                   numpy.random.default_rng(init_seed), self.dtype))
-        self.dropout_generators = (dropout_generator(drop0, d0), dropout_generator(drop1, d1))
+                                                   numpy.random.default_rng(self.seeds[0]),
+                                                   self.dtype))
+        self._new_dropout_generators()
         self.dropout_masks: Optional[Dict[str, object]] = None
 
     # -- facts about the model -------------------------------------------------------------
@@ -240,23 +158,29 @@ class AlexNet(nn.Module):
     def parameter_shapes(self):
         return parameter_shapes(self._preset, self.num_classes)
 
+    def placement(self):
+        """The strategy that runs the columns (placement.py) for the current devices."""
+        together = self.fuse_columns and self.devices[0] == self.devices[1]
+        return ColumnsTogether(self) if together else ColumnByColumn(self)
+
     def to(self, devices) -> "AlexNet":
         """Move the columns: ``devices`` is a pair (column 0, column 1) or one device for both.
 
         fc8 follows column 0. The dropout generators start again from the model's seed.
         """
-        if isinstance(devices, (str, Device)):
-            devices = (devices, devices)
-        d0, d1 = as_device(devices[0]), as_device(devices[1])
+        d0, d1 = _device_pair(devices)
         self.column0.to(d0)
         self.column1.to(d1)
         self.fc8.to(d0)
         self.devices = (d0, d1)
-        _, drop0, drop1 = split_seed(self.seed, 3)
-        self.dropout_generators = (dropout_generator(drop0, d0), dropout_generator(drop1, d1))
+        self._new_dropout_generators()
         return self
 
     # -- dropout ---------------------------------------------------------------------------
+    def _new_dropout_generators(self) -> None:
+        self.dropout_generators = tuple(dropout_generator(self.seeds[1 + c], self.devices[c])
+                                        for c in (0, 1))
+
     def set_dropout_masks(self, masks: Optional[Dict[str, object]]) -> None:
         """Use fixed keep-masks (1 keep, 0 drop) instead of random ones, e.g. for gradient checks.
 
@@ -269,23 +193,19 @@ class AlexNet(nn.Module):
                 raise ValueError(f"AlexNet.set_dropout_masks: missing masks for {missing}")
         self.dropout_masks = masks
 
-    def _dropout(self, x: Tensor, site: str, column: int) -> Tensor:
-        mask = None
-        if self.dropout_masks is not None and self.training:
-            mask = self.devices[column].put(self.dropout_masks[site])
-        return F.dropout(x, p=DROPOUT_P, training=self.training, mode=self.dropout_mode,
-                         mask=mask, generator=self.dropout_generators[column])
+    def keep_mask(self, column: int, layer: str, shape, like):
+        """Column ``column``'s keep-mask after ``layer`` (§4.2): the fixed one, or a fresh draw
+        from that column's own generator (so both placements draw the same masks)."""
+        if self.dropout_masks is not None:
+            return self.devices[column].put(self.dropout_masks[f"column{column}.{layer}"])
+        return draw_keep_mask(shape, DROPOUT_P, self.dropout_generators[column], like)
 
-    # -- the crossings ---------------------------------------------------------------------
-    def exchange(self, a0: Tensor, a1: Tensor, layer: str):
-        """Give each device both columns' outputs, column 0's first: the input of ``layer``.
-
-        Two copies: column 1's output to device 0 and column 0's output to device 1.
-        """
-        d0, d1 = self.devices
-        both0 = concat([a0, to_device(a1, d0, label=f"{layer} input: column1 -> column0")], axis=1)
-        both1 = concat([to_device(a0, d1, label=f"{layer} input: column0 -> column1"), a1], axis=1)
-        return both0, both1
+    def dropout_column(self, x: Tensor, column: int, layer: str) -> Tensor:
+        """Dropout (§4.2) of one column's ``layer`` output (training: its keep-mask; test: x0.5)."""
+        if not self.training:
+            return F.dropout(x, p=DROPOUT_P, training=False, mode=self.dropout_mode)
+        return F.dropout(x, p=DROPOUT_P, training=True, mode=self.dropout_mode,
+                         mask=self.keep_mask(column, layer, x.shape, x.data))
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, images, activations: Optional[dict] = None) -> Tensor:
@@ -296,52 +216,33 @@ class AlexNet(nn.Module):
         'column0.fc6' ... 'column1.fc7' (after ReLU, before dropout) and 'fc8' (the logits).
         """
         images = check_images(self, images)
-        d0, d1 = self.devices
-        col0, col1 = self.column0, self.column1
-        n = images.shape[0]
-
-        def keep(stage, h0, h1):  # note both columns' outputs of one stage, if asked to
-            if activations is not None:
-                activations[f"column0.{stage}"], activations[f"column1.{stage}"] = h0, h1
-            return h0, h1
-
         if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
             images = images * self._preset.input_scale
-        if self.fuse_columns and d0 == d1 and activations is None:
-            from .fused import forward_one_device      # one device: the columns run together
-            return forward_one_device(self, images)
-        # The image goes to both columns.
-        x0 = to_device(images, d0, label="image -> column0")
-        x1 = to_device(images, d1, label="image -> column1")
+        run = self.placement()
 
+        def keep(stage, h):  # note both columns' outputs of one stage, if asked to
+            if activations is not None:
+                activations[f"column0.{stage}"], activations[f"column1.{stage}"] = run.halves(h)
+            return h
+
+        h = run.enter(images)                                   # the image goes to both columns
         # Layers 1 and 2: each column sees only itself.
-        h0, h1 = keep("conv1", F.relu(col0.conv1(x0)), F.relu(col1.conv1(x1)))
-        h0, h1 = keep("pool1", max_pool(lrn(h0)), max_pool(lrn(h1)))
-        h0, h1 = keep("conv2", F.relu(col0.conv2(h0)), F.relu(col1.conv2(h1)))
-        h0, h1 = keep("pool2", max_pool(lrn(h0)), max_pool(lrn(h1)))
-
+        h = keep("conv1", run.conv(h, "conv1"))
+        h = keep("pool1", run.pool(run.lrn(h)))
+        h = keep("conv2", run.conv(h, "conv2"))
+        h = keep("pool2", run.pool(run.lrn(h)))
         # Crossing 1: conv3 reads both columns' pool2.
-        h0, h1 = self.exchange(h0, h1, "conv3")
-        h0, h1 = keep("conv3", F.relu(col0.conv3(h0)), F.relu(col1.conv3(h1)))
-
+        h = keep("conv3", run.conv(run.cross(h, "conv3"), "conv3"))
         # Layers 4 and 5: each column sees only itself again.
-        h0, h1 = keep("conv4", F.relu(col0.conv4(h0)), F.relu(col1.conv4(h1)))
-        h0, h1 = keep("conv5", F.relu(col0.conv5(h0)), F.relu(col1.conv5(h1)))
-        h0, h1 = keep("pool5", max_pool(h0), max_pool(h1))
-
+        h = keep("conv4", run.conv(h, "conv4"))
+        h = keep("conv5", run.conv(h, "conv5"))
+        h = keep("pool5", run.pool(h))
         # Crossing 2: fc6 reads both columns' pool5, flattened (channel, row, column order).
-        h0, h1 = self.exchange(h0.reshape(n, -1), h1.reshape(n, -1), "fc6")
-        h0, h1 = keep("fc6", F.relu(col0.fc6(h0)), F.relu(col1.fc6(h1)))
-        h0, h1 = self._dropout(h0, "column0.fc6", 0), self._dropout(h1, "column1.fc6", 1)
-
+        h = run.dropout(keep("fc6", run.fc(run.cross(run.flatten(h), "fc6"), "fc6")), "fc6")
         # Crossing 3: fc7 reads both columns' fc6.
-        h0, h1 = self.exchange(h0, h1, "fc7")
-        h0, h1 = keep("fc7", F.relu(col0.fc7(h0)), F.relu(col1.fc7(h1)))
-        h0, h1 = self._dropout(h0, "column0.fc7", 0), self._dropout(h1, "column1.fc7", 1)
-
+        h = run.dropout(keep("fc7", run.fc(run.cross(h, "fc7"), "fc7")), "fc7")
         # Crossing 4: fc8 (on device 0) reads both columns' fc7. No ReLU: these are the logits.
-        both = concat([h0, to_device(h1, d0, label="fc8 input: column1 -> column0")], axis=1)
-        logits = self.fc8(both)
+        logits = self.fc8(run.join(h))
         if activations is not None:
             activations["fc8"] = logits
         return logits
@@ -352,3 +253,12 @@ class AlexNet(nn.Module):
         acts = activations_in_test_mode(self, images)
         h1 = to_device(acts["column1.fc7"], self.devices[0], label="fc7 features -> column0")
         return concat([acts["column0.fc7"], h1], axis=1)
+
+
+def _device_pair(devices):
+    """(column 0's device, column 1's device) from a pair or one device for both."""
+    if isinstance(devices, (str, Device)):
+        devices = (devices, devices)
+    if len(devices) != 2:
+        raise ValueError(f"AlexNet: devices must be a pair (column 0, column 1), got {devices!r}")
+    return as_device(devices[0]), as_device(devices[1])

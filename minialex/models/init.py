@@ -2,7 +2,7 @@
 
 The parameters are drawn on the host with a NumPy Generator, in the fixed order of
 ``parameter_shapes``, and only then put on their device, so the same seed gives bit-identical
-weights on a CPU and on a GPU, and in the two-column, grouped and checkpointed forms.
+weights on a CPU and on a GPU, whichever placement runs the columns.
 
 Schemes (``fan_in`` = inputs to one neuron, e.g. 5*5*48 for the paper's conv2):
 
@@ -33,7 +33,7 @@ from typing import Dict, Tuple
 
 import numpy
 
-from .presets import CONV2_KERNEL, CONV345_KERNEL, Preset
+from .presets import Preset
 
 INIT_SCHEMES = ("paper", "caffe", "he")
 
@@ -41,37 +41,21 @@ INIT_SCHEMES = ("paper", "caffe", "he")
 #: should start positive. Everything else starts at 0.
 POSITIVE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
-COLUMN_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
-
 
 def parameter_shapes(preset: Preset, num_classes: int) -> "OrderedDict[str, Tuple[int, ...]]":
-    """Name -> shape of every parameter of the two-column AlexNet, in PyTorch layout.
+    """Name -> shape of every parameter of the two-column AlexNet, read off ``preset.layers``.
 
-    Conv weights are (K, C_in, kh, kw), linear weights (out, in). conv3, fc6, fc7 and fc8 read
-    both columns: their C_in / in is the two columns' outputs concatenated, column 0 first.
-    fc8 is one layer, kept with column 0 (as in cuda-convnet2's two-GPU configuration).
+    PyTorch layout: conv weights (K, C_in, kh, kw), linear weights (out, in). Column 0's layers,
+    then column 1's, then fc8 (one layer, kept with column 0 as in cuda-convnet2's two-GPU
+    configuration). conv3, fc6, fc7 and fc8 read both columns, column 0's channels first.
     """
-    c1, c2, c3, c4, c5 = preset.channels
-    k1, f = preset.conv1_kernel, preset.fc
+    *column, fc8 = preset.layers(num_classes)
     shapes = OrderedDict()
     for col in (0, 1):
-        p = f"column{col}."
-        shapes[p + "conv1.weight"] = (c1, 3, k1, k1)
-        shapes[p + "conv1.bias"] = (c1,)
-        shapes[p + "conv2.weight"] = (c2, c1, CONV2_KERNEL, CONV2_KERNEL)        # own column
-        shapes[p + "conv2.bias"] = (c2,)
-        shapes[p + "conv3.weight"] = (c3, 2 * c2, CONV345_KERNEL, CONV345_KERNEL)  # both columns
-        shapes[p + "conv3.bias"] = (c3,)
-        shapes[p + "conv4.weight"] = (c4, c3, CONV345_KERNEL, CONV345_KERNEL)    # own column
-        shapes[p + "conv4.bias"] = (c4,)
-        shapes[p + "conv5.weight"] = (c5, c4, CONV345_KERNEL, CONV345_KERNEL)    # own column
-        shapes[p + "conv5.bias"] = (c5,)
-        shapes[p + "fc6.weight"] = (f, 2 * preset.pool5_features)                # both columns
-        shapes[p + "fc6.bias"] = (f,)
-        shapes[p + "fc7.weight"] = (f, 2 * f)                                    # both columns
-        shapes[p + "fc7.bias"] = (f,)
-    shapes["fc8.weight"] = (num_classes, 2 * f)                                  # both columns
-    shapes["fc8.bias"] = (num_classes,)
+        for layer in column:
+            shapes[f"column{col}.{layer.name}.weight"] = layer.weight_shape
+            shapes[f"column{col}.{layer.name}.bias"] = (layer.outputs,)
+    shapes["fc8.weight"], shapes["fc8.bias"] = fc8.weight_shape, (fc8.outputs,)
     return shapes
 
 
@@ -102,8 +86,7 @@ def initial_parameters(preset: Preset, num_classes: int, scheme: str, seed,
                        dtype=numpy.float32) -> Dict[str, numpy.ndarray]:
     """Host (NumPy) arrays for every parameter of the two-column AlexNet (``parameter_shapes``).
 
-    ``seed`` is an int or a ``numpy.random.Generator``. The grouped form converts these arrays
-    (grouped.py), so one seed gives the same network in both forms.
+    ``seed`` is an int or a ``numpy.random.Generator``.
     """
     return draw_parameters(parameter_shapes(preset, num_classes), scheme, seed, dtype)
 

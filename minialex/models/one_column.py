@@ -22,52 +22,149 @@ fc8           classes                      classes
 With a single column there are no crossings, and conv3 reads all of conv2's (128) maps. At the
 paper's size it has 59,798,312 parameters against the two-column net's 60,965,224 (``count_parameters``).
 Pass ``halve_all=True`` for the literal reading (every layer half as wide), a much smaller net.
+Its forward is written out here, layer after layer: a different network from AlexNet's, so
+it is not one of AlexNet's placements.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy
 
-from .alexnet import assign_parameters, dropout_generator, split_seed
-from .grouped import SingleDeviceAlexNet
-from .init import draw_parameters
-from .presets import Preset, get_preset
+from .. import functional as F
+from .. import nn
+from ..autograd import Tensor, to_device
+from ..backend import Device, as_device, default_devices
+from .common import (activations_in_test_mode, assign_parameters, check_images,
+                     dropout_generator, lrn_in_groups, max_pool, split_seed)
+from .init import INIT_SCHEMES, draw_parameters
+from .presets import DROPOUT_P, Preset, get_preset
 
 
-class OneColumnAlexNet(SingleDeviceAlexNet):
+class OneColumnAlexNet(nn.Module):
     """One column of AlexNet on one device, as in §3.2's comparison (see the module docstring).
 
-    Parameters as ``GroupedAlexNet``; ``halve_all`` also halves conv5 and the fc layers.
+    Arguments as ``AlexNet``'s, with one ``device``; ``halve_all`` also halves conv5 and the fc
+    layers. Parameters: ``conv1.weight`` ... ``fc8.bias``.
     """
 
     def __init__(self, num_classes: int = 1000, preset: Union[str, Preset] = "paper",
                  device=None, seed: Optional[int] = None, dtype=numpy.float32,
                  init: Optional[str] = None, dropout_mode: str = "paper", halve_all: bool = False):
+        super().__init__()
         p = get_preset(preset)
+        p.check()
+        self.init = init or p.init
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"OneColumnAlexNet: unknown init {self.init!r}; choose one of "
+                             f"{', '.join(INIT_SCHEMES)}")
+        self._preset, self.num_classes, self.seed = p, int(num_classes), seed
+        self.dtype, self.dropout_mode, self.halve_all = numpy.dtype(dtype), dropout_mode, bool(halve_all)
+        self.device = as_device(device if device is not None else default_devices()[0])
         c1, c2, c3, c4, c5 = p.channels
-        if halve_all:
-            widths = (c1, c2, c3, c4, c5, p.fc, p.fc)
-        else:  # the footnote: conv5 and the fc layers keep the two-column net's full width
-            widths = (c1, c2, c3, c4, 2 * c5, 2 * p.fc, 2 * p.fc)
-        super().__init__(num_classes, p, device, dtype, init, dropout_mode, seed, widths, groups=1)
-        self.halve_all = bool(halve_all)
+        w5, f = (c5, p.fc) if halve_all else (2 * c5, 2 * p.fc)   # the footnote: full width
+        side = p.spatial_sizes()["pool5"]
+        kw = dict(device=self.device, dtype=self.dtype, init=False)
+        geometry = {layer.name: layer for layer in p.conv_layers()}
+
+        def conv(name, cin, cout):
+            g = geometry[name]
+            return nn.Conv2d(cin, cout, g.kernel, stride=g.stride, padding=g.padding, **kw)
+
+        self.conv1 = conv("conv1", 3, c1)
+        self.conv2 = conv("conv2", c1, c2)
+        self.conv3 = conv("conv3", c2, c3)     # one column: no crossing, conv2's own maps only
+        self.conv4 = conv("conv4", c3, c4)
+        self.conv5 = conv("conv5", c4, w5)
+        self.fc6 = nn.Linear(w5 * side * side, f, **kw)
+        self.fc7 = nn.Linear(f, f, **kw)
+        self.fc8 = nn.Linear(f, self.num_classes, **kw)
         init_seed, drop_seed, _ = split_seed(seed, 3)
-        shapes = OrderedDict((name, tuple(prm.shape)) for name, prm in self.named_parameters())
+        shapes = {name: tuple(prm.shape) for name, prm in self.named_parameters()}
         assign_parameters(self, draw_parameters(shapes, self.init,
                                                 numpy.random.default_rng(init_seed), self.dtype))
         self.dropout_generator = dropout_generator(drop_seed, self.device)
+        self.dropout_masks: Optional[Dict[str, object]] = None
+
+    # facts shared with AlexNet
+    @property
+    def preset(self) -> str:
+        return self._preset.name
+
+    @property
+    def preset_spec(self) -> Preset:
+        return self._preset
+
+    @property
+    def input_size(self) -> int:
+        return self._preset.input_size
+
+    @property
+    def devices(self):
+        return (self.device, self.device)
+
+    @property
+    def output_device(self) -> Device:
+        return self.device
+
+    @property
+    def dropout_generators(self):
+        """The one dropout generator, as a tuple like AlexNet's (the trainer saves their states)."""
+        return (self.dropout_generator,)
 
     @property
     def config(self) -> dict:
-        cfg = super().config
-        cfg["halve_all"] = self.halve_all
-        return cfg
+        return {"class": "OneColumnAlexNet", "num_classes": self.num_classes,
+                "preset": self.preset, "preset_spec": self._preset.to_dict(), "init": self.init,
+                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed,
+                "halve_all": self.halve_all}
+
+    def to(self, device) -> "OneColumnAlexNet":
+        self.device = as_device(device)
+        super().to(self.device)
+        self.dropout_generator = dropout_generator(split_seed(self.seed, 3)[1], self.device)
+        return self
 
     def set_dropout_masks(self, masks) -> None:
         """Fixed keep-masks {'fc6': (N, width), 'fc7': (N, width)}, or None for random ones."""
         if masks is not None and ("fc6" not in masks or "fc7" not in masks):
             raise ValueError("OneColumnAlexNet.set_dropout_masks: give masks for 'fc6' and 'fc7'")
         self.dropout_masks = masks
+
+    def _dropout(self, x: Tensor, layer: str) -> Tensor:
+        mask = None
+        if self.dropout_masks is not None and self.training:
+            mask = self.device.put(self.dropout_masks[layer])
+        return F.dropout(x, p=DROPOUT_P, training=self.training, mode=self.dropout_mode,
+                         mask=mask, generator=self.dropout_generator)
+
+    def forward(self, images, activations: Optional[dict] = None) -> Tensor:
+        """Logits (N, num_classes). With a dict ``activations``, stores each stage's output
+        ('conv1', 'pool1', ..., 'fc7', 'fc8'), named as in ``AlexNet.forward`` without columns."""
+        images = check_images(self, images)
+
+        def keep(stage, h):
+            if activations is not None:
+                activations[stage] = h
+            return h
+
+        if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
+            images = images * self._preset.input_scale
+        x = to_device(images, self.device, label="image -> device")
+        x = keep("conv1", F.relu(self.conv1(x)))
+        x = keep("pool1", max_pool(lrn_in_groups(x)))
+        x = keep("conv2", F.relu(self.conv2(x)))
+        x = keep("pool2", max_pool(lrn_in_groups(x)))
+        x = keep("conv3", F.relu(self.conv3(x)))
+        x = keep("conv4", F.relu(self.conv4(x)))
+        x = keep("conv5", F.relu(self.conv5(x)))
+        x = keep("pool5", max_pool(x))
+        x = x.reshape(x.shape[0], -1)
+        x = self._dropout(keep("fc6", F.relu(self.fc6(x))), "fc6")
+        x = self._dropout(keep("fc7", F.relu(self.fc7(x))), "fc7")
+        return keep("fc8", self.fc8(x))
+
+    def last_hidden(self, images) -> Tensor:
+        """fc7 after ReLU, in test mode and without a graph (Figure 4's feature vectors)."""
+        return activations_in_test_mode(self, images)["fc7"]

@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Tuple, Union
 
+from ..functional.utils import output_size
+
 #: Input side of the ``paper`` preset; see the module docstring for why 227 and not 224.
 PAPER_INPUT_SIZE = 227
 #: conv1 padding of the ``paper`` preset: none, as in Caffe (227 -> 55).
@@ -70,25 +72,41 @@ class Preset:
         d["channels"] = tuple(int(c) for c in d["channels"])
         return cls(**d)
 
-    # -- spatial sizes (pure arithmetic, no arrays) -----------------------------------------
+    # -- the layer table (pure arithmetic, no arrays) ----------------------------------------
+    def layers(self, num_classes: int) -> Tuple["LayerShape", ...]:
+        """The learned layers of one column (conv1..fc7), then fc8: the one table that the model,
+        the initialiser and ``info`` read. Counts are per column; fc8 is one layer (column 0)."""
+        f = self.fc
+        return self.conv_layers() + (
+            LayerShape("fc6", 2 * self.pool5_features, f, crossing=True),
+            LayerShape("fc7", 2 * f, f, crossing=True),
+            LayerShape("fc8", 2 * f, num_classes, crossing=True))
+
+    def conv_layers(self) -> Tuple["LayerShape", ...]:
+        """conv1..conv5 of one column (the first rows of ``layers``)."""
+        c1, c2, c3, c4, c5 = self.channels
+        return (
+            LayerShape("conv1", 3, c1, self.conv1_kernel, self.conv1_stride, self.conv1_padding),
+            LayerShape("conv2", c1, c2, CONV2_KERNEL, 1, CONV2_PADDING),
+            LayerShape("conv3", 2 * c2, c3, CONV345_KERNEL, 1, CONV345_PADDING, crossing=True),
+            LayerShape("conv4", c3, c4, CONV345_KERNEL, 1, CONV345_PADDING),
+            LayerShape("conv5", c4, c5, CONV345_KERNEL, 1, CONV345_PADDING))
+
     def spatial_sizes(self) -> Dict[str, int]:
         """Side of the feature maps after each layer, e.g. {'conv1': 55, 'pool1': 27, ...}."""
-        s = {}
-        n = conv_output_size(self.input_size, self.conv1_kernel, self.conv1_stride,
-                             self.conv1_padding)
-        s["conv1"] = n
-        s["pool1"] = n = pool_output_size(n)
-        s["conv2"] = n = conv_output_size(n, CONV2_KERNEL, 1, CONV2_PADDING)
-        s["pool2"] = n = pool_output_size(n)
-        for layer in ("conv3", "conv4", "conv5"):
-            s[layer] = n = conv_output_size(n, CONV345_KERNEL, 1, CONV345_PADDING)
-        s["pool5"] = pool_output_size(n)
+        convs = {layer.name: layer for layer in self.conv_layers()}
+        s, n = {}, self.input_size
+        for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"):
+            c = convs.get(name)
+            n = output_size(n, POOL_SIZE, POOL_STRIDE, 0) if c is None else output_size(
+                n, c.kernel, c.stride, c.padding)
+            s[name] = n
         return s
 
     def check(self) -> None:
         """Raise ValueError if the input is too small for the layers (a map shrinks below 1)."""
         n = self.input_size
-        if conv_output_size(n, self.conv1_kernel, self.conv1_stride, self.conv1_padding) < 1:
+        if n + 2 * self.conv1_padding < self.conv1_kernel:
             raise ValueError(f"preset {self.name!r}: input {n}x{n} is smaller than conv1's "
                              f"{self.conv1_kernel}x{self.conv1_kernel} kernel")
         for layer, side in self.spatial_sizes().items():
@@ -105,14 +123,28 @@ class Preset:
         return self.channels[4] * side * side
 
 
-def conv_output_size(n: int, kernel: int, stride: int, padding: int) -> int:
-    """floor((n + 2*padding - kernel) / stride) + 1, the side of a convolution's output."""
-    return (n + 2 * padding - kernel) // stride + 1
+@dataclasses.dataclass(frozen=True)
+class LayerShape:
+    """One learned layer of a column: a convolution (``kernel`` > 0) or a fully connected layer.
 
+    ``inputs``: input channels (conv) or features (fc) of one column's layer; ``outputs``:
+    kernels or neurons per column (fc8: the classes); ``crossing``: reads both columns (§3.2).
+    """
 
-def pool_output_size(n: int, kernel: int = POOL_SIZE, stride: int = POOL_STRIDE) -> int:
-    """Side after a kernel x kernel, stride ``stride`` max pool without padding (55 -> 27 -> 13 -> 6)."""
-    return (n - kernel) // stride + 1
+    name: str
+    inputs: int
+    outputs: int
+    kernel: int = 0
+    stride: int = 1
+    padding: int = 0
+    crossing: bool = False
+
+    @property
+    def weight_shape(self) -> Tuple[int, ...]:
+        """PyTorch layout: conv (K, C, kh, kw), linear (out, in)."""
+        if self.kernel:
+            return (self.outputs, self.inputs, self.kernel, self.kernel)
+        return (self.outputs, self.inputs)
 
 
 PRESETS: Dict[str, Preset] = {

@@ -13,9 +13,8 @@ from typing import List, Optional, Tuple, Union
 import numpy
 
 from .init import describe_init, parameter_shapes
-from .presets import (CONV2_KERNEL, CONV2_PADDING, CONV345_KERNEL, CONV345_PADDING, DROPOUT_P,
-                      LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PAPER_INPUT_SIZE, POOL_SIZE,
-                      POOL_STRIDE, Preset, get_preset)
+from .presets import (DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PAPER_INPUT_SIZE,
+                      POOL_SIZE, POOL_STRIDE, Preset, get_preset)
 
 #: Where fc8 lives (the paper does not say; cuda-convnet2's two-GPU config puts it on GPU 0).
 FC8_HOME = "column 0's device"
@@ -50,45 +49,33 @@ def count_parameters(preset, num_classes: int = 1000) -> int:
 
 
 def describe(preset: Union[str, Preset] = "paper", num_classes: int = 1000) -> List[LayerRow]:
-    """The rows of the per-layer table (see ``table``)."""
+    """The rows of the per-layer table (see ``table``), read off the preset's layer table."""
     p = get_preset(preset)
     p.check()
     shapes = parameter_shapes(p, num_classes)
-
-    def params(layer):
-        return int(sum(int(numpy.prod(s)) for n, s in shapes.items()
-                       if n.split(".")[-2] == layer))
-
-    s = p.spatial_sizes()
-    c1, c2, c3, c4, c5 = p.channels
-    k1 = p.conv1_kernel
+    sides = p.spatial_sizes()
     pool = f"max {POOL_SIZE}x{POOL_SIZE}, s{POOL_STRIDE}"
-    rows = [
-        LayerRow("conv1", f"{c1} / {2 * c1}",
-                 f"{k1}x{k1}x3, s{p.conv1_stride}, p{p.conv1_padding}",
-                 "the image (a copy per column)", (c1, s["conv1"], s["conv1"]), params("conv1")),
-        LayerRow("relu1, lrn1, pool1", "", pool, "own column", (c1, s["pool1"], s["pool1"]), 0),
-        LayerRow("conv2", f"{c2} / {2 * c2}",
-                 f"{CONV2_KERNEL}x{CONV2_KERNEL}x{c1}, s1, p{CONV2_PADDING}",
-                 "own column", (c2, s["conv2"], s["conv2"]), params("conv2")),
-        LayerRow("relu2, lrn2, pool2", "", pool, "own column", (c2, s["pool2"], s["pool2"]), 0),
-        LayerRow("conv3", f"{c3} / {2 * c3}",
-                 f"{CONV345_KERNEL}x{CONV345_KERNEL}x{2 * c2}, s1, p{CONV345_PADDING}",
-                 "BOTH columns (crossing)", (c3, s["conv3"], s["conv3"]), params("conv3")),
-        LayerRow("conv4", f"{c4} / {2 * c4}",
-                 f"{CONV345_KERNEL}x{CONV345_KERNEL}x{c3}, s1, p{CONV345_PADDING}",
-                 "own column", (c4, s["conv4"], s["conv4"]), params("conv4")),
-        LayerRow("conv5", f"{c5} / {2 * c5}",
-                 f"{CONV345_KERNEL}x{CONV345_KERNEL}x{c4}, s1, p{CONV345_PADDING}",
-                 "own column", (c5, s["conv5"], s["conv5"]), params("conv5")),
-        LayerRow("relu5, pool5", "", pool, "own column", (c5, s["pool5"], s["pool5"]), 0),
-        LayerRow("fc6", f"{p.fc} / {2 * p.fc}", f"{2 * p.pool5_features} ->",
-                 "BOTH columns (crossing)", (p.fc,), params("fc6")),
-        LayerRow("fc7", f"{p.fc} / {2 * p.fc}", f"{2 * p.fc} ->",
-                 "BOTH columns (crossing)", (p.fc,), params("fc7")),
-        LayerRow("fc8", f"{num_classes}", f"{2 * p.fc} ->",
-                 "BOTH columns (crossing)", (num_classes,), params("fc8")),
-    ]
+    after = {"conv1": "relu1, lrn1, pool1", "conv2": "relu2, lrn2, pool2", "conv5": "relu5, pool5"}
+    rows = []
+    for layer in p.layers(num_classes):
+        params = int(sum(int(numpy.prod(s)) for n, s in shapes.items()
+                         if n.split(".")[-2] == layer.name))
+        reads = ("BOTH columns (crossing)" if layer.crossing else
+                 "the image (a copy per column)" if layer.name == "conv1" else "own column")
+        if layer.kernel:
+            k, side = layer.kernel, sides[layer.name]
+            rows.append(LayerRow(layer.name, f"{layer.outputs} / {2 * layer.outputs}",
+                                 f"{k}x{k}x{layer.inputs}, s{layer.stride}, p{layer.padding}",
+                                 reads, (layer.outputs, side, side), params))
+            if layer.name in after:
+                side = sides["pool" + layer.name[-1]]
+                rows.append(LayerRow(after[layer.name], "", pool, "own column",
+                                     (layer.outputs, side, side), 0))
+        else:
+            kernels = (f"{layer.outputs}" if layer.name == "fc8"
+                       else f"{layer.outputs} / {2 * layer.outputs}")
+            rows.append(LayerRow(layer.name, kernels, f"{layer.inputs} ->", reads,
+                                 (layer.outputs,), params))
     return rows
 
 

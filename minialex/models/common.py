@@ -1,0 +1,86 @@
+"""The pieces every form of AlexNet shares: LRN and pooling with the paper's constants, the
+dropout generators, the image check, and putting drawn weights on their devices.
+
+Both placements of the two-column net (placement.py) and the one-column net of §3.2
+(one_column.py) import these, so each fact is stated here once.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy
+
+from .. import functional as F
+from .. import nn
+from ..autograd import Tensor, no_grad
+from ..backend import Device
+from .presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE
+
+
+def split_seed(seed, count: int):
+    """Independent child seeds for init and each dropout generator, from one user seed.
+
+    ``seed=None`` means 0: a model built without a seed is still reproducible.
+    """
+    root = numpy.random.SeedSequence(0 if seed is None else seed)
+    return root.spawn(count)
+
+
+def dropout_generator(seed_sequence, device: Device):
+    """A generator for dropout masks on ``device``: NumPy's on the CPU, CuPy's on a GPU (so that
+    masks are drawn where the activations are, without a host copy)."""
+    if device.is_cuda:
+        from ..backend import cupy
+        with device:
+            return cupy.random.default_rng(int(seed_sequence.generate_state(1)[0]))
+    return numpy.random.default_rng(seed_sequence)
+
+
+def lrn_in_groups(x: Tensor, groups: int = 1) -> Tensor:
+    """Local response normalisation with the paper's constants (§3.3) within each of ``groups``
+    equal channel blocks: each column normalises only its own channels. (N, G*C, H, W) is viewed
+    as (N*G, C, H, W), a reshape without a copy. (Caffe's grouped AlexNet instead runs LRN across
+    all 96 channels, so channels 47 and 48, the columns' edges, see each other.)"""
+    n, c, h, w = x.shape
+    y = x.reshape(n * groups, c // groups, h, w) if groups > 1 else x
+    y = F.local_response_norm(y, size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+    return y.reshape(n, c, h, w) if groups > 1 else y
+
+
+def max_pool(x: Tensor) -> Tensor:
+    """Overlapping max pooling, 3x3 windows with stride 2 (§3.4)."""
+    return F.max_pool2d(x, kernel_size=POOL_SIZE, stride=POOL_STRIDE)
+
+
+def check_images(model, images) -> Tensor:
+    """``images`` as a Tensor of shape (N, 3, S, S) and the model's dtype, or a clear error."""
+    if not isinstance(images, Tensor):
+        images = Tensor(images)
+    s, name = model.input_size, f"{type(model).__name__} ({model.preset})"
+    if images.ndim != 4 or images.shape[1:] != (3, s, s):
+        raise ValueError(f"{name}: expected images of shape (N, 3, {s}, {s}), got {images.shape}")
+    if images.dtype != model.dtype:
+        raise TypeError(f"{name}: images are {images.dtype} but the model is {model.dtype}; "
+                        "convert with .astype")
+    return images
+
+
+def activations_in_test_mode(model, images) -> Dict[str, Tensor]:
+    """Every stage's output of ``model`` (``forward(images, activations=...)``) on ``images``, in
+    test mode and without a graph; the model's training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            acts: Dict[str, Tensor] = {}
+            model.forward(images, activations=acts)
+            return acts
+    finally:
+        model.train(was_training)
+
+
+def assign_parameters(module: nn.Module, arrays: Dict[str, numpy.ndarray]) -> None:
+    """Put host arrays into a module's parameters, each on that parameter's device."""
+    for name, p in module.named_parameters():
+        p.data = p.device.put(arrays[name], dtype=p.data.dtype)
