@@ -79,8 +79,9 @@ def topk_hits(probs: numpy.ndarray, labels: numpy.ndarray, k: int = 5) -> Tuple[
 
 
 def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool = False,
-             desc: str = "validation") -> EvalResult:
-    """Run the model over ``loader`` (batches of images and labels) and measure the errors."""
+             desc: str = "validation", reduce=None) -> EvalResult:
+    """Run the model over ``loader`` (batches of images and labels) and measure the errors.
+    ``reduce``: sums (loss, top-1 hits, top-5 hits, images) over data-parallel ranks."""
     total_loss, top1, top5, count, ten, classes = 0.0, 0, 0, 0, False, 0
     batches = len(loader) if hasattr(loader, "__len__") else None
     if limit_batches is not None and batches is not None:
@@ -109,6 +110,9 @@ def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool 
     finally:
         if bar is not None:
             bar.close()
+    if reduce is not None:
+        total_loss, top1, top5, count = reduce([total_loss, top1, top5, count])
+        top1, top5, count = int(top1), int(top5), int(count)
     if count == 0:
         raise ValueError("evaluate: the loader gave no images")
     return EvalResult(total_loss / count, 1 - top1 / count, 1 - top5 / count, count, ten, classes)

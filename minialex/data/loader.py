@@ -20,6 +20,11 @@ The last partial batch: dropped in training (``drop_last=True``: every step sees
 scored once). ``len(loader)`` is the number of batches of the whole epoch, whatever
 ``start_batch`` is.
 
+Data-parallel (``shard=(r, N)``, ``minialex/distributed.py``): in training, global batch b is
+batch b of a single process at batch N·B, and rank r takes its r-th B images, with the crops,
+flips and alphas drawn for the global batch; ``len`` is images // (N·B) on every rank. In
+evaluation rank r takes images r, r+N, r+2N, ... of the order, in batches of B (no padding).
+
 Unreadable images (truncated JPEG, corrupt file): left out of their batch, which is then smaller
 by one, and recorded in ``dataset.skipped`` / counted in ``loader.num_skipped``; a batch with no
 readable image is not yielded. Nothing is raised mid-epoch.
@@ -40,7 +45,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import numpy
 
@@ -86,7 +91,8 @@ class DataLoader:
                  device="cpu", seed: int = 0, epoch: int = 0, start_batch: int = 0,
                  workers: int = 0, drop_last: Optional[bool] = None, ten_crop: bool = False,
                  augment: bool = True, stats: Optional[DataStats] = None,
-                 shuffle: Optional[bool] = None, lighting_std: float = 0.1, scale: float = 255.0):
+                 shuffle: Optional[bool] = None, lighting_std: float = 0.1, scale: float = 255.0,
+                 shard: Optional[Tuple[int, int]] = None):
         if int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be positive, got {batch_size}")
         if int(input_size) < 1:
@@ -114,6 +120,7 @@ class DataLoader:
         self.lighting_std = float(lighting_std)
         self.scale = float(scale)
         self.stats = dataset.stats if stats is None else stats
+        self.rank, self.world = shard or (0, 1)
         self.num_skipped = 0
         if len(self) == 0:
             raise DataError(f"DataLoader: {dataset.name} ({dataset.split}) has {len(dataset)} "
@@ -125,7 +132,9 @@ class DataLoader:
     # -- the plan of an epoch -------------------------------------------------------------------
     def __len__(self) -> int:
         n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.drop_last:
+            return n // (self.batch_size * self.world)
+        return math.ceil(len(range(self.rank, n, self.world)) / self.batch_size)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Choose the epoch (its order and random draws) and the first batch to yield."""
@@ -143,19 +152,30 @@ class DataLoader:
                 self._order = numpy.random.default_rng([self.seed, self.epoch, 0]).permutation(n)
             else:
                 self._order = numpy.arange(n)
+            if self.world > 1 and not self.drop_last:
+                self._order = self._order[self.rank::self.world]
         return self._order
 
     def batch_indices(self, b: int) -> numpy.ndarray:
-        return self.order()[b * self.batch_size:(b + 1) * self.batch_size]
+        return self.order()[self._span(b)]
+
+    def _span(self, b: int) -> slice:
+        """Where batch b lies in the order (global batch b's r-th part under ``shard``)."""
+        start = (b * self.world + self.rank) * self.batch_size if self.drop_last else b * self.batch_size
+        return slice(start, start + self.batch_size)
 
     def augmentation(self, b: int) -> Augmentation:
         """The random crops, flips and lighting alphas of batch b (all drawn, even if unused)."""
         n = len(self.batch_indices(b))
+        mine = slice(0, n)
+        if self.world > 1 and self.drop_last:   # drawn for the global batch: this rank's part
+            n, start = n * self.world, self.rank * self.batch_size
+            mine = slice(start, start + self.batch_size)
         rng = numpy.random.default_rng([self.seed, self.epoch, 1, b])
         tops, lefts = random_crop_offsets(rng, n, self.dataset.base_size, self.input_size)
         flips = random_flips(rng, n)
         alphas = lighting_alphas(rng, n, self.lighting_std)
-        return Augmentation(tops, lefts, flips, alphas)
+        return Augmentation(tops[mine], lefts[mine], flips[mine], alphas[mine])
 
     # -- building one batch on the host --------------------------------------------------------
     def _empty_host(self, shape) -> numpy.ndarray:
