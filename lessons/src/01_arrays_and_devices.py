@@ -1,4 +1,3 @@
-# Lesson 1 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 1 · Arrays on the CPU and the GPU
 #

@@ -1,4 +1,3 @@
-# Lesson 2 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 2 · Autograd from scratch
 #

@@ -1,4 +1,3 @@
-# Lesson 3 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 3 · Checking gradients with finite differences
 #

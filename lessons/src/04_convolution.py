@@ -1,4 +1,3 @@
-# Lesson 4 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 4 · Convolution: the loop, then im2col and one matrix product
 #

@@ -1,4 +1,3 @@
-# Lesson 5 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 5 · ReLU versus tanh
 #

@@ -1,4 +1,3 @@
-# Lesson 6 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 6 · Local response normalisation
 #

@@ -1,4 +1,3 @@
-# Lesson 7 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 7 · Overlapping pooling
 #

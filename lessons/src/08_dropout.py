@@ -1,4 +1,3 @@
-# Lesson 8 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 8 · Dropout
 #

@@ -1,4 +1,3 @@
-# Lesson 9 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 9 · Data augmentation and the mean image
 #

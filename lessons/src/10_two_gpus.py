@@ -1,4 +1,3 @@
-# Lesson 10 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 10 · Two GPUs: columns, copies and grouped convolutions
 #
@@ -28,7 +27,7 @@ import matplotlib.pyplot as plt
 
 import minialex
 import minialex.functional as F
-from minialex.models import AlexNet, GroupedAlexNet, get_preset
+from minialex.models import AlexNet, get_preset
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -177,28 +176,48 @@ except minialex.DeviceError as err:
 # %% [markdown]
 # ## 5. One device: grouped convolutions
 #
-# On a single device the same network is written with `groups=2` for conv2, conv4 and conv5 (lesson
-# 4), one full convolution for conv3, and one full layer for fc6–fc8. Stack each layer's two column
-# weights (column 0 first) and the two forms compute the **same function**:
+# On a single device the copies are no-ops, and a column pair is a **grouped convolution** (lesson
+# 4): stack the two columns' conv2 weights (column 0 first) and `F.conv2d(..., groups=2)` over both
+# columns' channels computes exactly what the two columns compute apart. Here is conv2 both ways:
 
 # %%
-grouped = GroupedAlexNet.from_two_column(model, device="cpu")
-print("grouped conv2 weight:", grouped.conv2.weight.shape, "= two columns of",
-      model.column0.conv2.weight.shape)
-model.eval(); grouped.eval()   # test mode: no random dropout masks
+c1 = model.column0.conv1.weight.shape[0]                    # kernels per column in conv1
+pooled = minialex.Tensor(rng.standard_normal((2, 2 * c1, 11, 11)).astype(np.float32))
+a, b = model.column0.conv2, model.column1.conv2             # on cpu:0 and cpu:1
+w0, b0, w1, b1 = (minialex.Tensor(t.numpy()) for t in (a.weight, a.bias, b.weight, b.bias))
+apart = np.concatenate([F.conv2d(pooled[:, :c1], w0, b0, padding=2).numpy(),
+                        F.conv2d(pooled[:, c1:], w1, b1, padding=2).numpy()], axis=1)
+stacked_w = np.concatenate([w0.numpy(), w1.numpy()])
+stacked_b = np.concatenate([b0.numpy(), b1.numpy()])
+grouped = F.conv2d(pooled, minialex.Tensor(stacked_w), minialex.Tensor(stacked_b), padding=2,
+                   groups=2).numpy()
+print("conv2 weight, stacked:", stacked_w.shape, "= two columns of", a.weight.shape)
+print("two columns vs one grouped conv, max |difference|:", float(np.abs(apart - grouped).max()))
+
+# %% [markdown]
+# This is what `AlexNet` itself does when both columns share a device. Its `forward` states the
+# network once; a **placement** (`minialex/models/placement.py`) decides how the columns run:
+# `ColumnByColumn` (two devices, copies at the crossings) or `ColumnsTogether` (one device:
+# grouped convolutions over the same weights, no copies). `fuse_columns=False` forces the first.
+# Same function either way:
+
+# %%
+together = AlexNet(num_classes=10, preset="mini", devices=("cpu", "cpu"), seed=0)
+print("placements:", type(model.placement()).__name__, "|", type(together.placement()).__name__)
+model.eval(); together.eval()   # test mode: no random dropout masks
 test_images = minialex.Tensor(rng.standard_normal((4, 3, S, S)).astype(np.float32))
 with minialex.no_grad():
     with minialex.transfer_log() as log_two:
         a = model(test_images).numpy()
     with minialex.transfer_log() as log_one:
-        b = grouped(test_images).numpy()
-print("two columns vs grouped, max |difference| of the logits:", float(np.abs(a - b).max()))
-print("copies in the forward pass: two columns", len(log_two), "| grouped on one device", len(log_one))
+        b = together(test_images).numpy()
+print("column by column vs together, max |difference| of the logits:", float(np.abs(a - b).max()))
+print("copies in the forward pass: two devices", len(log_two), "| one device", len(log_one))
 
 # %% [markdown]
-# One detail (in `minialex/models/grouped.py`): LRN sums over neighbouring channels *of one column*.
-# Run over all 96 channels of the grouped form at once, channels 47 and 48 would see each other, so
-# the grouped form normalises each half separately. Caffe's grouped AlexNet does not bother.
+# One detail (in `minialex/models/common.py`): LRN sums over neighbouring channels *of one column*.
+# Run over all 96 channels of the stacked columns at once, channels 47 and 48 would see each other,
+# so `lrn_in_groups` normalises each half separately. Caffe's grouped AlexNet does not bother.
 #
 # ## 6. On real GPUs
 #

@@ -1,4 +1,3 @@
-# Lesson 11 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 11 · Assembling AlexNet
 #

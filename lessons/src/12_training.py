@@ -1,4 +1,3 @@
-# Lesson 12 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 12 · Training: SGD with momentum and weight decay, the schedule, checkpoints
 #

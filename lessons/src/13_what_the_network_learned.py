@@ -1,4 +1,3 @@
-# Lesson 13 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 13 · What the network learned
 #

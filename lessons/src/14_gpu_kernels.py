@@ -1,4 +1,3 @@
-# Lesson 14 source (see lessons/_build.py).
 # %% [markdown]
 # # Lesson 14 · Inside the GPU: CUDA kernels, read and run on your CPU
 #
