@@ -178,7 +178,7 @@ def evaluate_command(checkpoint, data, split, ten_crop, batch_size, workers, dev
       python cli.py evaluate runs/20261126-150000/best.h5
       python cli.py evaluate runs/fmnist/best.h5 --data fashion-mnist --ten-crop
     """
-    from .evaluate import evaluate_checkpoint
+    from .inference import evaluate_checkpoint
     from .run_setup import parse_devices
     tm, result = evaluate_checkpoint(checkpoint, data, split, ten_crop, batch_size, workers,
                                      parse_devices(devices), limit)
@@ -202,7 +202,7 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
     Example:
       python cli.py predict runs/fmnist/best.h5 shoe.png shirt.jpg
     """
-    from .evaluate import format_top5, predict_files
+    from .inference import format_top5, predict_files
     from .run_setup import parse_devices
     _, preds = predict_files(checkpoint, images, top, ten_crop, parse_devices(devices))
     for path, p in zip(images, preds):
@@ -236,7 +236,7 @@ def info_command(preset, num_classes, devices):
     d0, d1 = parse_devices(devices) or default_devices()
     click.echo(table(preset, num_classes))
     click.echo(f"devices here (--devices): column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
-               + (" (one device: the crossings are no-op copies, and the two columns run together as grouped layers over the same weights, each conv with its ReLU as one op, models/fused.py)" if d0 == d1 else ""))
+               + (" (one device: the crossings are no-op copies, and the two columns run together as grouped layers over the same weights, each conv with its ReLU as one op, models/placement.py)" if d0 == d1 else ""))
     click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
                "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
     from .data import base_size_for
@@ -269,7 +269,8 @@ def filters_command(checkpoint, out, zoom):
     Example:
       python cli.py filters runs/20261126-150000/best.h5 --out filters.png
     """
-    from .evaluate import colourfulness, conv1_kernels
+    from .evaluate import colourfulness
+    from .inference import conv1_kernels
     from .viz import save_filters
     cols = conv1_kernels(checkpoint)
     save_filters(cols, out, zoom=zoom)
@@ -305,7 +306,7 @@ def neighbors_command(checkpoint, images, data, out, top5_out, count, search, qu
       python cli.py neighbors runs/20261126-150000/best.h5
       python cli.py neighbors runs/fmnist/best.h5 --data fashion-mnist boot.png
     """
-    from .evaluate import neighbours
+    from .inference import neighbours
     from .run_setup import parse_devices
     from .viz import save_neighbours, save_top5
     if os.path.abspath(out) == os.path.abspath(top5_out):
