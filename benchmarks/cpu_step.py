@@ -1,0 +1,324 @@
+"""Time one AlexNet training step on the CPU: minialex next to PyTorch, interleaved in one process.
+
+    python benchmarks/cpu_step.py                          # mini, tiny and paper (batch 16)
+    python benchmarks/cpu_step.py --presets mini --batch 128 --rounds 7 --threads 2
+    python benchmarks/cpu_step.py --no-layers              # ratios only
+
+A step is forward, softmax cross-entropy, backward and the SGD update (momentum 0.9, weight decay
+5e-4 on weights), on random images, both AlexNet columns on 'cpu' (minialex's one-device path).
+PyTorch runs the same network in its grouped single-device form (conv2/4/5 with groups=2, LRN over
+each column's own channels, fc6/fc7 holding both columns' neurons, the paper's dropout).
+
+Before timing, the two are checked to be the same function: minialex's weights are copied into
+the PyTorch net, then the logits must agree in float32 and every weight gradient in float64
+(dropout off for the check: its masks come from different generators).
+
+Both frameworks get ``--threads`` threads (OpenBLAS through its environment variable, set before
+NumPy is imported; PyTorch through ``set_num_threads``). OpenBLAS's idle threads keep spinning for
+a while after a GEMM and slow whatever runs next, so at every switch between the frameworks the
+script sleeps ``--pause`` seconds and takes one untimed step. Each round times ``--steps`` steps
+of each; the ratio is the median of minialex's steps over the median of PyTorch's.
+
+The per-layer table times each layer's forward and backward inside real steps: for minialex every
+``Function`` call (autograd's ``Function.method``), for PyTorch module hooks. PyTorch is imported
+only here, only if installed; it is never a dependency of minialex.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import OrderedDict
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", default="mini,tiny,paper")
+    parser.add_argument("--batch", type=int, default=128, help="batch for mini and tiny")
+    parser.add_argument("--paper-batch", type=int, default=16, help="batch for paper")
+    parser.add_argument("--classes", type=int, default=10, help="classes (paper: 1000)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="switches between the frameworks")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per framework per round")
+    parser.add_argument("--pause", type=float, default=0.5, help="seconds of rest at each switch")
+    parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:      # before NumPy loads OpenBLAS
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+    os.environ["MINIALEX_THREADS"] = str(ARGS.threads)
+
+import numpy  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import minialex  # noqa: E402
+import minialex.functional as F  # noqa: E402
+from minialex import autograd  # noqa: E402
+from minialex.models import AlexNet  # noqa: E402
+from minialex.models.presets import PRESETS  # noqa: E402
+from minialex.optim import SGD  # noqa: E402
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+# ------------------------------------------------------------------------------------------
+# The two networks
+# ------------------------------------------------------------------------------------------
+
+def minialex_net(preset, classes, dtype=numpy.float32):
+    model = AlexNet(num_classes=classes, preset=preset, devices=("cpu", "cpu"), seed=0, dtype=dtype)
+    return model, SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def torch_net(preset, classes, model, dtype):
+    """PyTorch's form of ``model`` (weights copied in), and its SGD."""
+    import torch
+    from torch import nn
+    p = PRESETS[preset]
+    c1, c2, c3, c4, c5 = (2 * c for c in p.channels)
+    side = p.spatial_sizes()["pool5"]
+
+    class ColumnLRN(nn.Module):       # each column normalises its own channels (§3.3)
+        def forward(self, x):         # torch divides alpha by size: 5e-4 is the paper's 1e-4
+            n, c, h, w = x.shape
+            y = nn.functional.local_response_norm(x.reshape(2 * n, c // 2, h, w), 5, 5e-4, 0.75, 2.0)
+            return y.reshape(n, c, h, w)
+
+    class PaperDropout(nn.Module):    # §4.2: y = x * mask in training, x * 0.5 at test
+        def forward(self, x):
+            return x * (torch.rand_like(x) >= 0.5) if self.training else x * 0.5
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return x * p.input_scale
+
+    net = nn.Sequential(OrderedDict([
+        ("scale", Scale()),
+        ("conv1", nn.Conv2d(3, c1, p.conv1_kernel, p.conv1_stride, p.conv1_padding)),
+        ("relu1", nn.ReLU()), ("lrn1", ColumnLRN()), ("pool1", nn.MaxPool2d(3, 2)),
+        ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=2)),
+        ("relu2", nn.ReLU()), ("lrn2", ColumnLRN()), ("pool2", nn.MaxPool2d(3, 2)),
+        ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("relu3", nn.ReLU()),
+        ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=2)), ("relu4", nn.ReLU()),
+        ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=2)), ("relu5", nn.ReLU()),
+        ("pool5", nn.MaxPool2d(3, 2)), ("flatten", nn.Flatten()),
+        ("fc6", nn.Linear(c5 * side * side, 2 * p.fc)), ("relu6", nn.ReLU()), ("drop6", PaperDropout()),
+        ("fc7", nn.Linear(2 * p.fc, 2 * p.fc)), ("relu7", nn.ReLU()), ("drop7", PaperDropout()),
+        ("fc8", nn.Linear(2 * p.fc, classes)),
+    ])).to(dtype)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for layer in LAYERS:
+            for kind in ("weight", "bias"):
+                both = [params[f"column{c}.{layer}.{kind}"].numpy() for c in (0, 1)]
+                getattr(net, layer).__getattr__(kind).copy_(torch.from_numpy(numpy.concatenate(both)))
+        net.fc8.weight.copy_(torch.from_numpy(params["fc8.weight"].numpy()))
+        net.fc8.bias.copy_(torch.from_numpy(params["fc8.bias"].numpy()))
+    decay = [q for n, q in net.named_parameters() if n.endswith("weight")]
+    rest = [q for n, q in net.named_parameters() if not n.endswith("weight")]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0}],
+                          lr=0.01, momentum=0.9)
+    return net, opt
+
+
+def torch_param_grads(net):
+    """PyTorch's gradients under minialex's names (splitting each stacked layer by column)."""
+    out = {}
+    for layer in LAYERS:
+        for kind in ("weight", "bias"):
+            g = getattr(net, layer).__getattr__(kind).grad.numpy()
+            half = g.shape[0] // 2
+            out[f"column0.{layer}.{kind}"], out[f"column1.{layer}.{kind}"] = g[:half], g[half:]
+    out["fc8.weight"], out["fc8.bias"] = net.fc8.weight.grad.numpy(), net.fc8.bias.grad.numpy()
+    return out
+
+
+def check_same_function(preset, classes, batch):
+    """Logits equal in float32, every gradient equal in float64 (dropout off); returns the
+    largest differences."""
+    import torch
+    rng = numpy.random.default_rng(1)
+    s = PRESETS[preset].input_size
+    images = rng.standard_normal((min(batch, 8), 3, s, s)) * 60
+    labels = rng.integers(0, classes, len(images))
+    worst = {}
+    for dtype, tdtype in ((numpy.float32, torch.float32), (numpy.float64, torch.float64)):
+        model, _ = minialex_net(preset, classes, dtype)
+        net, _ = torch_net(preset, classes, model, tdtype)
+        model.eval()
+        net.eval()
+        logits = model(minialex.Tensor(images.astype(dtype)))
+        F.cross_entropy(logits, labels).backward()
+        x = torch.from_numpy(images.astype(dtype))
+        tlogits = net(x)
+        torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(labels)).backward()
+        if dtype == numpy.float32:
+            scale = numpy.abs(tlogits.detach().numpy()).max()
+            worst["logits (float32, relative)"] = numpy.abs(logits.numpy() - tlogits.detach().numpy()).max() / scale
+            assert worst["logits (float32, relative)"] < 1e-4, worst
+        else:
+            tg = torch_param_grads(net)
+            rel = max(numpy.abs(p.grad - tg[n]).max() / max(numpy.abs(tg[n]).max(), 1e-30)
+                      for n, p in model.named_parameters())
+            worst["gradients (float64, relative)"] = rel
+            assert rel < 1e-9, worst
+    return worst
+
+
+# ------------------------------------------------------------------------------------------
+# Timing
+# ------------------------------------------------------------------------------------------
+
+class Steps:
+    """One framework's training step on fixed random data."""
+
+    def __init__(self, framework, preset, classes, batch):
+        self.framework = framework
+        rng = numpy.random.default_rng(0)
+        s = PRESETS[preset].input_size
+        images = (rng.standard_normal((batch, 3, s, s)) * 60).astype(numpy.float32)
+        labels = rng.integers(0, classes, batch)
+        self.model, self.opt = minialex_net(preset, classes)
+        self.model.train()
+        if framework == "torch":
+            import torch
+            self.model, self.opt = torch_net(preset, classes, self.model, torch.float32)
+            self.model.train()
+            self.x, self.y = torch.from_numpy(images), torch.from_numpy(labels)
+        else:
+            self.x, self.y = minialex.Tensor(images), labels
+
+    def __call__(self):
+        if self.framework == "torch":
+            import torch
+            self.opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+        else:
+            self.opt.zero_grad()
+            F.cross_entropy(self.model(self.x), self.y, check_labels=False).backward()
+        self.opt.step()
+
+
+def interleaved(steps_by_name, rounds, per_round, pause):
+    """{name: [seconds per step]}: the frameworks in turn, a rest and an untimed step at each switch."""
+    times = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            time.sleep(pause)
+            step()
+            for _ in range(per_round):
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def minialex_layer_times(step, repeat):
+    """{layer label: [forward s, backward s]} summed over ``repeat`` steps, through every Function."""
+    totals, labels, counts = OrderedDict(), {}, {}
+    original = autograd.Function.method
+
+    def timed(fn, name):
+        run = original(fn, name)
+        if id(fn) not in labels:
+            op = fn.name or type(fn).__name__
+            counts[op] = counts.get(op, 0) + 1
+            labels[id(fn)] = f"{op} #{counts[op]}"
+        label = labels[id(fn)]
+
+        def call(*args):
+            start = time.perf_counter()
+            out = run(*args)
+            totals.setdefault(label, [0.0, 0.0])[name == "backward"] += time.perf_counter() - start
+            return out
+        return call
+
+    autograd.Function.method = timed
+    try:
+        for _ in range(repeat):
+            labels.clear()
+            counts.clear()
+            step()
+    finally:
+        autograd.Function.method = original
+    start = time.perf_counter()
+    for _ in range(repeat):
+        step.opt.step()
+    totals["SGD step"] = [time.perf_counter() - start, 0.0]
+    return totals
+
+
+def torch_layer_times(step, repeat):
+    import torch
+    totals, start = OrderedDict(), {}
+    hooks = []
+    for name, module in step.model.named_children():
+        totals[name] = [0.0, 0.0]
+
+        def pre(m, *_, name=name):
+            start[name] = time.perf_counter()
+
+        def post_f(m, inputs, output, name=name):
+            totals[name][0] += time.perf_counter() - start[name]
+
+        def post_b(m, gin, gout, name=name):
+            totals[name][1] += time.perf_counter() - start[name]
+
+        hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post_f),
+                  module.register_full_backward_pre_hook(pre), module.register_full_backward_hook(post_b)]
+    for _ in range(repeat):
+        step()
+    for h in hooks:
+        h.remove()
+    begin = time.perf_counter()
+    for _ in range(repeat):
+        step.opt.step()
+    totals["SGD step"] = [time.perf_counter() - begin, 0.0]
+    del torch
+    return totals
+
+
+def print_layers(title, totals, repeat):
+    print(f"  {title}: ms per step, forward / backward")
+    for label, (f, b) in totals.items():
+        if f + b > 0.00005 * repeat:
+            print(f"    {label:<28} {1e3 * f / repeat:8.2f} {1e3 * b / repeat:8.2f}")
+    print(f"    {'sum':<28} {1e3 * sum(f for f, _ in totals.values()) / repeat:8.2f} "
+          f"{1e3 * sum(b for _, b in totals.values()) / repeat:8.2f}")
+
+
+def main(args):
+    import torch
+    torch.set_num_threads(args.threads)
+    print(f"CPU training step, {args.threads} thread(s) each; minialex (NumPy {numpy.__version__}) "
+          f"against PyTorch {torch.__version__}; medians of {args.rounds} x {args.steps} steps")
+    rows = []
+    for preset in args.presets.split(","):
+        batch = args.paper_batch if preset == "paper" else args.batch
+        worst = check_same_function(preset, args.classes, batch)
+        print(f"{preset}: same function: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+        steps = OrderedDict((f, Steps(f, preset, args.classes, batch)) for f in ("minialex", "torch"))
+        times = interleaved(steps, args.rounds, args.steps, args.pause)
+        ms = {f: 1e3 * statistics.median(t) for f, t in times.items()}
+        rows.append((preset, batch, ms["minialex"], ms["torch"], ms["minialex"] / ms["torch"]))
+        print(f"  minialex {ms['minialex']:.1f} ms  PyTorch {ms['torch']:.1f} ms  ratio {rows[-1][-1]:.2f}")
+        if not args.no_layers:
+            repeat = max(2, args.steps)
+            time.sleep(args.pause)
+            print_layers("minialex", minialex_layer_times(steps["minialex"], repeat), repeat)
+            time.sleep(args.pause)
+            steps["torch"]()
+            print_layers("PyTorch", torch_layer_times(steps["torch"], repeat), repeat)
+    print("\n| preset | batch | minialex ms/step | PyTorch ms/step | ratio |\n|---|---|---|---|---|")
+    for preset, batch, a, b, r in rows:
+        print(f"| {preset} | {batch} | {a:.1f} | {b:.1f} | {r:.2f} |")
+
+
+if __name__ == "__main__":
+    main(ARGS)
