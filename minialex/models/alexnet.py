@@ -42,7 +42,7 @@ from .. import nn
 from ..autograd import Tensor, concat, to_device
 from ..backend import Device, as_device, default_devices
 from ..functional.dropout import draw_keep_mask
-from .common import (activations_in_test_mode, assign_parameters, check_images,
+from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
                      dropout_generator, split_seed)
 from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
 from .placement import ColumnByColumn, ColumnsTogether
@@ -71,7 +71,7 @@ class Column(nn.Module):
             setattr(self, shape.name, build_layer(shape, device, dtype))
 
 
-class AlexNet(nn.Module):
+class AlexNet(PresetModel):
     """The two-column AlexNet of §3.5 (see the module docstring for the picture).
 
     Parameters
@@ -124,37 +124,7 @@ class AlexNet(nn.Module):
         self._new_dropout_generators()
         self.dropout_masks: Optional[Dict[str, object]] = None
 
-    # -- facts about the model -------------------------------------------------------------
-    @property
-    def preset(self) -> str:
-        """The preset's name, e.g. 'paper'."""
-        return self._preset.name
-
-    @property
-    def preset_spec(self) -> Preset:
-        return self._preset
-
-    @property
-    def input_size(self) -> int:
-        """Side of the square input images (227 for 'paper')."""
-        return self._preset.input_size
-
-    @property
-    def output_device(self) -> Device:
-        """Where the logits (and so the loss and the labels) live: column 0's device."""
-        return self.devices[0]
-
-    @property
-    def config(self) -> dict:
-        """A JSON-able dict that ``minialex.models.build_model`` turns back into this model.
-
-        It holds the preset's name and its full numbers (``preset_spec``), so a checkpoint
-        still rebuilds the same network if the named preset is retuned later.
-        """
-        return {"class": type(self).__name__, "num_classes": self.num_classes,
-                "preset": self.preset, "preset_spec": self._preset.to_dict(), "init": self.init,
-                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed}
-
+    # -- facts about the model (and PresetModel's: preset, input_size, config, ...) ---------
     def parameter_shapes(self):
         return parameter_shapes(self._preset, self.num_classes)
 

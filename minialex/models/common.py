@@ -15,7 +15,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import Tensor, no_grad
 from ..backend import Device
-from .presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE
+from .presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE, Preset
 
 
 def split_seed(seed, count: int):
@@ -84,3 +84,38 @@ def assign_parameters(module: nn.Module, arrays: Dict[str, numpy.ndarray]) -> No
     """Put host arrays into a module's parameters, each on that parameter's device."""
     for name, p in module.named_parameters():
         p.data = p.device.put(arrays[name], dtype=p.data.dtype)
+
+
+class PresetModel(nn.Module):
+    """What every form of AlexNet tells about itself, read off its preset (``self._preset``) and
+    its options; ``devices[0]`` holds the logits."""
+
+    @property
+    def preset(self) -> str:
+        """The preset's name, e.g. 'paper'."""
+        return self._preset.name
+
+    @property
+    def preset_spec(self) -> Preset:
+        return self._preset
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square input images (227 for 'paper')."""
+        return self._preset.input_size
+
+    @property
+    def output_device(self) -> Device:
+        """Where the logits (and so the loss and the labels) live."""
+        return self.devices[0]
+
+    @property
+    def config(self) -> dict:
+        """A JSON-able dict that ``minialex.models.build_model`` turns back into this model.
+
+        It holds the preset's name and its full numbers (``preset_spec``), so a checkpoint
+        still rebuilds the same network if the named preset is retuned later.
+        """
+        return {"class": type(self).__name__, "num_classes": self.num_classes,
+                "preset": self.preset, "preset_spec": self._preset.to_dict(), "init": self.init,
+                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed}

@@ -35,14 +35,14 @@ import numpy
 from .. import functional as F
 from .. import nn
 from ..autograd import Tensor, to_device
-from ..backend import Device, as_device, default_devices
-from .common import (activations_in_test_mode, assign_parameters, check_images,
+from ..backend import as_device, default_devices
+from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
                      dropout_generator, lrn_in_groups, max_pool, split_seed)
 from .init import INIT_SCHEMES, draw_parameters
 from .presets import DROPOUT_P, Preset, get_preset
 
 
-class OneColumnAlexNet(nn.Module):
+class OneColumnAlexNet(PresetModel):
     """One column of AlexNet on one device, as in §3.2's comparison (see the module docstring).
 
     Arguments as ``AlexNet``'s, with one ``device``; ``halve_all`` also halves conv5 and the fc
@@ -87,26 +87,10 @@ class OneColumnAlexNet(nn.Module):
         self.dropout_generator = dropout_generator(drop_seed, self.device)
         self.dropout_masks: Optional[Dict[str, object]] = None
 
-    # facts shared with AlexNet
-    @property
-    def preset(self) -> str:
-        return self._preset.name
-
-    @property
-    def preset_spec(self) -> Preset:
-        return self._preset
-
-    @property
-    def input_size(self) -> int:
-        return self._preset.input_size
-
+    # facts shared with AlexNet: PresetModel's, and these
     @property
     def devices(self):
         return (self.device, self.device)
-
-    @property
-    def output_device(self) -> Device:
-        return self.device
 
     @property
     def dropout_generators(self):
@@ -115,10 +99,7 @@ class OneColumnAlexNet(nn.Module):
 
     @property
     def config(self) -> dict:
-        return {"class": "OneColumnAlexNet", "num_classes": self.num_classes,
-                "preset": self.preset, "preset_spec": self._preset.to_dict(), "init": self.init,
-                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed,
-                "halve_all": self.halve_all}
+        return dict(super().config, halve_all=self.halve_all)
 
     def to(self, device) -> "OneColumnAlexNet":
         self.device = as_device(device)
