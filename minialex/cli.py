@@ -25,11 +25,12 @@ EXIT_INTERRUPTED = 130
 def _user_errors():
     """Exception types that mean 'the user asked for something that cannot be done'."""
     from .backend import DeviceError
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, WriteError
     from .data import DataError
+    from .run_lock import LockedError
     from .train import TrainingError
     return (DataError, CheckpointError, TrainingError, DeviceError, FileNotFoundError,
-            IsADirectoryError, PermissionError, ValueError)
+            IsADirectoryError, PermissionError, ValueError, WriteError, LockedError)
 
 
 def _fail(message: str) -> None:

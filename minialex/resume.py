@@ -29,7 +29,7 @@ from typing import Dict, Optional
 import numpy
 
 from .rng_state import generator_states, restore_generator_states
-from .run_folder import holds_a_run
+from .run_folder import holds_a_run, write_text
 
 
 class TrainingError(RuntimeError):
@@ -146,9 +146,11 @@ def restore(trainer, resume: Dict) -> None:
     path, extra = resume["path"], resume["extra"]
     try:
         load(path, model=trainer.model, optimizer=trainer.optimizer)
-    except CheckpointError as e:
-        raise TrainingError(str(e).splitlines()[0] + " (the data or preset differ from the "
-                            "checkpoint's?)") from None
+    except CheckpointError as e:     # a cause is named only when it is known
+        stored = resume["meta"]["config"].get("num_classes")
+        known = (f"; the data now has {trainer.train_set.num_classes} classes, the checkpoint "
+                 f"{stored}" if stored not in (None, trainer.train_set.num_classes) else "")
+        raise TrainingError(str(e) + known) from None
     state = extra["train"]
     trainer.checkpoint_path = path
     trainer.epoch, trainer.batch, trainer.step = (int(state["epoch"]), int(state["batch"]),
@@ -178,9 +180,7 @@ def open_metrics(path: str, resume: Optional[Dict], step: int, history) -> None:
             kept = [r for r in kept if r.get("step", 0) <= step]
         else:
             kept = list(history)
-    with open(path, "w") as fh:
-        for r in kept:
-            fh.write(json.dumps(r) + "\n")
+    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _show(value) -> str:

@@ -6,7 +6,10 @@
 
 ``holds_a_run`` tells whether a folder already has another run's files, so that a new run never
 writes over them; ``copy_atomic`` copies a checkpoint so that the destination is always the old
-file or the new one, never half of one (checkpoint.save writes last.h5 the same way).
+file or the new one, never half of one (through checkpoint.write_atomic, as save writes last.h5);
+``write_text`` and ``append_line`` write config.json and metrics.jsonl so that a full disk is one
+line (WriteError), not a traceback. The folder belongs to one process at a time (run_lock.py),
+which first removes the temporary files a killed save left (``remove_stale_temps``).
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def inherit_best(source: str, branch: str) -> None:
 def discard_unstarted_run(folder: str) -> None:
     """Remove what a run wrote before its first checkpoint (config.json, metrics.jsonl), the
     folder if that leaves it empty, and a runs/latest link to it."""
-    for name in ("config.json", "metrics.jsonl"):
+    from .run_lock import LOCK_NAME
+    for name in ("config.json", "metrics.jsonl", LOCK_NAME):   # the lock: we are leaving
         path = os.path.join(folder, name)
         if os.path.exists(path):
             os.remove(path)
@@ -78,13 +82,46 @@ def discard_unstarted_run(folder: str) -> None:
 
 
 def copy_atomic(src: str, dst: str) -> None:
-    """Copy src to dst through dst.tmp, so dst is the old file or the new one, never half of
-    one; an interrupted copy (a second Ctrl-C) removes its partial dst.tmp."""
-    tmp = dst + ".tmp"
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Copy src to dst through checkpoint.write_atomic, so dst is the old file or the new one,
+    never half of one; an interrupted copy (a second Ctrl-C) or a full disk removes its partial
+    temporary file (a full disk raises a one-line WriteError)."""
+    from .checkpoint import write_atomic
+    with open(src, "rb") as source:
+        write_atomic(dst, lambda fh: shutil.copyfileobj(source, fh), os.path.getsize(src),
+                     f"the copy of {os.path.basename(src)}")
+
+
+def write_text(path: str, text: str) -> None:
+    """Replace a small text file (config.json, a rewritten metrics.jsonl) whole, as a checkpoint."""
+    from .checkpoint import write_atomic
+    data = text.encode()
+    write_atomic(path, lambda fh: fh.write(data), len(data), os.path.basename(path))
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line to a log (metrics.jsonl). If the disk is full, the file is cut back to
+    where it was, so that it never ends in half a line, and a one-line WriteError says so."""
+    from .checkpoint import write_error
+    data = (line + "\n").encode()
+    with open(path, "ab") as fh:
+        start = fh.tell()
+        try:
+            fh.write(data)
+            fh.flush()
+        except OSError as e:
+            try:
+                fh.truncate(start)
+            except OSError:
+                pass
+            raise write_error(e, path, "a line of the log", len(data)) from None
+
+
+def remove_stale_temps(folder: str) -> None:
+    """Remove the temporary files of saves killed midway (.last.h5.XXXX.tmp, left by kill -9 or a
+    power cut). Called by the folder's owner only (run_lock), so no save of another is running."""
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp") or name == "best.h5.tmp":
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass

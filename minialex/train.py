@@ -50,8 +50,10 @@ from .evaluate import topk_hits
 from .resume import (TrainingError, check_out_folder, checkpoint_extra, merge_resume,
                      open_metrics, restore)
 from .rng_state import generator_states
-from .run_folder import (copy_atomic, discard_unstarted_run, holds_a_run, inherit_best,
-                         new_out_dir, point_latest)
+from .run_folder import (append_line, copy_atomic, discard_unstarted_run, holds_a_run,
+                         inherit_best, new_out_dir, point_latest, write_text)
+from .checkpoint import WriteError
+from .run_lock import acquire_run_lock
 from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
 from .stop_flag import StopFlag
 
@@ -136,6 +138,7 @@ class Trainer:
         self.stop: Optional[StopFlag] = None   # set by run()
         self.nothing_to_do = False              # a resumed run that has no epoch left
         self.made_files = False                 # this run made its folder's files
+        self.lock = None                        # the run folder's lock (run_lock.py)
 
     # -- setting up ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -144,6 +147,8 @@ class Trainer:
         from .optim import SGD, make_schedule
         cfg = self.config
         resume = merge_resume(cfg)
+        if cfg.out and os.path.isdir(cfg.out):   # before anything is read or written there
+            self.lock = acquire_run_lock(cfg.out)
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
@@ -202,13 +207,13 @@ class Trainer:
             return
         self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
+        self.lock = self.lock or acquire_run_lock(self.out)
         self.made_files = not holds_a_run(self.out)   # ours to tidy if stopped before a save
         if cfg.out is None:
             point_latest(self.out)
         if resume is not None:
             inherit_best(os.path.dirname(os.path.abspath(resume["path"])), self.out)
-        with open(os.path.join(self.out, "config.json"), "w") as fh:
-            json.dump(cfg.resolved(), fh, indent=2)
+        write_text(os.path.join(self.out, "config.json"), json.dumps(cfg.resolved(), indent=2))
         self.metrics_path = os.path.join(self.out, "metrics.jsonl")
         open_metrics(self.metrics_path, resume, self.step, self.history)
         self.echo(f"writing to {self.out}/ (metrics.jsonl, last.h5 every epoch, best.h5)"
@@ -216,8 +221,7 @@ class Trainer:
                      f"{self.batch}" if resume else ""))
 
     def _log(self, record: Dict) -> None:
-        with open(self.metrics_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_line(self.metrics_path, json.dumps(record))
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, rng_states: Optional[Dict[str, str]] = None) -> str:
@@ -436,7 +440,13 @@ class Trainer:
                         f"'{cfg.preset}'): try --batch-size {max(1, cfg.batch_size // 2)}"
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
+                if isinstance(e, WriteError) and self.checkpoint_path:
+                    raise WriteError(f"{e}; once there is room, continue with: python cli.py "
+                                     f"train --resume {self.checkpoint_path}") from None
                 raise
+            finally:
+                if self.lock is not None:   # the folder is free for the next run
+                    self.lock.release()
         if self.nothing_to_do:
             self.echo(f"nothing to do: the run has done {_epochs(self.epoch)} already"
                       + ("; the schedule had stopped it (§5)" if self.schedule.finished else

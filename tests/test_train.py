@@ -118,14 +118,14 @@ def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatc
     src.write_bytes(b"new" * 1000)
     dst.write_bytes(b"old")
 
-    def copy_half_then_ctrl_c(a, b):
-        open(b, "wb").write(b"ne")
+    def copy_half_then_ctrl_c(source, fh):
+        fh.write(b"ne")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_folder.shutil, "copyfile", copy_half_then_ctrl_c)
+    monkeypatch.setattr(run_folder.shutil, "copyfileobj", copy_half_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_folder.copy_atomic(str(src), str(dst))
-    assert dst.read_bytes() == b"old" and not (tmp_path / "best.h5.tmp").exists()
+    assert dst.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["best.h5", "last.h5"]
 
 
 def test_a_second_ctrl_c_while_validating_stops_and_keeps_the_checkpoint(tmp_path, monkeypatch):

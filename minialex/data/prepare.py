@@ -16,11 +16,20 @@ readers refuse an incomplete file.
 
 Skipped: files that cannot be decoded, and non-image files found while scanning, are listed in
 ``/skipped`` with the reason and reported at the end; they are not fatal.
+
+A full disk: HDF5 cannot close a file after one of its writes failed (the process then crashes at
+exit), so HDF5 must never meet a full disk. After each flush the room the next
+``checkpoint_every`` images need is reserved on disk beyond the file's end (``_reserve``:
+fallocate, the file's size unchanged); when it cannot be, the run stops at that flush with a
+one-line WriteError, and the cache stays resumable. One writer at a time: ``.NAME.lock`` beside
+the cache (run_lock.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -29,6 +38,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import h5py
 import numpy
 
+from ..checkpoint import size_text as _size
+from ..checkpoint import write_error
+from ..run_lock import acquire_file_lock, cache_lock_path
 from .cache import FORMAT, FORMAT_VERSION, open_cache_file
 from .errors import DataError
 from .sources import absolute_spec, open_dataset, same_spec
@@ -78,10 +90,27 @@ def _check_room(out: str, datasets, base_size: int, echo) -> None:
                         f"for 'tiny') or --limit")
 
 
-def _size(n: int) -> str:
-    """Bytes for people: 13.8 GB, 150.2 MB, 48 kB."""
-    return (f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else
-            f"{n / 1e3:.0f} kB")
+def _reserve(path: str, nbytes: int, kept: str) -> None:
+    """Allocate ``nbytes`` on disk past the end of ``path`` without changing its size (Linux
+    fallocate, FALLOC_FL_KEEP_SIZE), so that HDF5's next writes land on space already held.
+    Where that call does not exist, check the free space instead. WriteError if there is no room."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        fallocate = getattr(ctypes.CDLL(None, use_errno=True), "fallocate", None)
+        if fallocate is None:
+            raise OSError(errno.ENOSYS, "no fallocate")
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        if fallocate(fd, 1, os.fstat(fd).st_size, nbytes) != 0:      # 1: FALLOC_FL_KEEP_SIZE
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise write_error(e, path, f"the next images", nbytes, kept) from None
+        if shutil.disk_usage(os.path.dirname(path)).free < nbytes:
+            raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path,
+                              "the next images", nbytes, kept) from None
+    finally:
+        os.close(fd)
 
 
 def _new_file(out: str, source: str, base_size: int, options: str, classes, class_names) -> h5py.File:
@@ -124,11 +153,18 @@ def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress
     pending = list(ds.skipped) if done == 0 else []  # scan-time skips, recorded once
     images, labels = g["images"], g["labels"]
 
+    # What the next checkpoint_every images take on disk, with room for HDF5's own records.
+    room = checkpoint_every * (b * b * 3 + 256) + 256 * 1024
+
     def checkpoint():
         _append_skipped(f, pending)
         pending.clear()
         g.attrs.update(done=done, written=written, count=acc.count, sum=acc.total, outer=acc.outer)
         f.flush()
+        _reserve(f.filename, room, f"the cache keeps its {written:,} {split} images: run the same "
+                                   "command again once there is room, and it resumes")
+
+    checkpoint()
 
     with tqdm(total=len(ds), initial=done, desc=f"prepare {split}", unit="img",
               disable=None if progress else True) as bar:   # None: off when not a terminal
@@ -178,9 +214,17 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
     interrupted run if ``out`` exists and was started with the same source and base size.
     ``echo``, if given, is told the images to write and their size before the work starts.
     Returns a PrepareReport; raises DataError for unusable sources, a foreign ``out`` file, or a
-    disk without room for the images.
+    disk without room for the images; WriteError when the disk fills on the way; LockedError when
+    another process is writing ``out``.
     """
     out = os.path.abspath(os.path.expanduser(str(out)))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with acquire_file_lock(cache_lock_path(out), out):      # one writer per cache
+        return _prepare(source, out, base_size, splits, checkpoint_every, progress, echo,
+                        open_options)
+
+
+def _prepare(source, out, base_size, splits, checkpoint_every, progress, echo, open_options):
     source = absolute_spec(source)      # stored absolute: a resume finds it from anywhere
     if "train" not in splits:
         raise ValueError("prepare_cache: the train split is needed for the mean and PCA")
@@ -200,7 +244,6 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
             with open_cache_file(out, "r+") as f:
                 _prepare_all(f, datasets, splits, checkpoint_every, progress)
     else:
-        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         _check_room(out, datasets, base_size, echo)
         with _new_file(out, str(source), base_size, options, train.classes, train.class_names) as f:
             _prepare_all(f, datasets, splits, checkpoint_every, progress)
