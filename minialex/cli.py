@@ -33,8 +33,11 @@ def _user_errors():
             IsADirectoryError, PermissionError, ValueError, WriteError, LockedError)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+def _fail(message: str, error: BaseException = None) -> None:
+    from .distributed import error_line     # names the rank in a data-parallel job
+    line = error_line(message, error)
+    if line:
+        click.echo(line, err=True)
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -55,7 +58,7 @@ def command(*args, **kwargs):
                 text = str(e).strip().splitlines()
                 first = text[0].rstrip(":") if text else type(e).__name__
                 more = " (--debug shows the details)" if len(text) > 1 else ""
-                _fail(first + more)
+                _fail(first + more, e)
         return wrapper
     return decorate
 
@@ -133,6 +136,9 @@ def main(ctx, debug):
                    "other data keeps that many, spread over the classes).")
 @click.option("--val-images", type=click.IntRange(min=1), default=None,
               help="Likewise for the validation split.")
+@click.option("--lr-scaling", type=click.Choice(["none", "linear"]), default=None,
+              help="Under mpiexec: linear multiplies --lr by the number of processes, reached "
+                   "after a few epochs of warm-up (Goyal et al. 2017). [default: none]")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
 def train_command(no_progress, **options):
     """Train AlexNet with SGD as in §5 of the paper.
@@ -148,6 +154,7 @@ def train_command(no_progress, **options):
       python cli.py train --data fashion-mnist --epochs 5 --out runs/fmnist
       python cli.py train --resume runs/fmnist/last.h5 --epochs 8
       python cli.py train --data /data/imagenet --preset paper --devices cuda:0,cuda:1 --workers 8
+      mpiexec -n 2 python -m mpi4py cli.py train     # data-parallel: batch 128 per process
     """
     from .train import TrainConfig, train
     config = TrainConfig(progress=not no_progress, **options)

@@ -40,7 +40,7 @@ class TrainingError(RuntimeError):
 #: What the checkpoint decides on --resume unless the user gave the option again.
 FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                    "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
-                   "val_images")
+                   "val_images", "lr_scaling")
 #: What --resume cannot change: the batch position in the checkpoint depends on them.
 FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images")
 #: Given again on --resume, these win over the checkpoint's values.
@@ -125,7 +125,8 @@ def checkpoint_extra(trainer, rng_states: Optional[Dict[str, str]] = None) -> Di
                   "sums": json.dumps(trainer.sums),
                   "schedule": json.dumps(trainer.schedule.state_dict()),
                   "history": json.dumps(trainer.history),
-                  "config": json.dumps(trainer.config.resolved())},
+                  "config": json.dumps(trainer.config.resolved()),
+                  "world_size": getattr(trainer.dist, "size", 1)},   # distributed.py
         "rng": rng_states if rng_states is not None else generator_states(trainer.model),
         "data": {"mean": numpy.asarray(stats.mean),
                  "pca_eigenvalues": numpy.asarray(stats.pca_eigenvalues),

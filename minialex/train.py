@@ -56,6 +56,7 @@ from .checkpoint import WriteError
 from .run_lock import acquire_run_lock
 from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
 from .stop_flag import StopFlag
+from .distributed import check_world_size, world
 
 
 @dataclasses.dataclass
@@ -84,6 +85,7 @@ class TrainConfig:
     train_images: Optional[int] = None    # use only this many training images (quick runs)
     val_images: Optional[int] = None
     log_every: int = 10
+    lr_scaling: Optional[str] = None      # 'none' or 'linear' (× processes, warm-up; distributed.py)
     progress: bool = True                 # tqdm bars (off in tests)
 
     def resolved(self) -> Dict:
@@ -91,7 +93,8 @@ class TrainConfig:
 
 
 _DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01,
-                 momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30)
+                 momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30,
+                 lr_scaling="none")
 
 
 @dataclasses.dataclass
@@ -139,6 +142,10 @@ class Trainer:
         self.nothing_to_do = False              # a resumed run that has no epoch left
         self.made_files = False                 # this run made its folder's files
         self.lock = None                        # the run folder's lock (run_lock.py)
+        self.dist = None                        # data-parallel World; None: one process
+        self.writer = True                      # rank 0 alone prints and writes
+        self.stop_agreed = False                # a rank asked to stop (data-parallel only)
+        self.warmup: Optional[Callable[[int], float]] = None   # lr factor by step
 
     # -- setting up ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -146,16 +153,22 @@ class Trainer:
         from .models import AlexNet
         from .optim import SGD, make_schedule
         cfg = self.config
+        self.dist = dist = world()
+        self.writer = dist is None or dist.rank == 0
+        if not self.writer:
+            self.echo = lambda line: None
         resume = merge_resume(cfg)
-        if cfg.out and os.path.isdir(cfg.out):   # before anything is read or written there
+        if self.writer and cfg.out and os.path.isdir(cfg.out):   # before anything is read/written
             self.lock = acquire_run_lock(cfg.out)
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
         from .data.sources import absolute_spec
         cfg.data = absolute_spec(cfg.data)   # found again from any working folder
-        check_out_folder(cfg, resume)
-        devices = parse_devices(cfg.devices)
+        check_world_size(resume, dist.size if dist else 1)
+        if self.writer:
+            check_out_folder(cfg, resume)
+        devices = parse_devices(dist.map_devices(cfg.devices) if dist else cfg.devices)
         preset, why = choose_preset(cfg.preset, devices)
         if resume is not None:
             why = f"the preset of {resume['path']}"
@@ -168,6 +181,9 @@ class Trainer:
         set_precision(cfg.precision)
         if cfg.epochs is None:
             cfg.epochs = default_epochs(cfg.data, preset)
+        if dist is not None:
+            self.echo(dist.banner(cfg))
+            self.echo(dist.use_devices(devices))
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
         self.echo(f"preset '{preset}' on {place}: {why}")
 
@@ -178,6 +194,8 @@ class Trainer:
             raise TrainingError(f"--batch-size {cfg.batch_size} is more than the "
                                 f"{len(self.train_set)} training images: use --batch-size "
                                 f"{len(self.train_set)} or less, or more --train-images")
+        if dist is not None:
+            dist.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
                   f"{_stored(self.train_set, base)}, random {spec.input_size}x{spec.input_size} crops "
@@ -192,6 +210,8 @@ class Trainer:
                                       step_size=cfg.step_size)
         if resume is not None:
             restore(self, resume)
+        if dist is not None:
+            dist.start(self, resume)
         nparams = sum(p.size for p in self.model.parameters())
         self.echo(f"AlexNet '{preset}': {nparams:,} parameters; SGD lr {self.optimizer.lr:g}, "
                   f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
@@ -204,6 +224,8 @@ class Trainer:
             self.epoch >= cfg.epochs or self.schedule.finished)
         if self.nothing_to_do:        # leave the finished run's files as they are, make none
             self.out = cfg.out or os.path.dirname(os.path.abspath(resume["path"]))
+            return
+        if not self.writer:
             return
         self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
@@ -221,15 +243,24 @@ class Trainer:
                      f"{self.batch}" if resume else ""))
 
     def _log(self, record: Dict) -> None:
+        if not self.writer:
+            return
         append_line(self.metrics_path, json.dumps(record))
 
     # -- checkpoints -----------------------------------------------------------------------
-    def save(self, rng_states: Optional[Dict[str, str]] = None) -> str:
-        """Write last.h5 (atomically) with everything --resume needs."""
+    def save(self, rng_states: Optional[Dict[str, str]] = None) -> Optional[str]:
+        """Write last.h5 (atomically) with everything --resume needs. Data-parallel: rank 0
+        writes every rank's generator states, the others wait at a barrier until it has."""
         from .checkpoint import save
-        path = os.path.join(self.out, "last.h5")
-        save(path, self.model, optimizer=self.optimizer, extra=checkpoint_extra(self, rng_states),
-             epoch=self.epoch, step=self.step, batch=self.batch)
+        if self.dist is not None:
+            rng_states = self.dist.gather_states(rng_states or generator_states(self.model))
+        path = os.path.join(self.out, "last.h5") if self.writer else None
+        if self.writer:
+            save(path, self.model, optimizer=self.optimizer,
+                 extra=checkpoint_extra(self, rng_states), epoch=self.epoch, step=self.step,
+                 batch=self.batch)
+        if self.dist is not None:
+            self.dist.barrier()
         self.checkpoint_path = path
         return path
 
@@ -237,18 +268,21 @@ class Trainer:
     def _loader(self, train: bool):
         from . import data as D
         cfg = self.config
+        shard = (self.dist.rank, self.dist.size) if self.dist else None
         if train:
             return D.DataLoader(self.train_set, cfg.batch_size, input_size=self.model.input_size,
                                 train=True, device=self.devices[0], seed=cfg.seed,
-                                epoch=self.epoch, start_batch=self.batch, workers=cfg.workers)
+                                epoch=self.epoch, start_batch=self.batch, workers=cfg.workers,
+                                shard=shard)
         return D.DataLoader(self.val_set, cfg.batch_size, input_size=self.model.input_size,
                             train=False, device=self.devices[0], seed=cfg.seed,
-                            workers=cfg.workers, stats=self.train_set.stats)
+                            workers=cfg.workers, stats=self.train_set.stats, shard=shard)
 
     def _batches_per_epoch(self) -> int:
         from . import data as D
         n = len(D.DataLoader(self.train_set, self.config.batch_size, input_size=self.model.input_size,
-                             train=True, device=self.devices[0], seed=self.config.seed))
+                             train=True, device=self.devices[0], seed=self.config.seed,
+                             shard=(self.dist.rank, self.dist.size) if self.dist else None))
         if self.config.limit_batches:
             n = min(n, self.config.limit_batches)
         return n
@@ -264,6 +298,8 @@ class Trainer:
             loss = F.cross_entropy(logits, labels, check_labels=False)
             self.optimizer.zero_grad()
             loss.backward()
+        if self.dist is not None:
+            self.dist.average_gradients(self.optimizer)
         stop = self.stop
         if stop is not None:
             # From the update until run_epoch has counted the step, a Ctrl-C waits: weights
@@ -293,7 +329,7 @@ class Trainer:
         """Train from self.batch to the end of the epoch; False when stopped by Ctrl-C."""
         cfg = self.config
         bar = None
-        if cfg.progress:
+        if cfg.progress and self.writer:
             from tqdm import tqdm
             bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                        unit="batch", dynamic_ncols=True, leave=False,
@@ -303,17 +339,28 @@ class Trainer:
         try:
             while self.batch < nb:
                 rng = generator_states(self.model)     # the state this step starts from
-                if stop.requested:
+                if stop.requested if self.dist is None else self.stop_agreed:
                     self._interrupted(rng)
                     return False
                 try:
                     images, labels = next(loader)
                     t0 = time.perf_counter()
-                    loss, correct = self.train_step(images, labels)
+                    lr = self.optimizer.lr
+                    if self.warmup is not None:
+                        self.optimizer.lr = lr * self.warmup(self.step)
+                    try:
+                        loss, correct = self.train_step(images, labels)
+                    finally:
+                        self.optimizer.lr = lr
                 except KeyboardInterrupt:
+                    if self.dist is not None:   # ranks not in step: stop at once (run())
+                        raise
                     self._interrupted(rng)
                     return False
                 n = len(labels)
+                if self.dist is not None:     # all ranks' images, and Ctrl-C agreed on
+                    loss, correct, n, self.stop_agreed = self.dist.step_sums(
+                        loss, correct, n, stop.requested)
                 dt = time.perf_counter() - t0
                 self.step += 1
                 self.batch += 1
@@ -359,7 +406,8 @@ class Trainer:
         cfg = self.config
         with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
             val = evaluate(self.model, self._loader(train=False), cfg.limit_val_batches,
-                           progress=cfg.progress, desc="validating")
+                           progress=cfg.progress and self.writer, desc="validating",
+                           reduce=self.dist.sum_counts if self.dist else None)
         seen = max(self.sums["seen"], 1)
         record = {"event": "epoch", "epoch": self.epoch + 1, "step": self.step,
                   "lr": self.optimizer.lr, "train_loss": self.sums["loss"] / seen,
@@ -386,7 +434,7 @@ class Trainer:
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         path = self.save()
         improved = best_before is None or val.top1_error < best_before
-        if improved:
+        if improved and self.writer:
             stop = self.stop
             if stop is not None:
                 stop.critical = True   # a second Ctrl-C waits until best.h5 is whole
@@ -416,6 +464,8 @@ class Trainer:
             try:
                 self.setup()
                 nb = self._batches_per_epoch()
+                if self.dist is not None:
+                    self.warmup = self.dist.warmup(cfg, nb)
                 while self.epoch < cfg.epochs:
                     if not self.run_epoch(stop, nb):
                         stopped = "interrupted"
@@ -454,7 +504,8 @@ class Trainer:
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
                              list(self.history), list(self.losses), stopped)
         best = result.best
-        if best is not None and stopped != "interrupted" and not self.nothing_to_do:
+        if (best is not None and stopped != "interrupted" and not self.nothing_to_do
+                and self.writer):
             self.echo(f"done: best validation top-1 error {100 * best['val_top1_error']:.1f}% "
                       f"(accuracy {100 * (1 - best['val_top1_error']):.1f}%, top-5 error "
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
