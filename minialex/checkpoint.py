@@ -79,7 +79,7 @@ def write_error(e: OSError, path: str, what: str, size: int, kept: str = "") -> 
         free = ""
     why = (e.strerror or str(e)).lower() if e.errno != errno.EFBIG else \
         "file too large (a file-size limit: ulimit -f)"
-    return WriteError(f"cannot write {path}: {why}; {what} needs {size_text(size)}{free}"
+    return WriteError(f"cannot write {path}: {why}; {size_text(size)} needed for {what}{free}"
                       + (f"; {kept}" if kept else ""), e.errno)
 
 

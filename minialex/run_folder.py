@@ -102,18 +102,21 @@ def append_line(path: str, line: str) -> None:
     """Append one line to a log (metrics.jsonl). If the disk is full, the file is cut back to
     where it was, so that it never ends in half a line, and a one-line WriteError says so."""
     from .checkpoint import write_error
-    data = (line + "\n").encode()
-    with open(path, "ab") as fh:
-        start = fh.tell()
+    data = memoryview((line + "\n").encode())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        done = 0
+        while done < len(data):      # unbuffered: a write may stop partway, then fail
+            done += os.write(fd, data[done:])
+    except OSError as e:
         try:
-            fh.write(data)
-            fh.flush()
-        except OSError as e:
-            try:
-                fh.truncate(start)
-            except OSError:
-                pass
-            raise write_error(e, path, "a line of the log", len(data)) from None
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise write_error(e, path, "a line of the log", len(data)) from None
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temps(folder: str) -> None:

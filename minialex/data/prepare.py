@@ -105,7 +105,7 @@ def _reserve(path: str, nbytes: int, kept: str) -> None:
             raise OSError(code, os.strerror(code))
     except OSError as e:
         if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise write_error(e, path, f"the next images", nbytes, kept) from None
+            raise write_error(e, path, "the next images", nbytes, kept) from None
         if shutil.disk_usage(os.path.dirname(path)).free < nbytes:
             raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path,
                               "the next images", nbytes, kept) from None
@@ -153,14 +153,13 @@ def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress
     pending = list(ds.skipped) if done == 0 else []  # scan-time skips, recorded once
     images, labels = g["images"], g["labels"]
 
-    # What the next checkpoint_every images take on disk, with room for HDF5's own records.
-    room = checkpoint_every * (b * b * 3 + 256) + 256 * 1024
-
     def checkpoint():
         _append_skipped(f, pending)
         pending.clear()
         g.attrs.update(done=done, written=written, count=acc.count, sum=acc.total, outer=acc.outer)
         f.flush()
+        # The next images (at most checkpoint_every), with room for HDF5's own records.
+        room = min(checkpoint_every, len(ds) - done) * (b * b * 3 + 256) + 64 * 1024
         _reserve(f.filename, room, f"the cache keeps its {written:,} {split} images: run the same "
                                    "command again once there is room, and it resumes")
 
