@@ -248,10 +248,11 @@ def save(path, model, optimizer=None, extra: Optional[Dict[str, Any]] = None, **
     config = getattr(model, "config", None)
     # The file is built in memory and written with plain file I/O (write_atomic), so that a full
     # disk is an ordinary OSError: HDF5 failing halfway through a file it writes itself cannot
-    # close it, and the process then crashes at exit (exit 139). The cost, measured for the
-    # paper preset (61M weights + momentum, a 488 MB file; python benchmarks/checkpoint_save.py,
-    # 2-core CPU, 2026-11-29): 1.0 s and +692 MiB peak memory, against 0.4 s and +227 MiB when
-    # h5py writes the file directly: half a second and one file's size of host memory per epoch.
+    # close it, and the process then crashes at exit (exit 139). The cost, for the paper preset
+    # (61M weights + momentum, a 488 MB file; `python benchmarks/checkpoint_save.py --repeat 3`,
+    # the 2-core machine shared with other jobs, 2026-11-29): 1.3-2.4 s and +675 MiB of peak
+    # memory, against 0.4-1.4 s and +209 MiB when h5py writes the file itself: about a second
+    # and one file's size of host memory per epoch (an ImageNet epoch is minutes on a GPU).
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
