@@ -278,3 +278,16 @@ def test_a_checkpoint_that_does_not_fit_names_the_first_mismatch(tmp_path):
     assert one_line_error(cli("evaluate", bad).output) == f"error: {want}"
     line = one_line_error(cli("train", "--resume", bad, "--out", tmp_path / "branch").output)
     assert line == f"error: {want}"                                      # and no guessed cause
+
+
+def test_resume_names_a_cause_only_when_it_knows_one(tmp_path):
+    from test_data_sources import make_image_folder
+    from minialex.train import TrainConfig, train
+    folder = make_image_folder(tmp_path / "pets", per_class=8, bad=False)  # cat, dog, fish
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(folder), epochs=1, out=str(out), preset="tiny", batch_size=8,
+                      progress=False), echo=lambda s: None)
+    shutil.copytree(os.path.join(folder, "train", "cat"), os.path.join(folder, "train", "cow"))
+    shutil.copytree(os.path.join(folder, "val", "cat"), os.path.join(folder, "val", "cow"))
+    line = one_line_error(cli("train", "--resume", out, "--epochs", "2").output)
+    assert line.endswith("in the model; 1 more; the data now has 4 classes, the checkpoint 3"), line
