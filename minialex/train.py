@@ -106,6 +106,7 @@ class TrainResult:
     history: List[Dict]
     losses: List[float]               # every training step's loss in this call, in order
     stopped: str                      # 'finished', 'schedule', 'interrupted'
+    test: Optional[Dict] = None       # the test split's errors of best.h5, where there is one
 
     @property
     def best(self) -> Optional[Dict]:
@@ -144,6 +145,7 @@ class Trainer:
         self.lock = None                        # the run folder's lock (run_lock.py)
         self.dist = None                        # data-parallel World; None: one process
         self.writer = True                      # rank 0 alone prints and writes
+        self.test: Optional[Dict] = None        # test_best's record, once training is over
         self.stop_agreed = False                # a rank asked to stop (data-parallel only)
         self.warmup: Optional[Callable[[int], float]] = None   # lr factor by step
 
@@ -187,7 +189,7 @@ class Trainer:
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
         self.echo(f"preset '{preset}' on {place}: {why}")
 
-        base = D.base_size_for(spec.input_size)
+        base = self.base_size = D.base_size_for(spec.input_size)
         self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
         if len(self.train_set) < cfg.batch_size:
@@ -265,7 +267,7 @@ class Trainer:
         return path
 
     # -- the loop --------------------------------------------------------------------------
-    def _loader(self, train: bool):
+    def _loader(self, train: bool, dataset=None):
         from . import data as D
         cfg = self.config
         shard = (self.dist.rank, self.dist.size) if self.dist else None
@@ -274,9 +276,10 @@ class Trainer:
                                 train=True, device=self.devices[0], seed=cfg.seed,
                                 epoch=self.epoch, start_batch=self.batch, workers=cfg.workers,
                                 shard=shard)
-        return D.DataLoader(self.val_set, cfg.batch_size, input_size=self.model.input_size,
-                            train=False, device=self.devices[0], seed=cfg.seed,
-                            workers=cfg.workers, stats=self.train_set.stats, shard=shard)
+        return D.DataLoader(dataset or self.val_set, cfg.batch_size,
+                            input_size=self.model.input_size, train=False,
+                            device=self.devices[0], seed=cfg.seed, workers=cfg.workers,
+                            stats=self.train_set.stats, shard=shard)
 
     def _batches_per_epoch(self) -> int:
         from . import data as D
@@ -456,6 +459,37 @@ class Trainer:
                       "again: stopping, as the paper did (§5)")
         return self.schedule.finished
 
+    def test_best(self) -> Optional[Dict]:
+        """Once training is over: best.h5's errors on the source's test split (the weights were
+        chosen on the validation split, so the test images decided nothing), logged as
+        {"event": "test"}. None for a source without a test split."""
+        from .checkpoint import load, read_meta
+        from .data import DataError
+        from .evaluate import evaluate
+        cfg, best = self.config, os.path.join(self.out, "best.h5")
+        try:
+            test_set = open_data(cfg.data, "test", cfg.seed, self.base_size, cfg.val_images)
+        except (DataError, FileNotFoundError):
+            return None
+        if self.dist is not None:
+            self.dist.barrier()           # best.h5 is whole before any rank reads it
+        load(best, model=self.model)
+        loader = self._loader(train=False, dataset=test_set)
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            r = evaluate(self.model, loader, cfg.limit_val_batches, desc="testing",
+                         progress=cfg.progress and self.writer,
+                         reduce=self.dist.sum_counts if self.dist else None)
+        record = {"event": "test", "step": self.step, "epoch": int(read_meta(best)["epoch"]),
+                  "images": r.images,
+                  "test_loss": r.loss, "test_top1_error": r.top1_error,
+                  "test_top5_error": r.top5_error}
+        if self.writer:
+            self._log(record)
+            self.echo(f"test: top-1 error {100 * r.top1_error:.1f}%, top-5 error "
+                      f"{100 * r.top5_error:.1f}% on {r.images:,} test images, never seen in "
+                      f"training, with best.h5 (epoch {record['epoch']}, chosen on validation)")
+        return record
+
     def run(self) -> TrainResult:
         cfg = self.config
         stopped = "finished"
@@ -473,6 +507,8 @@ class Trainer:
                     if self.end_epoch():
                         stopped = "schedule"
                         break
+                if stopped != "interrupted" and not self.nothing_to_do:
+                    self.test = self.test_best()
             except KeyboardInterrupt:
                 # A second Ctrl-C outside a training step (validating, saving): stop at once.
                 # Checkpoints are written atomically, so the last one written is whole.
@@ -502,7 +538,7 @@ class Trainer:
                       + ("; the schedule had stopped it (§5)" if self.schedule.finished else
                          f"; give --epochs more than {self.epoch} to train longer"))
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
-                             list(self.history), list(self.losses), stopped)
+                             list(self.history), list(self.losses), stopped, self.test)
         best = result.best
         if (best is not None and stopped != "interrupted" and not self.nothing_to_do
                 and self.writer):

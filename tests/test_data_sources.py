@@ -181,7 +181,7 @@ def test_image_folder_bad_layouts(tmp_path):
     with pytest.raises(DataError, match="notes.txt"):
         open_dataset(str(notes))
     with pytest.raises(ValueError, match="split"):
-        open_dataset("builtin", "test")
+        open_dataset("builtin", "holdout")
 
 
 # -- the built-in set ----------------------------------------------------------------------------
@@ -227,18 +227,36 @@ needs_fashion = pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-M
 def test_fashion_mnist():
     train = open_dataset("fashion-mnist", "train", base_size=32, limit=300)
     val = open_dataset("fashion-mnist", "val", base_size=32)
-    assert len(train) == 300 and len(val) == 10000 and train.num_classes == 10
+    test = open_dataset("fashion-mnist", "test", base_size=32)
+    assert len(train) == 300 and len(val) == 5000 and len(test) == 10000 and train.num_classes == 10
+    assert numpy.bincount(val.labels).tolist() == [500] * 10   # one in twelve of each class
     assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
     x, label = train.load(5)
     assert x.shape == (32, 32, 3) and 0 <= label < 10
     assert (x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all()  # gray replicated
-    s = train.stats  # from all 60,000 training images; rank one because R = G = B
+    s = train.stats  # from the 55,000 training-split images; rank one because R = G = B
     assert numpy.allclose(s.mean, s.mean[0]) and 0.2 < s.mean[0] < 0.4
     assert numpy.allclose(numpy.abs(s.pca_eigenvectors[:, 0]), 1 / numpy.sqrt(3))
     assert s.pca_eigenvalues[0] > 0.05 and s.pca_eigenvalues[1] < 1e-9
-    same = open_dataset(f"fashion-mnist:{FASHION}", "val", base_size=28)
+    same = open_dataset(f"fashion-mnist:{FASHION}", "test", base_size=28)
     raw = same.load(0)[0]
     assert raw.shape == (28, 28, 3)
+
+
+@needs_fashion
+def test_fashion_mnist_validation_is_held_out_of_training_and_apart_from_test():
+    """The schedule watches 'val', never the test images: the three splits share no image (byte
+    for byte), together hold all 70,000, and 'val' is the same for every seed and process."""
+    from minialex.data.fashion_mnist import read_split
+    splits = {name: read_split(FASHION, name)[0] for name in ("train", "val", "test")}
+    as_bytes = {name: {img.tobytes() for img in images} for name, images in splits.items()}
+    assert len(splits["train"]) == 55000 and len(splits["val"]) == 5000
+    assert not as_bytes["val"] & as_bytes["train"] and not as_bytes["val"] & as_bytes["test"]
+    assert not as_bytes["train"] & as_bytes["test"]
+    assert sum(len(b) for b in as_bytes.values()) == 70000        # every image, once
+    again = open_dataset("fashion-mnist", "val", seed=7, base_size=28)
+    assert numpy.array_equal(numpy.stack([again.load(i)[0][..., 0] for i in range(5)]),
+                             splits["val"][:5])
 
 
 def _idx(path, magic, shape, payload=None):
@@ -250,27 +268,27 @@ def _idx(path, magic, shape, payload=None):
 
 def test_fashion_mnist_bad_files(tmp_path):
     with pytest.raises(DataFileNotFoundError, match="nowhere"):
-        open_dataset(f"fashion-mnist:{tmp_path / 'nowhere'}", "val")
+        open_dataset(f"fashion-mnist:{tmp_path / 'nowhere'}", "test")
     d = tmp_path / "fm"
     d.mkdir()
     _idx(d / "t10k-images-idx3-ubyte.gz", 2051, (3, 28, 28))
     _idx(d / "t10k-labels-idx1-ubyte.gz", 2049, (3,))
-    assert len(open_dataset(f"fashion-mnist:{d}", "val")) == 3
+    assert len(open_dataset(f"fashion-mnist:{d}", "test")) == 3
     bad = tmp_path / "magic"
     bad.mkdir()
     _idx(bad / "t10k-images-idx3-ubyte.gz", 2049, (3, 28, 28))
     _idx(bad / "t10k-labels-idx1-ubyte.gz", 2049, (3,))
     with pytest.raises(DataError, match="t10k-images.*magic"):
-        open_dataset(f"fashion-mnist:{bad}", "val")
+        open_dataset(f"fashion-mnist:{bad}", "test")
     count = tmp_path / "count"
     count.mkdir()
     _idx(count / "t10k-images-idx3-ubyte.gz", 2051, (3, 28, 28))
     _idx(count / "t10k-labels-idx1-ubyte.gz", 2049, (4,))
     with pytest.raises(DataError, match="3 images but .* 4 labels"):
-        open_dataset(f"fashion-mnist:{count}", "val")
+        open_dataset(f"fashion-mnist:{count}", "test")
     short = tmp_path / "short"
     short.mkdir()
     _idx(short / "t10k-images-idx3-ubyte.gz", 2051, (3, 28, 28), payload=bytes(100))
     _idx(short / "t10k-labels-idx1-ubyte.gz", 2049, (3,))
     with pytest.raises(DataError, match="t10k-images.*bytes"):
-        open_dataset(f"fashion-mnist:{short}", "val")
+        open_dataset(f"fashion-mnist:{short}", "test")

@@ -43,7 +43,7 @@ DEFAULT_NUM_TRAIN = 5000
 DEFAULT_NUM_VAL = 1000
 MEMORY_LIMIT_BYTES = 1 << 30  # keep a split in memory up to 1 GiB of uint8 pixels
 STATS_IMAGES = 2000           # training images the mean/PCA is computed from
-_SPLIT_CODES = {"train": 1, "val": 2}
+_SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
 # How hard the pictures are. Tuned so that the CPU preset of AlexNet leaves chance level within
 # its first epochs while position, size, rotation, colour, clutter and noise all still vary.

@@ -21,7 +21,7 @@ import numpy
 from .errors import DataError
 from .stats import DataStats
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")   # val: what training watches; test: reported at the end
 
 
 class Dataset:
@@ -33,7 +33,7 @@ class Dataset:
     def __init__(self, name: str, split: str, classes: Sequence[str], base_size: int,
                  class_names: Optional[Sequence[str]] = None):
         if split not in SPLITS:
-            raise ValueError(f"dataset {name}: split must be 'train' or 'val', got {split!r}")
+            raise ValueError(f"dataset {name}: split must be one of {', '.join(SPLITS)}, got {split!r}")
         if int(base_size) < 1:
             raise ValueError(f"dataset {name}: base_size must be positive, got {base_size}")
         self.name = name

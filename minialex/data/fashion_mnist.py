@@ -3,7 +3,15 @@
 Found by default in /usr/share/datasets/fashion-mnist (Debian's ``dataset-fashion-mnist``);
 ``open_dataset("fashion-mnist:DIR")`` reads another folder. Files: ``train-images-idx3-ubyte``,
 ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
-gzipped (``.gz``) or not. The 10,000 test images are the ``"val"`` split.
+gzipped (``.gz``) or not.
+
+Three splits, so that nothing is chosen by looking at the test set:
+
+- ``"train"``: 55,000 of the 60,000 training images;
+- ``"val"``: the other 5,000 (one in twelve of each class, picked by a fixed shuffle that does not
+  depend on the run's seed, so every run and every checkpoint holds out the same images): what
+  the learning-rate schedule watches and what ``evaluate`` reports by default;
+- ``"test"``: the 10,000 test images, reported once at the end of training.
 
 How 28×28 grayscale becomes AlexNet's input: each image is scaled (bilinear) to
 base_size × base_size and its one channel is copied into R, G and B, so it goes through exactly
@@ -11,7 +19,7 @@ the same path as colour data (the net's first layer keeps its 3 input channels).
 Fashion-MNIST's official label order (0 = T-shirt/top ... 9 = Ankle boot), so labels match every
 other use of the dataset.
 
-Statistics: computed from all 60,000 training images at 28×28 (scaling preserves the mean and
+Statistics: computed from the 55,000 training-split images at 28×28 (scaling preserves the mean and
 changes the variance only slightly). With R = G = B the colour covariance is rank one: the first
 eigenvector is (1, 1, 1)/√3 and the other two eigenvalues are zero, so PCA lighting becomes a
 random change of brightness — which is what colour noise means for grayscale data.
@@ -35,7 +43,9 @@ DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+HELD_OUT = 12          # one in HELD_OUT training images of each class is the validation split
+SHUFFLE_SEED = 2017    # fixed: the same validation images for every run
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # 0x00000803 (uint8, 3 dims), 0x00000801 (uint8, 1 dim)
 
 _arrays: Dict[Tuple[str, str], Tuple[numpy.ndarray, numpy.ndarray]] = {}
@@ -73,16 +83,41 @@ def read_idx(path: str, magic: int) -> numpy.ndarray:
     return numpy.frombuffer(data, dtype=numpy.uint8, offset=header).reshape(shape)
 
 
+def held_out(labels: numpy.ndarray) -> numpy.ndarray:
+    """Sorted indices of the validation images among the training file's: the first
+    ceil(n_c / HELD_OUT) images of each class c in a fixed shuffle (500 of each of the 10 classes)."""
+    order = numpy.random.default_rng(SHUFFLE_SEED).permutation(len(labels))
+    picked = [order[labels[order] == c][:-(-int((labels == c).sum()) // HELD_OUT)]
+              for c in numpy.unique(labels)]
+    return numpy.sort(numpy.concatenate(picked)) if picked else numpy.zeros(0, numpy.int64)
+
+
 def read_split(folder: str, split: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """(images (N, 28, 28) uint8, labels (N,) int64) of one split, read once per process."""
+    if split == "test":
+        return read_files(folder, "test")
     key = (os.path.abspath(folder), split)
+    with _lock:
+        if key in _arrays:
+            return _arrays[key]
+    images, labels = read_files(folder, "train")
+    val = held_out(labels)
+    keep = val if split == "val" else numpy.setdiff1d(numpy.arange(len(labels)), val)
+    with _lock:
+        _arrays[key] = (images[keep], labels[keep])
+    return _arrays[key]
+
+
+def read_files(folder: str, files: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """(images, labels) of the 'train' (60,000) or 'test' (10,000) files, read once per process."""
+    key = (os.path.abspath(folder), "files:" + files)
     with _lock:
         if key in _arrays:
             return _arrays[key]
     if not os.path.isdir(folder):
         raise DataFileNotFoundError(f"Fashion-MNIST folder {folder} does not exist "
                                     f"(Debian: apt install dataset-fashion-mnist)")
-    image_path, label_path = (_find(folder, name) for name in FILES[split])
+    image_path, label_path = (_find(folder, name) for name in FILES[files])
     images = read_idx(image_path, IMAGES_MAGIC)
     labels = read_idx(label_path, LABELS_MAGIC).astype(numpy.int64)
     if images.ndim != 3 or labels.ndim != 1:
@@ -122,7 +157,7 @@ class FashionMNIST(Dataset):
         return f"{self.folder} {self.split} image {i}"
 
     def _compute_stats(self) -> DataStats:
-        images, _ = read_split(self.folder, "train")
+        images, _ = read_split(self.folder, "train")     # the 55,000: not the validation images
         g = images.astype(numpy.float64)
         # R = G = B = g, so Σx = Σg·(1,1,1) and Σxxᵀ = Σg²·ones(3,3): no need to copy channels.
         acc = StatsAccumulator(count=g.size, total=numpy.full(3, g.sum()),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .dataset import Dataset, Subset, balanced_indices
+from .dataset import SPLITS, Dataset, Subset, balanced_indices
 from .errors import DataError, DataFileNotFoundError
 
 PAPER_BASE_SIZE, PAPER_INPUT_SIZE = 256, 224  # §2 and §4.1: store 256×256, crop 224×224
@@ -51,7 +51,12 @@ def same_spec(a: str, b: str) -> bool:
 def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: Optional[int] = None,
                  num_train: Optional[int] = None, num_val: Optional[int] = None,
                  limit: Optional[int] = None, class_names_file: Optional[str] = None) -> Dataset:
-    """The ``split`` ('train' or 'val') of the dataset named by ``spec``.
+    """The ``split`` ('train', 'val' or 'test') of the dataset named by ``spec``.
+
+    'val' is what training watches (the schedule, the best checkpoint); 'test' is reported once
+    at the end, where the source has one: Fashion-MNIST (its 10,000 test images; its 'val' is
+    held out of the training images), a folder with a test/ split, a cache prepared with one,
+    and the built-in set (drawn like 'val', from its own random stream).
 
     spec: "builtin"; "fashion-mnist" or "fashion-mnist:DIR"; a folder with train/<class>/ and
     val/<class>/; or a cache file ending in .h5 / .hdf5 written by ``prepare``.
@@ -64,8 +69,8 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
     represented (quick runs and tests); the statistics still describe the whole training split.
     class_names_file: folders only; a '<folder> <readable name>' file (see folder.py).
     """
-    if split not in ("train", "val"):
-        raise ValueError(f"open_dataset: split must be 'train' or 'val', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"open_dataset: split must be one of {', '.join(SPLITS)}, got {split!r}")
     spec = str(spec)
     builtin_only = {"num_train": num_train, "num_val": num_val}
     if spec != "builtin" and any(v is not None for v in builtin_only.values()):
