@@ -312,7 +312,7 @@ def check_world_size(resume: Optional[Dict], size: int) -> None:
         return
     stored = int(resume["extra"]["train"].get("world_size", 1))
     if stored != size:
-        raise TrainingError(f"{resume['path']} was written by {stored} process(es), this job has "
+        raise WorldError(f"{resume['path']} was written by {stored} process(es), this job has "
                             f"{size}: the global batch and the data order depend on it; resume "
                             f"with mpiexec -n {stored}, or start a new run")
 

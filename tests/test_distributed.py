@@ -157,7 +157,7 @@ def test_ranks_that_differ_are_refused_before_the_first_step(tmp_path):
 def test_ctrl_c_stops_every_rank_and_saves_once(tmp_path):
     run = tmp_path / "run"
     p = subprocess.Popen(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", "cli.py", "train",
-                          *TINY, "--epochs", "50", "--out", str(run)], cwd=ROOT,
+                          *TINY, "--epochs", "500", "--schedule", "step", "--out", str(run)], cwd=ROOT,
                          env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
     metrics = run / "metrics.jsonl"
@@ -352,3 +352,40 @@ def test_linear_lr_scaling_warms_up_to_n_times_the_rate(shared_tmp):
     trainer, result = _train(os.path.join(shared_tmp, "linear"), lr_scaling="linear", epochs=1)
     assert trainer.optimizer.lr == pytest.approx(0.02)
     assert trainer.warmup(0) == 0.5 and trainer.warmup(4) == 1.0   # 1 warm-up epoch of 4 steps
+
+
+# --------------------------------------------------------------------------------------------
+# The real NCCL path (pytest -m gpu; not run in the session that wrote it: no GPU there)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+def test_nccl_on_a_real_gpu():
+    """cupy.cuda.nccl's own calls in a world of one on cuda:0: the mean of one rank is itself."""
+    if not minialex.gpu_available() or not HAVE_MPIEXEC:
+        pytest.skip("needs CuPy, a CUDA GPU and mpi4py")
+    import cupy
+    from mpi4py import MPI
+    from minialex.models import AlexNet
+    from minialex.optim import SGD
+    model = AlexNet(num_classes=10, preset="tiny", seed=0, devices=("cuda:0", "cuda:0"))
+    opt = SGD(model.named_parameters(), lr=0.01)
+    w = distributed.World(MPI.COMM_WORLD)
+    assert "NCCL" in w.use_devices(model.devices)
+    for _, p in opt.params:
+        p.grad = cupy.full(p.shape, 3.0, dtype=p.data.dtype)
+    w.average_gradients(opt)
+    assert all(float(abs(p.grad - 3.0).max()) == 0 for _, p in opt.params)
+    before = distributed.checksum(p.data for _, p in opt.params)
+    w.broadcast_start(model, opt)
+    assert distributed.checksum(p.data for _, p in opt.params) == before
+
+
+@pytest.mark.gpu
+@launches
+def test_two_gpu_processes_train(tmp_path):
+    if minialex.gpu_count() < 2:
+        pytest.skip("needs two GPUs")
+    rc, _, out = _job(["cli.py", "train", *TINY, "--devices", "cuda", "--epochs", "1",
+                       "--out", str(tmp_path / "run")], timeout=300)
+    assert rc == 0, out
+    assert "rank 0 on" in out and "cuda:1" in out and "NCCL allreduce" in out, out
