@@ -284,12 +284,20 @@ def filters_command(checkpoint, out, zoom):
     from .evaluate import colourfulness
     from .inference import conv1_kernels
     from .viz import save_filters
-    cols = conv1_kernels(checkpoint)
+    cols, grayscale = conv1_kernels(checkpoint)
+    shape = "x".join(str(s) for s in cols[0].shape[1:])
+    if grayscale:      # R = G = B in every image: only the sum of a kernel's channels acts
+        cols = [c.sum(axis=1, keepdims=True) for c in cols]
+        save_filters(cols, out, zoom=zoom,
+                     caption="grayscale data: each kernel drawn as the sum of its 3 channels")
+        click.echo(f"wrote {out}: {sum(len(c) for c in cols)} kernels of {shape} in {len(cols)} "
+                   "blocks, each drawn as the sum of its three channels: the training images "
+                   "are grayscale (R = G = B), so only that sum acts and there is no colour")
+        return
     save_filters(cols, out, zoom=zoom)
     shares = ", ".join(f"column {i} {100 * colourfulness(c):.0f}%" for i, c in enumerate(cols))
-    click.echo(f"wrote {out}: {sum(len(c) for c in cols)} kernels of "
-               f"{'x'.join(str(s) for s in cols[0].shape[1:])} in {len(cols)} blocks; "
-               f"share of kernel energy that is colour: {shares}")
+    click.echo(f"wrote {out}: {sum(len(c) for c in cols)} kernels of {shape} in "
+               f"{len(cols)} blocks; share of kernel energy that is colour: {shares}")
 
 
 @command("neighbors")
@@ -456,7 +464,11 @@ def _gpu_step_module():
 # --------------------------------------------------------------------------------------------
 
 @command("prepare")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option("--imagenet", metavar="DIR", default=None,
+              help="Read ImageNet from the official archives in DIR (ILSVRC2012_img_train.tar, "
+                   "ILSVRC2012_img_val.tar, ILSVRC2012_devkit_t12.tar.gz) instead of SOURCE; "
+                   "nothing is extracted to disk. Needs SciPy: pip install 'minialex[imagenet]'.")
 @click.option("--out", required=True, metavar="FILE.h5", help="The HDF5 cache to write (or resume).")
 @click.option("--base-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Side of the stored square images (§2: shorter side scaled, centre crop). "
@@ -468,7 +480,7 @@ def _gpu_step_module():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Built-in data only: which images.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def prepare_command(source, out, base_size, limit, seed, no_progress):
+def prepare_command(source, out, base_size, limit, seed, no_progress, imagenet):
     """Preprocess a dataset once into one HDF5 file that train/evaluate read with --data.
 
     SOURCE is 'builtin', 'fashion-mnist[:DIR]' or an ImageNet-layout folder. Images are stored as
@@ -479,10 +491,14 @@ def prepare_command(source, out, base_size, limit, seed, no_progress):
     \b
     Examples:
       python cli.py prepare /data/imagenet --out imagenet256.h5
+      python cli.py prepare --imagenet /data/ilsvrc2012 --out imagenet256.h5   # the .tar files
       python cli.py prepare fashion-mnist --out fmnist.h5 --base-size 58   # for --preset mini
       python cli.py train --data imagenet256.h5 --preset paper
     """
     from .data import DataError, prepare_cache
+    if (source is None) == (imagenet is None):
+        raise DataError("give either SOURCE or --imagenet DIR (the folder of the ILSVRC-2012 tars)")
+    source = source or "ilsvrc2012:" + imagenet
     if os.path.isdir(out):
         raise DataError(f"--out {out} is a folder: give a file name ending in .h5")
     if not out.lower().endswith((".h5", ".hdf5")):
@@ -498,6 +514,24 @@ def prepare_command(source, out, base_size, limit, seed, no_progress):
         click.echo(f"interrupted: {out} is incomplete; run the same command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     click.echo(report.summary())
+
+
+@command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, metavar="FILE.onnx", help="The ONNX file to write.")
+def export_command(checkpoint, out):
+    """Write a trained AlexNet, in test mode, as an ONNX graph of standard operators.
+
+    The input 'image' is (N, 3, S, S) float32 RGB pixels 0-255 of a centre crop; the training
+    mean and the preset's input scale are applied inside the graph. Outputs 'logits' and
+    'probabilities'. Needs the onnx package: pip install 'minialex[onnx]'.
+
+    \b
+    Examples:
+      python cli.py export runs/latest/best.h5 --out alexnet.onnx
+    """
+    from .export_onnx import export_checkpoint
+    click.echo(export_checkpoint(checkpoint, out))
 
 
 if __name__ == "__main__":

@@ -144,16 +144,21 @@ def predict_files(path: str, images: Sequence[str], k: int = 5, ten_crop: bool =
     return tm, top_classes(probs, tm.class_names, k)
 
 
-def conv1_kernels(path: str) -> List[numpy.ndarray]:
-    """conv1's kernels of each column, [(K, 3, kh, kw), ...], read straight from the file."""
-    from .checkpoint import CheckpointError, read_state
-    state = read_state(path)
+def conv1_kernels(path: str) -> Tuple[List[numpy.ndarray], bool]:
+    """conv1's kernels of each column, [(K, 3, kh, kw), ...], read straight from the file, and
+    whether the net was trained on grayscale data: R = G = B, so the training set's colour
+    covariance has rank one (data/fashion_mnist.py) and only each kernel's channel sum matters."""
+    from .checkpoint import CheckpointError, read_extra, read_meta, read_state
+    from .models import upgrade_state
+    state = upgrade_state(read_meta(path).get("model", ""), read_state(path))
+    eig = read_extra(path).get("data", {}).get("pca_eigenvalues")
+    grayscale = eig is not None and len(eig) == 3 and float(eig[1]) <= 1e-9 * float(eig[0])
     cols = [state[k] for k in ("column0.conv1.weight", "column1.conv1.weight") if k in state]
     if not cols:
         cols = [v for k, v in state.items() if k.endswith("conv1.weight")]
     if not cols:
         raise CheckpointError(f"{path}: no conv1 weights found")
-    return cols
+    return cols, grayscale
 
 
 def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = None, k: int = 6,

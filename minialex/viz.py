@@ -97,9 +97,17 @@ def filters_grid(columns: Sequence[numpy.ndarray], per_row: int = 16, zoom: int 
     return (image * 255).round().astype(numpy.uint8)
 
 
-def save_filters(columns: Sequence[numpy.ndarray], path, **options) -> str:
-    """Write ``filters_grid(columns)`` to a PNG; returns the path."""
-    return _save_png(filters_grid(columns, **options), path)
+def save_filters(columns: Sequence[numpy.ndarray], path, caption: str = "", **options) -> str:
+    """Write ``filters_grid(columns)`` to a PNG, with ``caption`` in a strip below; returns the path."""
+    image = filters_grid(columns, **options)
+    if caption:
+        from PIL import ImageDraw
+        strip = Image.new("RGB", (max(image.shape[1], 6 * len(caption) + 8), 16), "white")
+        ImageDraw.Draw(strip).text((4, 2), caption, fill="black")
+        wide = numpy.full((image.shape[0], strip.width, 3), 255, numpy.uint8)
+        wide[:, :image.shape[1]] = image
+        image = numpy.concatenate([wide, numpy.asarray(strip)], axis=0)
+    return _save_png(image, path)
 
 
 # --------------------------------------------------------------------------------------------

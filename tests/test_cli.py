@@ -99,6 +99,29 @@ def _png_size(path):
         return im.size
 
 
+def test_filters_of_a_grayscale_run_draw_each_kernels_channel_sum(tmp_path):
+    """Trained on grayscale data (R = G = B, a rank-one colour covariance), only a kernel's
+    channel sum acts: the picture draws that sum in grey, and says so, instead of RGB noise."""
+    import numpy
+    import minialex
+    from minialex.models import AlexNet
+    model = AlexNet(10, "tiny", devices="cpu", seed=0)
+    eig = numpy.array([0.1, 0.0, 0.0])
+    vec = numpy.full((3, 3), 1 / numpy.sqrt(3))
+    path = minialex.save(tmp_path / "gray.h5", model, extra={"data": {
+        "mean": numpy.full(3, 0.3), "pca_eigenvalues": eig, "pca_eigenvectors": vec}})
+    text = run("filters", path, "--out", tmp_path / "g.png", "--zoom", "2").output
+    assert "sum of its three channels" in text and "colour:" not in text
+    with Image.open(tmp_path / "g.png") as im:
+        pixels = numpy.asarray(im.convert("RGB")).astype(int)
+    top = pixels[:10]                                       # the first row of kernels
+    assert (top[..., 0] == top[..., 1]).all() and (top[..., 1] == top[..., 2]).all()
+    k = model.column0.conv1.weight.numpy()[0].sum(axis=0)   # the first kernel's sum, stretched
+    want = numpy.round(255 * (k - k.min()) / (k.max() - k.min()))
+    assert numpy.array_equal(pixels[0:2 * k.shape[0]:2, 0:2 * k.shape[1]:2, 0], want)
+    assert pixels.shape[0] > 20 and (pixels[-16:] < 128).any()   # the caption strip has text
+
+
 def test_filters_plot_and_neighbors_draw_pictures(trained, tmp_path, image_files):
     out, _ = trained
     text = run("filters", out / "best.h5", "--out", tmp_path / "f.png").output
