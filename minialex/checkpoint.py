@@ -91,7 +91,7 @@ def write_atomic(path, write, size: int, what: str = "the checkpoint") -> str:
     WriteError naming ``path``, the reason and ``size`` (the bytes it needed). Returns ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    tmp, renamed = None, False
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
@@ -104,19 +104,17 @@ def write_atomic(path, write, size: int, what: str = "the checkpoint") -> str:
             fh.flush()
             os.fsync(fh.fileno())        # the bytes are on disk before the name points to them
         os.replace(tmp, path)
-        tmp = None
-        try:
-            dir_fd = os.open(folder, os.O_RDONLY)
-        except OSError:                  # a platform that cannot open a folder (Windows)
-            dir_fd = None
-        if dir_fd is not None:
+        tmp, renamed = None, True
+        if hasattr(os, "O_DIRECTORY"):   # ... and the rename survives a power cut (not Windows)
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                os.fsync(dir_fd)         # ... and the rename itself survives a power cut
+                os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
     except OSError as e:
         _remove(tmp)                     # first: the free space then counts its room back
-        kept = f"{os.path.basename(path)} is left as it was" if os.path.exists(path) else ""
+        kept = (f"{os.path.basename(path)} is left as it was"
+                if os.path.exists(path) and not renamed else "")
         raise write_error(e, path, what, size, kept) from None
     finally:
         _remove(tmp)
