@@ -27,7 +27,7 @@ CELL_TIMEOUT_S = 300
 
 def test_every_lesson_is_there():
     numbers = sorted(int(p.name[:2]) for p in NOTEBOOKS)
-    assert numbers == list(range(1, 15)), f"expected lessons 01..14 in {LESSONS}, found {numbers}"
+    assert numbers == list(range(1, 16)), f"expected lessons 01..15 in {LESSONS}, found {numbers}"
 
 
 def test_notebooks_match_their_sources():
