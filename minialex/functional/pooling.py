@@ -12,7 +12,9 @@ be the maximum of several windows; the backward pass adds the gradient from ever
 
     dx[n, c, y, x] = sum over windows w whose maximum sits at (y, x) of dy[w]
 
-The forward saves, for each output, the offset ``i*kw + j`` of its maximum inside its window.
+The forward keeps only the padded input and y; the backward finds each window's winning offset
+``i*kw + j`` again (one compare per offset), which costs less than tracking it while taking the
+maximum. A NaN in a window wins it (its gradient goes to the window's first NaN).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def check_pool_args(op, x, kernel_size, stride, padding):
 
 
 class MaxPool2d(Function):
-    """Max pooling with saved argmax offsets; NumPy loops over the kh*kw offsets only."""
+    """Max pooling as a maximum over the kh*kw window offsets (each offset a strided view of the
+    input); the backward finds each window's first maximum again and sends its gradient there."""
 
     name = "max_pool2d"
 
@@ -54,35 +57,50 @@ class MaxPool2d(Function):
     def forward(self, x):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         n, c, h, w = shape_of(x)
-        oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-        self.x_shape = (n, c, h, w)
         xpad = x
-        if ph or pw:
+        if ph or pw:                                       # padding is -inf: it never wins
             xpad = numpy.full((n, c, h + 2 * ph, w + 2 * pw), -numpy.inf, dtype=x.dtype)
             xpad[:, :, ph:ph + h, pw:pw + w] = x
-        y = xpad[:, :, 0:sh * oh:sh, 0:sw * ow:sw][:, :, :oh, :ow].copy()   # offset (0, 0)
-        argmax = numpy.zeros(y.shape, dtype=numpy.int32)
-        for i in range(kh):
-            for j in range(kw):
-                v = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw][:, :, :oh, :ow]
-                # strict: the first maximum wins; a NaN wins over any number, so that a blow-up
-                # stays visible downstream (as in PyTorch), and the first NaN keeps its place
-                better = numpy.greater(v, y) | (numpy.isnan(v) & ~numpy.isnan(y))
-                numpy.copyto(y, v, where=better)
-                numpy.copyto(argmax, i * kw + j, where=better)
-        self.argmax = argmax
+        views = self.views(xpad, output_size(h, kh, sh, ph), output_size(w, kw, sw, pw))
+        y = views[0].copy()
+        for v in views[1:]:
+            numpy.maximum(y, v, out=y)      # a NaN wins: maximum passes it on (as PyTorch does)
+        self.save_for_backward(xpad, y)
         return y
 
+    def views(self, xpad, oh, ow):
+        """The kh*kw strided views (N, C, OH, OW) of the padded input, one per window offset:
+        views[i*kw + j][n, c, oy, ox] = xpad[n, c, oy*sh + i, ox*sw + j]."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return [xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)]
+
     def backward(self, gy):
+        xpad, y = self.saved
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        n, c, h, w = self.x_shape
-        oh, ow = gy.shape[2], gy.shape[3]
-        gxpad = numpy.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
-        for i in range(kh):
-            for j in range(kw):   # overlapping windows: += collects every window's share
-                gxpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += numpy.where(
-                    self.argmax == i * kw + j, gy, 0)
-        return gxpad[:, :, ph:ph + h, pw:pw + w].copy() if (ph or pw) else gxpad
+        n, c, hp, wp = xpad.shape
+        oh, ow = y.shape[2:]
+        views = self.views(xpad, oh, ow)
+        # won[w] = the offset of window w's first maximum in row-major order (ties: the first)
+        won = numpy.zeros(y.shape, dtype=numpy.uint8 if kh * kw <= 256 else numpy.int32)
+        open_ = numpy.ones(y.shape, dtype=bool)            # windows whose maximum is not found yet
+        hit = numpy.empty(y.shape, dtype=bool)
+        for k, v in enumerate(views):
+            numpy.equal(v, y, out=hit)
+            hit &= open_
+            open_ ^= hit
+            won += hit * won.dtype.type(k)
+        for k, v in enumerate(views if open_.any() else []):  # a NaN equals nothing: the window's
+            hit = numpy.isnan(v) & open_                    # first NaN won
+            won[hit], open_[hit] = k, False
+        # Scatter: flat index in xpad of every window's winner, then one bincount adds the
+        # gradients of all windows a pixel won (overlapping windows can share a winner).
+        corner = (numpy.arange(n * c)[:, None, None] * (hp * wp) + numpy.arange(oh)[:, None] * (sh * wp)
+                  + numpy.arange(ow) * sw)
+        offset = (numpy.arange(kh)[:, None] * wp + numpy.arange(kw)).ravel()
+        winners = corner.reshape(y.shape) + offset[won]
+        gxpad = numpy.bincount(winners.ravel(), weights=gy.ravel(), minlength=xpad.size)
+        gxpad = gxpad.astype(gy.dtype, copy=False).reshape(xpad.shape)
+        return gxpad[:, :, ph:hp - ph, pw:wp - pw].copy() if (ph or pw) else gxpad
 
     def forward_gpu(self, x):
         """One thread per output (kernels/pooling.cu), argmax kept as on the CPU."""
