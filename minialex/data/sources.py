@@ -5,6 +5,7 @@
     open_dataset("fashion-mnist:/data/fmnist")       ... or from another folder
     open_dataset("/data/imagenet", "train")          an ImageNet-layout folder (folder.py)
     open_dataset("cache.h5", "val")                  a file written by ``prepare`` (cache.py)
+    open_dataset("ilsvrc2012:/data/ilsvrc", "val")   ImageNet's official archives (imagenet_archives.py)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def absolute_spec(spec: str) -> str:
     run or a cache that records it finds the data again from any working folder."""
     spec = str(spec)
     head, sep, rest = spec.partition(":")
-    if head == "fashion-mnist" and sep and os.path.isdir(rest):
+    if head in ("fashion-mnist", "ilsvrc2012") and sep and os.path.isdir(rest):
         return f"{head}:{os.path.abspath(rest)}"
     return os.path.abspath(spec) if os.path.exists(spec) else spec
 
@@ -83,6 +84,9 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
         from .fashion_mnist import DEFAULT_DIR, FashionMNIST
         folder = spec.partition(":")[2] or DEFAULT_DIR
         ds = FashionMNIST(split, folder=folder, base_size=base_size or PAPER_BASE_SIZE)
+    elif spec.startswith("ilsvrc2012:"):     # the official archives, for prepare --imagenet
+        from .imagenet_archives import ArchiveImageNet
+        ds = ArchiveImageNet(spec.partition(":")[2], split, base_size=base_size or PAPER_BASE_SIZE)
     elif spec.lower().endswith((".h5", ".hdf5")):
         from .cache import CacheDataset
         ds = CacheDataset(spec, split, base_size=base_size)
