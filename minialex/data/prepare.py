@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
+import io
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ import h5py
 import numpy
 
 from ..checkpoint import size_text as _size
-from ..checkpoint import write_error
+from ..checkpoint import write_atomic, write_error
 from ..run_lock import acquire_file_lock, cache_lock_path
 from .cache import FORMAT, FORMAT_VERSION, open_cache_file
 from .errors import DataError
@@ -90,7 +91,7 @@ def _check_room(out: str, datasets, base_size: int, echo) -> None:
                         f"for 'tiny') or --limit")
 
 
-def _reserve(path: str, nbytes: int, kept: str) -> None:
+def _reserve(path: str, nbytes: int) -> None:
     """Allocate ``nbytes`` on disk past the end of ``path`` without changing its size (Linux
     fallocate, FALLOC_FL_KEEP_SIZE), so that HDF5's next writes land on space already held.
     Where that call does not exist, check the free space instead. WriteError if there is no room."""
@@ -104,6 +105,8 @@ def _reserve(path: str, nbytes: int, kept: str) -> None:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
     except OSError as e:
+        kept = ("the cache keeps the images written so far: run the same command again once "
+                "there is room, and it resumes")
         if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise write_error(e, path, "the next images", nbytes, kept) from None
         if shutil.disk_usage(os.path.dirname(path)).free < nbytes:
@@ -114,13 +117,19 @@ def _reserve(path: str, nbytes: int, kept: str) -> None:
 
 
 def _new_file(out: str, source: str, base_size: int, options: str, classes, class_names) -> h5py.File:
-    f = h5py.File(out, "w")
-    f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, base_size=base_size,
-                   source=source, options=options, complete=False, created_by="minialex prepare")
-    f.create_dataset("classes", data=numpy.array(classes, dtype=object), dtype=_str)
-    f.create_dataset("class_names", data=numpy.array(class_names, dtype=object), dtype=_str)
-    f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=_str, chunks=(256,))
-    return f
+    """The cache's first bytes are built in memory and written whole (a full disk then leaves no
+    half-made HDF5 file); the images go into it opened for writing, after each reservation."""
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, base_size=base_size,
+                       source=source, options=options, complete=False,
+                       created_by="minialex prepare")
+        f.create_dataset("classes", data=numpy.array(classes, dtype=object), dtype=_str)
+        f.create_dataset("class_names", data=numpy.array(class_names, dtype=object), dtype=_str)
+        f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=_str, chunks=(256,))
+    data = image.getbuffer()
+    write_atomic(out, lambda fh: fh.write(data), len(data), "the new cache")
+    return h5py.File(out, "r+")
 
 
 def _append_skipped(f: h5py.File, items: Sequence[Tuple[str, str]]) -> None:
@@ -135,7 +144,8 @@ def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress
     from tqdm.auto import tqdm
 
     b = ds.base_size
-    if split not in f:
+    _reserve(f.filename, min(checkpoint_every, len(ds)) * (b * b * 3 + 256) + 65536)
+    if split not in f:            # (the reservation first: HDF5 writes nothing before it)
         g = f.create_group(split)
         g.create_dataset("images", shape=(len(ds), b, b, 3), maxshape=(None, b, b, 3),
                          dtype=numpy.uint8, chunks=(1, b, b, 3))
@@ -157,11 +167,9 @@ def _prepare_split(f: h5py.File, ds, split: str, checkpoint_every: int, progress
         _append_skipped(f, pending)
         pending.clear()
         g.attrs.update(done=done, written=written, count=acc.count, sum=acc.total, outer=acc.outer)
+        # Room for this flush and the next images (at most checkpoint_every), then the flush.
+        _reserve(f.filename, min(checkpoint_every, len(ds) - done) * (b * b * 3 + 256) + 65536)
         f.flush()
-        # The next images (at most checkpoint_every), with room for HDF5's own records.
-        room = min(checkpoint_every, len(ds) - done) * (b * b * 3 + 256) + 64 * 1024
-        _reserve(f.filename, room, f"the cache keeps its {written:,} {split} images: run the same "
-                                   "command again once there is room, and it resumes")
 
     checkpoint()
 
@@ -219,8 +227,12 @@ def prepare_cache(source: str, out: str, *, base_size: int = 256, splits=("train
     out = os.path.abspath(os.path.expanduser(str(out)))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with acquire_file_lock(cache_lock_path(out), out):      # one writer per cache
-        return _prepare(source, out, base_size, splits, checkpoint_every, progress, echo,
-                        open_options)
+        try:
+            return _prepare(source, out, base_size, splits, checkpoint_every, progress, echo,
+                            open_options)
+        finally:        # free the space reserved past the file's end and not used
+            if os.path.exists(out):
+                os.truncate(out, os.path.getsize(out))
 
 
 def _prepare(source, out, base_size, splits, checkpoint_every, progress, echo, open_options):
