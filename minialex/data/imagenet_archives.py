@@ -140,6 +140,9 @@ class ArchiveImageNet(Dataset):
             if not os.path.isfile(os.path.join(root, name)):
                 raise DataFileNotFoundError(f"{os.path.join(root, name)} not found: --imagenet "
                                             f"needs {TRAIN_TAR}, {VAL_TAR} and {DEVKIT} in {root}")
+        if split not in ("train", "val"):
+            raise DataError(f"ILSVRC-2012 has train and val splits here (its test labels were "
+                            f"never published; papers report val), not {split!r}")
         kit = read_devkit(os.path.join(root, DEVKIT))
         super().__init__(name=SPEC_PREFIX + root, split=split, classes=kit.wnids,
                          base_size=base_size, class_names=kit.names)

@@ -1,0 +1,159 @@
+"""``export``: a trained two-column AlexNet as an ONNX graph of standard operators, in test mode.
+
+Seen on one device the two columns are grouped layers (models/placement.py, ``ColumnsTogether``),
+and that is how they are written out: each layer's two columns' weights stacked on the output
+axis, **column 0 first**, one node per layer:
+
+    image (N, 3, S, S) float32: RGB pixels 0-255 of an S x S crop (S = input_size, 227 for 'paper')
+    Sub 255*mean, Mul input_scale             the preprocessing, baked in (mean from /data)
+    conv1 Conv (group 1: both columns read the image), Relu, LRN per column, MaxPool 3/2 (§3.3-3.4)
+    conv2 Conv group=2 (each column its own half), Relu, LRN per column, MaxPool
+    conv3 Conv group=1 (the crossing: reads both columns), Relu
+    conv4, conv5 Conv group=2, Relu; MaxPool; Flatten (channel-major: column 0's features first)
+    fc6, fc7 Gemm (transB, both columns' neurons side by side), Relu, Mul 0.5 (§4.2 at test time)
+    fc8 Gemm -> "logits" (N, classes); Softmax -> "probabilities"
+
+LRN: ONNX (like PyTorch and Caffe) divides alpha by the window size n,
+``b = a / (bias + alpha/n * sum a^2)^beta``; minialex uses the paper's literal ``k + alpha * sum``
+(§3.3, alpha = 1e-4, models/presets.py), so the graph's alpha is ``n * 1e-4 = 5e-4``. Each column
+normalises only its own channels (``lrn_in_groups``): one LRN over the stacked channels would
+mix the two columns at their border, so the graph reshapes (N, 2C, H, W) to (2N, C, H, W) around
+the LRN. Dropout's test-time form follows the model's ``dropout_mode``: 'paper' multiplies by
+0.5, 'inverted' is the identity. The model's metadata (``metadata_props``) holds the preset,
+input_size, base_size (the side images are resized to before the central crop, §2), the mean,
+input_scale and the classes with their human names, as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence
+
+import numpy
+
+from .models.presets import DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE
+
+OPSET = 17
+
+
+class ExportError(ValueError):
+    """A model or request that an ONNX graph of standard operators cannot represent here."""
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("export needs the onnx package: pip install 'minialex[onnx]' (or "
+                          "pip install onnx)") from None
+    return onnx
+
+
+def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
+                class_names=None, base_size: Optional[int] = None, lrn_groups: int = 2):
+    """The ONNX ModelProto of ``model`` (an AlexNet) in test mode, inputs described above.
+
+    mean: the training set's per-channel mean on the [0, 1] scale (data/stats.py), subtracted in
+    the graph as 255*mean; None leaves the input as the model reads it (mean already subtracted).
+    lrn_groups: 2 as minialex computes; 1 (one LRN across both columns, Caffe's grouped form)
+    exists only to show, in the tests, that the difference is visible.
+    """
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+    from .checkpoint import model_state
+    from .models.alexnet import AlexNet
+    if not isinstance(model, AlexNet):
+        raise ExportError(f"export writes the two-column AlexNet only, not {type(model).__name__}")
+    if model.dtype != numpy.float32:
+        raise ExportError(f"export writes float32 graphs; this model is {model.dtype} (load it "
+                          "as float32 first)")
+    p, state = model.preset_spec, model_state(model)     # host arrays by name
+    nodes, inits, count = [], [], [0]
+
+    def const(name, array, dtype=numpy.float32):
+        inits.append(numpy_helper.from_array(numpy.asarray(array, dtype=dtype), name))
+        return name
+
+    def node(op, inputs, **attrs):
+        count[0] += 1
+        out = f"{op.lower()}_{count[0]}"
+        nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
+        return out
+
+    def stacked(layer, part):     # column 0's kernels or neurons first, then column 1's
+        return numpy.concatenate([state[f"column{c}.{layer}.{part}"] for c in (0, 1)])
+
+    s = p.input_size
+    h = "image"
+    if mean is not None:
+        h = node("Sub", [h, const("mean_255", 255.0 * numpy.reshape(mean, (1, 3, 1, 1)))])
+    if p.input_scale != 1.0:
+        h = node("Mul", [h, const("input_scale", p.input_scale)])
+    sides = p.spatial_sizes()
+    for shape in p.conv_layers():
+        name = shape.name
+        w = const(f"{name}.weight", stacked(name, "weight"))
+        groups = 1 if name in ("conv1", "conv3") else 2   # as ColumnsTogether.conv decides
+        h = node("Relu", [node("Conv", [h, w, const(f"{name}.bias", stacked(name, "bias"))],
+                               kernel_shape=[shape.kernel] * 2, strides=[shape.stride] * 2,
+                               pads=[shape.padding] * 4, group=groups)])
+        if name in ("conv1", "conv2"):
+            c, side = 2 * shape.outputs // lrn_groups, sides[name]
+            h = node("Reshape", [h, const(f"{name}.lrn_in", [-1, c, side, side], numpy.int64)])
+            h = node("LRN", [h], size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA,
+                     bias=LRN_K)
+            h = node("Reshape", [h, const(f"{name}.lrn_out", [-1, 2 * shape.outputs, side, side],
+                                          numpy.int64)])
+        if name in ("conv1", "conv2", "conv5"):
+            h = node("MaxPool", [h], kernel_shape=[POOL_SIZE] * 2, strides=[POOL_STRIDE] * 2)
+    h = node("Flatten", [h], axis=1)
+    for name in ("fc6", "fc7"):
+        h = node("Relu", [node("Gemm", [h, const(f"{name}.weight", stacked(name, "weight")),
+                                        const(f"{name}.bias", stacked(name, "bias"))], transB=1)])
+        if model.dropout_mode == "paper":             # §4.2: the expected training output
+            h = node("Mul", [h, const(f"{name}.dropout", 1.0 - DROPOUT_P)])
+    nodes.append(helper.make_node("Gemm", [h, const("fc8.weight", state["fc8.weight"]),
+                                           const("fc8.bias", state["fc8.bias"])], ["logits"],
+                                  transB=1))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    k = model.num_classes
+    graph = helper.make_graph(
+        nodes, f"minialex AlexNet '{p.name}'", [helper.make_tensor_value_info(
+            "image", TensorProto.FLOAT, ["N", 3, s, s])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", k])
+         for n in ("logits", "probabilities")], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="minialex")
+    proto.ir_version = 8                              # what opset 17 came with: older runtimes
+    meta = {"preset": p.name, "input_size": s, "base_size": base_size,
+            "mean": None if mean is None else [float(m) for m in mean],
+            "input_scale": p.input_scale, "dropout_mode": model.dropout_mode,
+            "input": "RGB pixels 0-255, NCHW float32, an input_size crop of the image resized to "
+                     "base_size (shorter side, central crop)" + ("" if mean is not None else
+                                                                 ", the mean already subtracted"),
+            "classes": classes, "class_names": class_names}
+    helper.set_model_props(proto, {key: json.dumps(v) for key, v in meta.items()})
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def parameter_count(proto) -> int:
+    """Learned numbers in an exported graph: the layers' weights and biases (not the constants)."""
+    from onnx import numpy_helper
+    return sum(numpy_helper.to_array(t).size for t in proto.graph.initializer
+               if t.name.endswith((".weight", ".bias")))
+
+
+def export_checkpoint(path: str, out: str) -> str:
+    """Write the checkpoint ``path`` (written by train) to ``out`` as ONNX; returns a summary."""
+    from .inference import load_trained
+    tm = load_trained(path, devices="cpu")
+    proto = build_graph(tm.model, mean=tm.stats.mean, classes=tm.classes,
+                        class_names=tm.class_names, base_size=tm.base_size)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    _onnx().save(proto, out)
+    s = tm.model.input_size
+    return (f"{out}: AlexNet '{tm.model.preset}', {parameter_count(proto):,} parameters, opset "
+            f"{OPSET}; input 'image' (N, 3, {s}, {s}) RGB 0-255 (mean subtracted in the graph), "
+            f"outputs 'logits' and 'probabilities' over {tm.model.num_classes} classes")
