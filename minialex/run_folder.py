@@ -15,6 +15,7 @@ which first removes the temporary files a killed save left (``remove_stale_temps
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 
@@ -57,11 +58,26 @@ def holds_a_run(folder: str) -> bool:
 
 def inherit_best(source: str, branch: str) -> None:
     """A run resumed into a new folder starts with a copy of its source's best.h5, so that the
-    branch has one even if none of its own epochs does better."""
+    branch has one even if none of its own epochs does better. A folder whose best.h5 is missing
+    while its last.h5 ends the best epoch (the copy failed on a full disk) gets that copy."""
     src, dst = os.path.join(source, "best.h5"), os.path.join(branch, "best.h5")
-    if os.path.exists(src) and not os.path.exists(dst) and not (
-            os.path.exists(branch) and os.path.samefile(source, branch)):
+    if os.path.exists(dst):
+        return
+    if os.path.exists(src) and not (os.path.exists(branch) and os.path.samefile(source, branch)):
         copy_atomic(src, dst)
+    elif _ends_the_best_epoch(os.path.join(source, "last.h5")):
+        copy_atomic(os.path.join(source, "last.h5"), dst)
+
+
+def _ends_the_best_epoch(path: str) -> bool:
+    from .checkpoint import CheckpointError, read_extra, read_meta
+    try:
+        meta, history = read_meta(path), json.loads(read_extra(path)["train"]["history"])
+    except (CheckpointError, KeyError, ValueError):
+        return False
+    errors = [h["val_top1_error"] for h in history]
+    return meta.get("batch") == 0 and bool(errors) and min(errors) == errors[-1] and \
+        errors.index(errors[-1]) == len(errors) - 1
 
 
 def discard_unstarted_run(folder: str) -> None:

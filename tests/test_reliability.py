@@ -191,6 +191,10 @@ def test_a_full_disk_at_the_copy_to_best_stops_in_one_line(small_disk, checkpoin
                    "needed for the copy of last.h5")
     assert_kept(out, epoch=1)
     assert not (out / "best.h5").exists()
+    subprocess.run(["mount", "-o", "remount,size=2m", str(out.parent)], check=True)   # room
+    from minialex.run_folder import inherit_best
+    inherit_best(str(out), str(out))          # what --resume does first: the missing copy
+    assert read_meta(out / "best.h5")["epoch"] == 1
 
 
 def test_a_file_size_limit_stops_the_first_save_in_one_line(tmp_path, checkpoint_size):
