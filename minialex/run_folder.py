@@ -75,9 +75,8 @@ def _ends_the_best_epoch(path: str) -> bool:
         meta, history = read_meta(path), json.loads(read_extra(path)["train"]["history"])
     except (CheckpointError, KeyError, ValueError):
         return False
-    errors = [h["val_top1_error"] for h in history]
-    return meta.get("batch") == 0 and bool(errors) and min(errors) == errors[-1] and \
-        errors.index(errors[-1]) == len(errors) - 1
+    errors = [h["val_top1_error"] for h in history]    # saved at an epoch's end that improved
+    return meta.get("batch") == 0 and bool(errors) and errors[-1] < min(errors[:-1], default=2)
 
 
 def discard_unstarted_run(folder: str) -> None:
