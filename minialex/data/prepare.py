@@ -18,11 +18,11 @@ Skipped: files that cannot be decoded, and non-image files found while scanning,
 ``/skipped`` with the reason and reported at the end; they are not fatal.
 
 A full disk: HDF5 cannot close a file after one of its writes failed (the process then crashes at
-exit), so HDF5 must never meet a full disk. After each flush the room the next
-``checkpoint_every`` images need is reserved on disk beyond the file's end (``_reserve``:
-fallocate, the file's size unchanged); when it cannot be, the run stops at that flush with a
-one-line WriteError, and the cache stays resumable. One writer at a time: ``.NAME.lock`` beside
-the cache (run_lock.py).
+exit), so HDF5 must never meet a full disk. The new file's first bytes are built in memory and
+written whole; then, before each split and each flush, the room of the next ``checkpoint_every``
+images is reserved on disk past the file's end (``_reserve``: fallocate, the size unchanged).
+When it cannot be, the run stops at the last flush with a one-line WriteError, and the cache
+stays resumable. One writer at a time: ``.NAME.lock`` beside the cache (run_lock.py).
 """
 
 from __future__ import annotations
