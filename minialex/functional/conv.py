@@ -15,19 +15,20 @@ kernels see only the 48 or 128 (or 192) channels of their own column (§3.2; Caf
 
 The fast path (``conv2d``)
 --------------------------
-``im2col`` copies every kh x kw x C/groups receptive field into one row of a matrix, with the
-batch folded into the rows: cols has shape (N*OH*OW, C/groups*kh*kw). Then, per group,
+``unfold`` copies every kh x kw x C/groups receptive field into one column of a matrix, with the
+batch folded into the columns: cols has shape (C/groups*kh*kw, N*OH*OW) (``im2col`` is its
+transpose, the textbook layout). Then, per group,
 
-    Y = cols @ W.T              (N*OH*OW, K/groups)       W = weight reshaped (K/groups, -1)
-    dW = dY.T @ cols            dcols = dY @ W            dx = col2im(dcols)
+    Y = W @ cols                (K/groups, N*OH*OW)       W = weight reshaped (K/groups, -1)
+    dW = dY @ cols.T            dcols = W.T @ dY          dx = fold(dcols)
 
-One 2-D GEMM per group: on CuPy, 2-D matmul is where TF32 applies (see ../shared/BASELINES.md, the project's baseline measurements), and the
-batch in the rows keeps the product large. ``col2im`` is the adjoint of ``im2col``: every input
-pixel receives the sum of the column entries that copied it.
-
-On a GPU (``forward_gpu``/``backward_gpu``) the same products run in the transposed arrangement
-of ``minialex/kernels/conv_gpu.py`` (columns as (C/groups*kh*kw, N*OH*OW), coalesced CUDA
-kernels, columns recomputed in the backward pass).
+``fold`` (col2im) is the adjoint of ``unfold``: every input pixel receives the sum of the column
+entries that copied it. On the CPU the batch goes through a few images at a time (``CHUNK_BYTES``
+of columns), so that the columns, the GEMMs' outputs and the move to NCHW (with the bias and the
+ReLU) stay in the cache; the backward unfolds each chunk again instead of keeping all columns.
+On a GPU (``forward_gpu``/``backward_gpu``) the same arrangement runs on the whole batch in
+``minialex/kernels/conv_gpu.py``: coalesced CUDA kernels and 2-D cuBLAS GEMMs, where TF32
+applies (see ../shared/BASELINES.md), columns recomputed in the backward pass.
 
 The naive path (``conv2d_naive``)
 ---------------------------------
@@ -51,57 +52,84 @@ from .utils import check_float, check_ndim, check_same_dtype, output_size, pair,
 # im2col / col2im
 # --------------------------------------------------------------------------------------------
 
+def _geometry(op, x_shape, kernel_size, stride, padding):
+    """((N, C, H, W), (kh, kw, sh, sw, ph, pw) as the kernels take them, (OH, OW))."""
+    kh, kw = pair(kernel_size, op, "kernel_size")
+    (sh, sw), (ph, pw) = pair(stride, op, "stride"), pair(padding, op, "padding")
+    n, c, h, w = (int(s) for s in x_shape)
+    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op}: kernel {(kh, kw)} is larger than the padded input "
+                         f"{(h + 2 * ph, w + 2 * pw)} (input shape {(n, c, h, w)}, padding {(ph, pw)})")
+    return (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow)
+
+
+def unfold(x, kernel_size, stride, padding):
+    """im2col in the transposed layout: (N, C, H, W) -> (C*kh*kw, N*OH*OW) = ``im2col(x).T``.
+
+    Row (c, i, j) holds xpad[n, c, oy*sh + i, ox*sw + j] for every output position (n, oy, ox):
+    a strided view of the padded input, then one copy. This is the layout conv2d computes in
+    (on the CPU and, with a CUDA kernel, on the GPU): W (K, C*kh*kw) @ cols gives the output
+    with kernels in rows, and a copy along each row is a run of contiguous output pixels.
+    """
+    (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow) = _geometry("im2col", x.shape, kernel_size,
+                                                                  stride, padding)
+    xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
+    # windows[n, c, y, x, i, j] = xpad[n, c, y*sh + i, x*sw + j]: a view, no copy yet.
+    windows = numpy.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw][:, :, :oh, :ow]
+    cols = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    numpy.copyto(cols, windows.transpose(1, 4, 5, 0, 2, 3))                   # the one copy
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def fold(cols, x_shape, kernel_size, stride, padding):
+    """The adjoint of ``unfold``: (C*kh*kw, N*OH*OW) -> (N, C, H, W), summing overlaps.
+
+    dx[n, c, y, x] = sum of every column entry that ``unfold`` copied from xpad[n, c, y+ph, x+pw]:
+    one strided add per kernel offset (i, j), kh*kw adds in all, each over a contiguous block.
+    Returns a (N, C, H, W) view of a channels-first array (the caller copies it where it goes).
+    """
+    (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow) = _geometry("col2im", x_shape, kernel_size,
+                                                                  stride, padding)
+    if tuple(cols.shape) != (c * kh * kw, n * oh * ow):
+        raise ValueError(f"col2im: cols has shape {shape_of(cols)} but input shape {(n, c, h, w)} "
+                         f"with kernel {(kh, kw)} needs {(c * kh * kw, n * oh * ow)} (transposed)")
+    parts = cols.reshape(c, kh, kw, n, oh, ow)        # a copy only if cols is not contiguous
+    xpad = numpy.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)     # channels first
+    for i in range(kh):          # overlapping windows: each offset adds its share
+        for j in range(kw):
+            xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += parts[:, i, j]
+    return xpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+
+
 def im2col(x, kernel_size, stride=1, padding=0):
-    """Receptive fields as rows: (N, C, H, W) -> (N*OH*OW, C*kh*kw).
+    """Receptive fields as rows: (N, C, H, W) -> (N*OH*OW, C*kh*kw), the transpose of ``unfold``.
 
     Row ``(n*OH + oy)*OW + ox`` holds ``xpad[n, :, oy*sh : oy*sh+kh, ox*sw : ox*sw+kw]`` flattened
     in (c, i, j) order, the order of ``weight.reshape(K, -1)``. Zero padding is applied first.
-    Works on NumPy (a strided view, then one copy) and CuPy (a CUDA kernel).
+    Works on NumPy and CuPy (a CUDA kernel).
     """
-    kh, kw = pair(kernel_size, "im2col", "kernel_size")
-    sh, sw = pair(stride, "im2col", "stride")
-    ph, pw = pair(padding, "im2col", "padding")
     check_ndim(x, 4, "im2col", "x", "(N, C, H, W)")
-    n, c, h, w = shape_of(x)
-    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"im2col: kernel {(kh, kw)} is larger than the padded input "
-                         f"{(h + 2 * ph, w + 2 * pw)} (input shape {(n, c, h, w)}, padding {(ph, pw)})")
     if is_cupy_array(x):
-        return kernels.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
-    xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
-    # windows[n, c, y, x, i, j] = xpad[n, c, y + i, x + j]: a view, no copy yet.
-    windows = numpy.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
-    windows = windows[:, :, ::sh, ::sw][:, :, :oh, :ow]           # (N, C, OH, OW, kh, kw)
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)  # the one copy
+        _, geometry, (oh, ow) = _geometry("im2col", x.shape, kernel_size, stride, padding)
+        return kernels.im2col(x, *geometry, oh, ow)
+    return numpy.ascontiguousarray(unfold(x, kernel_size, stride, padding).T)
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     """The adjoint of ``im2col``: (N*OH*OW, C*kh*kw) -> (N, C, H, W), summing overlaps.
 
-    dx[n, c, y, x] = sum of every column entry that ``im2col`` copied from xpad[n, c, y+ph, x+pw].
-    NumPy: one strided add per kernel offset (i, j), kh*kw adds in all. CuPy: a gather kernel, one
-    thread per input pixel, no atomics, so the result is deterministic.
+    NumPy: ``fold`` of the transposed columns. CuPy: a gather kernel, one thread per input pixel,
+    no atomics, so the result is deterministic.
     """
-    kh, kw = pair(kernel_size, "col2im", "kernel_size")
-    sh, sw = pair(stride, "col2im", "stride")
-    ph, pw = pair(padding, "col2im", "padding")
-    n, c, h, w = (int(s) for s in x_shape)
-    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-    if tuple(cols.shape) != (n * oh * ow, c * kh * kw):
+    (n, c, h, w), geometry, (oh, ow) = _geometry("col2im", x_shape, kernel_size, stride, padding)
+    if tuple(cols.shape) != (n * oh * ow, c * geometry[0] * geometry[1]):
         raise ValueError(f"col2im: cols has shape {shape_of(cols)} but input shape {(n, c, h, w)} "
-                         f"with kernel {(kh, kw)} needs {(n * oh * ow, c * kh * kw)}")
+                         f"with kernel {geometry[:2]} needs {(n * oh * ow, c * geometry[0] * geometry[1])}")
     if is_cupy_array(cols):
-        return kernels.col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    # Work on the transpose, (C*kh*kw, N*OH*OW) = (C, kh, kw, N, OH, OW), so that each offset's
-    # share below is one contiguous block (conv2d's backward hands over cols as a transposed
-    # view of exactly that array, so this is free there; other callers pay one copy).
-    parts = numpy.ascontiguousarray(cols.T).reshape(c, kh, kw, n, oh, ow)
-    xpad = numpy.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)     # channels first
-    for i in range(kh):          # overlapping windows: each offset adds its share
-        for j in range(kw):
-            xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += parts[:, i, j]
-    return numpy.ascontiguousarray(xpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+        return kernels.col2im(cols, n, c, h, w, *geometry, oh, ow)
+    return numpy.ascontiguousarray(fold(cols.T, x_shape, kernel_size, stride, padding))
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,6 +171,10 @@ def check_conv_args(op, x, weight, bias, stride, padding, groups):
 # The fast op
 # --------------------------------------------------------------------------------------------
 
+#: The CPU conv works through the batch a few images at a time, so that each chunk's unfolded
+#: columns (about this many bytes) stay in the cache while the GEMMs and the layout change read them.
+CHUNK_BYTES = 4 << 20
+
 class Conv2d(Function):
     """y = conv(x, weight) + bias via im2col and one 2-D GEMM per group (see module docstring);
     with ``relu``, y = max(0, conv(x, weight) + bias) as one op (``conv2d_relu``)."""
@@ -156,55 +188,67 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias=None):
         self.has_bias = bias is not None
-        xp = get_array_module(x)
-        n, c, h, w = shape_of(x)
-        k, cg, kh, kw = shape_of(weight)
-        g_count, kg = self.groups, k // self.groups
-        oh = output_size(h, kh, self.stride[0], self.padding[0])
-        ow = output_size(w, kw, self.stride[1], self.padding[1])
-        y = xp.empty((n, k, oh, ow), dtype=x.dtype)
-        cols = []
-        for g in range(g_count):
-            col = im2col(x[:, g * cg:(g + 1) * cg], (kh, kw), self.stride, self.padding)
-            wmat = weight[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw)
-            yg = col @ wmat.T                                   # the GEMM: (N*OH*OW, K/groups)
-            if bias is not None:
-                yg += bias[g * kg:(g + 1) * kg]
-            # rows are (n, oy, ox): one copy puts this group's kernels into NCHW
-            y[:, g * kg:(g + 1) * kg] = yg.reshape(n, oh, ow, kg).transpose(0, 3, 1, 2)
-            cols.append(col)
-        if self.relu:
-            xp.maximum(y, 0, out=y)                 # in place: no second activation-sized array
-        self.save_for_backward(weight, y if self.relu else None, *cols)
-        self.x_shape = (n, c, h, w)
+        n, k = x.shape[0], weight.shape[0]
+        y = numpy.empty((n, k) + self.out_hw(x, weight), dtype=x.dtype)
+        rows = y.reshape(n, k, -1)
+        for part in self.chunks(x, weight):
+            out = numpy.empty((k, part.stop - part.start, rows.shape[2]), dtype=x.dtype)
+            for g, cols, wmat in self.groups_of(x[part], weight):
+                kg = wmat.shape[0]
+                numpy.matmul(wmat, cols, out=out[g * kg:(g + 1) * kg].reshape(kg, -1))  # the GEMM
+            # (K, images, OH*OW) -> NCHW, with the bias and the ReLU, while the chunk is in cache
+            out = out.transpose(1, 0, 2)
+            if bias is None:
+                rows[part] = out
+            else:
+                numpy.add(out, bias[:, None], out=rows[part])
+            if self.relu:
+                numpy.maximum(rows[part], 0, out=rows[part])
+        self.save_for_backward(x, weight, y if self.relu else None)     # y: the ReLU's mask
         return y
 
     def backward(self, gy):
+        x, weight, y = self.saved
         need_gx = self.inputs is None or self.inputs[0].requires_grad
-        xp = get_array_module(gy)
-        weight, y, *cols = self.saved
-        if self.relu:                                   # the ReLU's backward: dy where y > 0
-            gy = xp.where(y > 0, gy, gy.dtype.type(0))
-        n, c, h, w = self.x_shape
-        k, cg, kh, kw = shape_of(weight)
-        kg = k // self.groups
-        gy2 = gy.transpose(0, 2, 3, 1).reshape(-1, k)          # (N*OH*OW, K), rows as in cols
-        # An input that needs no gradient (AlexNet's conv1 reads the image) skips col2im, the
-        # costliest step of the backward on the CPU.
-        gx = xp.empty((n, c, h, w), dtype=gy.dtype) if need_gx else None
-        gw = xp.empty_like(weight)
-        for g, col in enumerate(cols):
-            gyg = xp.ascontiguousarray(gy2[:, g * kg:(g + 1) * kg])
-            wmat = weight[g * kg:(g + 1) * kg].reshape(kg, cg * kh * kw)
-            # (col.T @ gyg).T, not gyg.T @ col: the same product, but OpenBLAS is up to 10x
-            # slower on the second form when the shared dimension N*OH*OW is long.
-            gw[g * kg:(g + 1) * kg] = (col.T @ gyg).T.reshape(kg, cg, kh, kw)
-            if need_gx:
-                gcols = (wmat.T @ gyg.T).T  # = gyg @ wmat, as the transposed view col2im wants
-                gx[:, g * cg:(g + 1) * cg] = col2im(gcols, (n, cg, h, w), (kh, kw),
-                                                    self.stride, self.padding)
-        gb = gy.sum(axis=(0, 2, 3)) if self.has_bias else None
+        n, k = gy.shape[:2]
+        gx = numpy.empty_like(x) if need_gx else None
+        gw = numpy.zeros_like(weight)
+        gb = numpy.zeros(k, dtype=gy.dtype)
+        for part in self.chunks(x, weight):
+            g_rows = gy[part].reshape(part.stop - part.start, k, -1).transpose(1, 0, 2)
+            if self.relu:                         # the ReLU's backward: dy where y > 0
+                y_rows = y[part].reshape(g_rows.shape[1], k, -1).transpose(1, 0, 2)
+                g_rows = numpy.where(y_rows > 0, g_rows, gy.dtype.type(0))
+            g_rows = numpy.ascontiguousarray(g_rows).reshape(k, -1)     # (K, images*OH*OW)
+            gb += g_rows.sum(axis=1)
+            for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
+                kg, cg = wmat.shape[0], weight.shape[1]
+                g_group = g_rows[g * kg:(g + 1) * kg]
+                gw[g * kg:(g + 1) * kg] += (g_group @ cols.T).reshape(kg, *weight.shape[1:])
+                # An input that needs no gradient (AlexNet's conv1 reads the image) skips fold.
+                if need_gx:
+                    gx[part, g * cg:(g + 1) * cg] = fold(wmat.T @ g_group, x[part, :cg].shape,
+                                                         weight.shape[2:], self.stride, self.padding)
         return (gx, gw, gb) if self.has_bias else (gx, gw)
+
+    def out_hw(self, x, weight):
+        return tuple(output_size(x.shape[2 + a], weight.shape[2 + a], self.stride[a], self.padding[a])
+                     for a in (0, 1))
+
+    def chunks(self, x, weight):
+        """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each: unfold,
+        GEMM and layout change then run on data still in the CPU's cache."""
+        oh, ow = self.out_hw(x, weight)
+        per_image = weight[0].size * oh * ow * x.itemsize
+        step = max(1, min(x.shape[0], CHUNK_BYTES // per_image))
+        return [slice(i, min(i + step, x.shape[0])) for i in range(0, x.shape[0], step)]
+
+    def groups_of(self, x, weight):
+        """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""
+        cg, kg = weight.shape[1], weight.shape[0] // self.groups
+        for g in range(self.groups):
+            cols = unfold(x[:, g * cg:(g + 1) * cg], weight.shape[2:], self.stride, self.padding)
+            yield g, cols, weight[g * kg:(g + 1) * kg].reshape(kg, -1)
 
     def forward_gpu(self, x, weight, bias=None):
         """The GPU arrangement: transposed columns, recomputed in the backward pass."""
