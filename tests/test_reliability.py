@@ -6,7 +6,6 @@ tests run as root on Linux; skipped elsewhere), as is the file-size limit (RLIMI
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -22,6 +21,8 @@ from minialex.checkpoint import WriteError, read_meta
 from minialex.cli import main
 from minialex.data.cache import CacheDataset
 from minialex.run_folder import append_line
+
+resource = pytest.importorskip("resource", reason="POSIX only: file locks, file-size limits")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(minialex.__file__)))
 TINY = ["--preset", "tiny", "--train-images", "192", "--val-images", "64", "--batch-size", "32",
