@@ -13,7 +13,7 @@ from minialex.cli import main
 TINY = ["--preset", "tiny", "--train-images", "192", "--val-images", "64", "--batch-size", "32",
         "--no-progress"]
 COMMANDS = ["train", "evaluate", "predict", "info", "filters", "neighbors", "plot", "gradcheck",
-            "bench"]
+            "bench", "export"]
 
 
 def run(*args, ok=True):
