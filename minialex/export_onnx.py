@@ -66,8 +66,7 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     if not isinstance(model, AlexNet):
         raise ExportError(f"export writes the two-column AlexNet only, not {type(model).__name__}")
     if model.dtype != numpy.float32:
-        raise ExportError(f"export writes float32 graphs; this model is {model.dtype} (load it "
-                          "as float32 first)")
+        raise ExportError(f"export writes float32 graphs; this model is {model.dtype}")
     p, state = model.preset_spec, model_state(model)     # host arrays by name
     nodes, inits, count = [], [], [0]
 
@@ -148,11 +147,12 @@ def parameter_count(proto) -> int:
 def export_checkpoint(path: str, out: str) -> str:
     """Write the checkpoint ``path`` (written by train) to ``out`` as ONNX; returns a summary."""
     from .inference import load_trained
+    onnx = _onnx()                                     # before reading a large checkpoint
     tm = load_trained(path, devices="cpu")
     proto = build_graph(tm.model, mean=tm.stats.mean, classes=tm.classes,
                         class_names=tm.class_names, base_size=tm.base_size)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    _onnx().save(proto, out)
+    onnx.save(proto, out)
     s = tm.model.input_size
     return (f"{out}: AlexNet '{tm.model.preset}', {parameter_count(proto):,} parameters, opset "
             f"{OPSET}; input 'image' (N, 3, {s}, {s}) RGB 0-255 (mean subtracted in the graph), "

@@ -2,6 +2,7 @@
 minialex's own test-mode forward pass."""
 
 import json
+import sys
 
 import numpy
 import pytest
@@ -66,6 +67,7 @@ def test_lrn_alpha_is_five_times_the_papers_and_each_column_normalises_alone():
     assert ok < 1e-5 * numpy.abs(want).max() < mixed / 100    # one LRN over both columns: wrong
 
 
+@pytest.mark.slow                        # building the paper's net: ~250 MB, several seconds
 def test_the_paper_preset_graph():
     model = AlexNet(num_classes=1000, preset="paper", seed=0)
     proto = build_graph(model, mean=MEAN, classes=[f"c{k}" for k in range(1000)])
@@ -82,6 +84,9 @@ def test_the_paper_preset_graph():
     assert dims == ["N", 3, 227, 227]
     assert [d.dim_value or d.dim_param for d in
             inferred.output[0].type.tensor_type.shape.dim] == ["N", 1000]
+    x = pixels(model, n=1)              # and it computes what minialex computes
+    want = minialex_logits(model, x)
+    assert numpy.abs(runtime(proto)(x)[0] - want).max() <= 1e-5 * numpy.abs(want).max()
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["input_size"] == 227 and meta["mean"] == list(MEAN) and len(meta["classes"]) == 1000
 
@@ -92,6 +97,12 @@ def test_what_cannot_be_exported_is_refused():
         build_graph(OneColumnAlexNet(num_classes=10, preset="tiny"))
     with pytest.raises(ExportError, match="float32 graphs"):
         build_graph(AlexNet(num_classes=10, preset="tiny", dtype=numpy.float64))
+
+
+def test_without_onnx_the_error_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "a.h5"), "--out", "m.onnx"])
+    assert result.exit_code == 1 and "pip install 'minialex[onnx]'" in result.output
 
 
 def test_export_command_on_a_trained_checkpoint(tmp_path):

@@ -206,6 +206,13 @@ def test_a_class_tar_with_fewer_images_than_the_devkit_says(tmp_path):
                    "num_train_images says 4")
 
 
+def test_a_class_tar_with_more_images_than_the_devkit_says(tmp_path):
+    inner = {w: tar_bytes([(f"{w}_{j}.JPEG", jpeg(c)) for j in range(TRAIN_PER_CLASS + 1)])
+             for w, (_, _, c) in CLASSES.items()}
+    one_line_error(write_archives(tmp_path / "a", train=inner), "n01484850.tar holds more images",
+                   "num_train_images (4)")
+
+
 def test_a_devkit_that_does_not_match(tmp_path):
     one_line_error(write_archives(tmp_path / "a", extra_leaf="n09999999"),
                    "holds 3 class tars, the devkit lists 4 classes")

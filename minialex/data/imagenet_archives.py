@@ -215,11 +215,13 @@ class ArchiveImageNet(Dataset):
                 self._finish_class()
                 self._cursor = [c, int(self.starts[c]), tarfile.open(
                     fileobj=self.tar.extractfile(member), mode="r|")]
-            while True:                 # skip to image i (only when not reading in order)
-                info = self._next_file(self._cursor[2], where, int(self.starts[c + 1]))
+            while self._cursor[1] <= i:     # to image i (skipping only if not read in order)
+                info = _next_image(self._cursor[2])
+                if info is None:
+                    raise ArchiveError(f"{where} holds {self._cursor[1] - self.starts[c]} images, "
+                                       f"the devkit's num_train_images says "
+                                       f"{self.starts[c + 1] - self.starts[c]}: they do not match")
                 self._cursor[1] += 1
-                if self._cursor[1] > i:
-                    break
             self._names = {i: f"{member.name}/{info.name}"}
             data = self._cursor[2].extractfile(info).read()
         except _BROKEN as e:
@@ -227,14 +229,6 @@ class ArchiveImageNet(Dataset):
         if i + 1 == self.starts[c + 1]:
             self._finish_class()
         return data
-
-    def _next_file(self, stream, where: str, end: int):
-        info = _next_image(stream)
-        if info is None:
-            c, at = self._cursor[:2]
-            raise ArchiveError(f"{where} holds {at - self.starts[c]} images, the devkit's "
-                               f"num_train_images says {end - self.starts[c]}: they do not match")
-        return info
 
     def _finish_class(self) -> None:
         """After a class tar's last image: one with more images than the devkit says stops."""
