@@ -414,11 +414,19 @@ def _topological_order(root: Tensor):
     return order
 
 
-def _store_grad(t: Tensor, g) -> None:
-    """Add ``g`` into ``t.grad``. The first gradient is copied: the same array may also be another
-    tensor's gradient (Add passes ``gy`` to both inputs), and an optimizer updating one ``.grad``
-    in place must not change the other."""
-    t.grad = g.copy() if t.grad is None else _as_array(t.grad + g)
+def _store_grad(t: Tensor, g, handed: set) -> None:
+    """Add ``g`` into ``t.grad``. A first gradient that a backward made for this input alone is
+    kept as it is; one that was handed out before in this pass (``handed``: ids of every gradient
+    array given to a tensor or waiting for one) or that views another array is copied: Add passes
+    ``gy`` to both inputs, and an optimizer updating one ``.grad`` in place must not change the
+    other. (A stale id of a freed array only costs a needless copy.)"""
+    if t.grad is not None:
+        t.grad = _as_array(t.grad + g)
+    elif id(g) in handed or getattr(g, "base", None) is not None:
+        t.grad = g.copy()
+    else:
+        t.grad = g
+    handed.add(id(g))
 
 
 def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
@@ -426,8 +434,9 @@ def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
     if not root.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad (no input to it had "
                            "requires_grad=True, or it was computed under no_grad())")
+    handed = {id(grad)}       # the caller holds the upstream gradient
     if root.creator is None:  # a leaf: its gradient is the upstream gradient itself
-        _store_grad(root, grad)
+        _store_grad(root, grad, handed)
         return
     grads = {id(root): grad}
     order = _topological_order(root)
@@ -442,7 +451,7 @@ def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
         for t in outs:
             g = grads.pop(id(t), None) if t is not None else None
             if g is not None and t._retain_grad:
-                _store_grad(t, g)
+                _store_grad(t, g, handed)
             gys.append(g)
         if any(g is not None for g in gys):
             out_device = fn.output_device()
@@ -453,13 +462,13 @@ def _backward_pass(root: Tensor, grad, retain_graph: bool) -> None:
                         gys[i] = out_device.xp.zeros(shape, dtype=dtype)
             with fn.device:
                 gxs = fn.method("backward")(*gys)
-            _collect_input_grads(fn, op, gxs, grads)
+            _collect_input_grads(fn, op, gxs, grads, handed)
         if not retain_graph:  # free the graph: saved arrays and the links to the inputs
             fn.inputs = None
             fn.saved = ()
 
 
-def _collect_input_grads(fn, op: str, gxs, grads: dict) -> None:
+def _collect_input_grads(fn, op: str, gxs, grads: dict, handed: set) -> None:
     """Check each gradient ``fn.backward`` returned, then add it to its input's total."""
     gxs = tuple(gxs) if isinstance(gxs, (tuple, list)) else (gxs,)
     if len(gxs) != len(fn.inputs):
@@ -478,10 +487,11 @@ def _collect_input_grads(fn, op: str, gxs, grads: dict) -> None:
             raise DeviceError(f"{op}.backward returned a gradient on {array_device(gx)} for "
                               f"input {k} on {x.device}")
         if x.creator is None:  # leaf: accumulate into .grad
-            _store_grad(x, gx)
+            _store_grad(x, gx, handed)
         else:
             prev = grads.get(id(x))
             grads[id(x)] = gx if prev is None else _as_array(prev + gx)
+            handed.add(id(grads[id(x)]))
 
 
 # --------------------------------------------------------------------------------------------
