@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Tuple
 
+import numpy
+
 from . import kernels
 from .backend import as_numpy, get_array_module
 
@@ -49,6 +51,38 @@ def _named(params) -> List[Tuple[str, object]]:
     if len(set(names)) != len(names):
         raise ValueError("SGD: parameter names must be unique")
     return named
+
+
+#: elements per block of ``update_in_blocks``: a block of w, v and g stays in the cache while
+#: the update's lines run over it.
+BLOCK = 1 << 15
+
+
+def update_in_blocks(w, v, g, lr: float, momentum: float, decay_lr: float) -> None:
+    """The update of §5 on NumPy arrays, in place (the Tensor keeps its array):
+
+        v *= momentum                  # momentum * v
+        v -= decay_lr * w              # - weight_decay * lr * w   (decay_lr = weight_decay * lr)
+        v -= lr * g                    # - lr * grad
+        w += v                         # w <- w + v
+
+    written exactly so, one cache-sized block at a time, with one scratch block for the products:
+    the same operations in the same order, so the result is bit for bit the four lines above,
+    without two weight-sized temporaries and four passes over memory.
+    """
+    parts = [...]                                   # a strided parameter: one block, all of it
+    if w.flags.c_contiguous and v.flags.c_contiguous:
+        w, v, g = w.reshape(-1), v.reshape(-1), g.reshape(-1)       # views of w and v
+        parts = [slice(start, start + BLOCK) for start in range(0, w.size, BLOCK)]
+    scratch = numpy.empty_like(w[parts[0]])
+    for part in parts:
+        wb, vb, gb = w[part], v[part], g[part]
+        tmp = scratch[:wb.shape[0]]
+        vb *= momentum
+        if decay_lr:
+            vb -= numpy.multiply(wb, decay_lr, out=tmp)
+        vb -= numpy.multiply(gb, lr, out=tmp)
+        wb += vb
 
 
 class SGD:
@@ -115,14 +149,10 @@ class SGD:
                                  f"parameter has shape {tuple(w.shape)}")
             decay = self.decay_for(name, p)
             with p.device:  # on CuPy, run on the parameter's own GPU
-                if p.device.is_cuda:   # the same three lines as one fused CUDA pass
+                if p.device.is_cuda:   # the same lines as one fused CUDA pass
                     kernels.sgd_update(w, v, g, lr, mu, decay)
-                    continue
-                v *= mu                        # momentum * v
-                if decay:
-                    v -= (decay * lr) * w      # - weight_decay * lr * w
-                v -= lr * g                    # - lr * grad
-                w += v                         # w <- w + v (in place: the Tensor keeps its array)
+                else:
+                    update_in_blocks(w, v, g, lr, mu, decay * lr)
         self.steps += 1
 
     # -- state for checkpoints -----------------------------------------------------------------
