@@ -4,7 +4,8 @@ import numpy
 import pytest
 
 import minialex
-from minialex.optim import SGD, OptimizerError, ReduceOnPlateau, StepSchedule, make_schedule
+from minialex.optim import (BLOCK, SGD, OptimizerError, ReduceOnPlateau, StepSchedule, make_schedule,
+                            update_in_blocks)
 
 
 def _param(array, device):
@@ -32,6 +33,18 @@ def test_sgd_matches_the_paper_formula(device, rng):
     assert opt.steps == 3
     # the update happened in place: the tensor still holds the same array object
     assert w.data is opt.params[0][1].data
+
+
+@pytest.mark.parametrize("shape,order", [((3 * BLOCK + 5,), "C"), ((7, 5), "F"), ((4, 3), "C")])
+def test_the_blocked_update_is_bit_for_bit_the_four_lines(rng, shape, order):
+    w, v, g = (numpy.asarray(rng.standard_normal(shape), numpy.float32, order=order) for _ in range(3))
+    w0, v0 = w.copy(), v.copy()
+    v0 *= 0.9
+    v0 -= (5e-4 * 0.01) * w0
+    v0 -= 0.01 * g
+    w0 += v0
+    update_in_blocks(w, v, g, 0.01, 0.9, 5e-4 * 0.01)
+    assert numpy.array_equal(w, w0) and numpy.array_equal(v, v0)
 
 
 def test_decay_biases_option_and_unnamed_parameters(rng):
