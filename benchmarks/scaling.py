@@ -112,7 +112,10 @@ def main(argv=None) -> int:
     n, t = args.processes, args.threads
     best = {}
     for _ in range(args.repeats):   # alternated, best of each: other work shares the cores
-        for key, (procs, threads) in {"one": (1, t), "many": (n, max(1, t // n))}.items():
+        configs = {"one": (1, t), "many": (n, max(1, t // n))}
+        if not args.devices and t > 1:
+            configs["one thread"] = (1, 1)   # how much one process gains from its threads
+        for key, (procs, threads) in configs.items():
             r = run(args, procs, threads)
             if key not in best or r["images_per_s"] > best[key]["images_per_s"]:
                 best[key] = r
@@ -122,6 +125,9 @@ def main(argv=None) -> int:
           f"best of {args.repeats}")
     print(f"1 process  x {t if not args.devices else 1}: {one['images_per_s']:8.1f} images/s "
           f"({one['step_s'] * 1000:.0f} ms/step)")
+    if "one thread" in best:
+        r = best["one thread"]
+        print(f"1 process  x 1: {r['images_per_s']:8.1f} images/s ({r['step_s'] * 1000:.0f} ms/step)")
     print(f"{n} processes x {max(1, t // n) if not args.devices else 1}: "
           f"{many['images_per_s']:8.1f} images/s ({many['step_s'] * 1000:.0f} ms/step), "
           f"{many['images_per_s'] / one['images_per_s']:.2f}x; allreduce "

@@ -330,4 +330,6 @@ def error_line(message: str, error: BaseException) -> Optional[str]:
             sys.stderr.flush()
         w.barrier()
         return None
+    from mpi4py.run import set_abort_status
+    set_abort_status(1)      # at exit, Abort ends the other ranks, even without -m mpi4py
     return f"error: rank {w.rank} of {w.size}: {message}"
