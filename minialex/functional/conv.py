@@ -64,43 +64,56 @@ def _geometry(op, x_shape, kernel_size, stride, padding):
     return (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow)
 
 
-def unfold(x, kernel_size, stride, padding):
+def unfold(x, kernel_size, stride, padding, batch_last=False):
     """im2col in the transposed layout: (N, C, H, W) -> (C*kh*kw, N*OH*OW) = ``im2col(x).T``.
 
-    Row (c, i, j) holds xpad[n, c, oy*sh + i, ox*sw + j] for every output position (n, oy, ox):
-    a strided view of the padded input, then one copy. This is the layout conv2d computes in
-    (on the CPU and, with a CUDA kernel, on the GPU): W (K, C*kh*kw) @ cols gives the output
-    with kernels in rows, and a copy along each row is a run of contiguous output pixels.
+    Row (c, i, j) holds xpad[n, c, oy*sh + i, ox*sw + j] for every output position, in the order
+    (n, oy, ox), or (oy, ox, n) with ``batch_last``: a strided view of the padded input, then one
+    copy. This is the layout conv2d computes in (on the CPU and, with a CUDA kernel, on the GPU):
+    W (K, C*kh*kw) @ cols gives the output with kernels in rows. With stride 1 the batch-last
+    order lets every copy here (and every add in ``fold``) run over OW*N contiguous values instead
+    of OW: 3-8x faster at AlexNet's small maps. Both orders are handled through (C, H, W, N) views.
     """
     (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow) = _geometry("im2col", x.shape, kernel_size,
                                                                   stride, padding)
-    xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
-    # windows[n, c, y, x, i, j] = xpad[n, c, y*sh + i, x*sw + j]: a view, no copy yet.
-    windows = numpy.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
-    windows = windows[:, :, ::sh, ::sw][:, :, :oh, :ow]
-    cols = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    numpy.copyto(cols, windows.transpose(1, 4, 5, 0, 2, 3))                   # the one copy
+    if batch_last:                      # memory (C, Hp, Wp, N): the padded copy moves the batch
+        xpad = numpy.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+        xpad[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
+        cols = view = numpy.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
+    else:                               # memory (N, C, Hp, Wp)
+        xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
+        xpad = xpad.transpose(1, 2, 3, 0)
+        cols = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+        view = cols.transpose(0, 1, 2, 4, 5, 3)
+    # windows[c, y, x, n, i, j] = xpad[c, y*sh + i, x*sw + j, n]: a view, no copy yet.
+    windows = numpy.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(1, 2))
+    numpy.copyto(view, windows[:, ::sh, ::sw].transpose(0, 4, 5, 1, 2, 3))   # the one copy
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
-def fold(cols, x_shape, kernel_size, stride, padding):
+def fold(cols, x_shape, kernel_size, stride, padding, batch_last=False):
     """The adjoint of ``unfold``: (C*kh*kw, N*OH*OW) -> (N, C, H, W), summing overlaps.
 
     dx[n, c, y, x] = sum of every column entry that ``unfold`` copied from xpad[n, c, y+ph, x+pw]:
-    one strided add per kernel offset (i, j), kh*kw adds in all, each over a contiguous block.
-    Returns a (N, C, H, W) view of a channels-first array (the caller copies it where it goes).
+    one strided add per kernel offset (i, j), kh*kw adds in all. Returns a (N, C, H, W) view of a
+    channels-first array (the caller copies it where it goes).
     """
     (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow) = _geometry("col2im", x_shape, kernel_size,
                                                                   stride, padding)
     if tuple(cols.shape) != (c * kh * kw, n * oh * ow):
         raise ValueError(f"col2im: cols has shape {shape_of(cols)} but input shape {(n, c, h, w)} "
                          f"with kernel {(kh, kw)} needs {(c * kh * kw, n * oh * ow)} (transposed)")
-    parts = cols.reshape(c, kh, kw, n, oh, ow)        # a copy only if cols is not contiguous
-    xpad = numpy.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)     # channels first
-    for i in range(kh):          # overlapping windows: each offset adds its share
+    hp, wp = h + 2 * ph, w + 2 * pw
+    if batch_last:                      # (C, kh, kw, OH, OW, N) into (C, Hp, Wp, N)
+        parts = cols.reshape(c, kh, kw, oh, ow, n)
+        xpad = numpy.zeros((c, hp, wp, n), dtype=cols.dtype)
+    else:                               # the same views of (C, kh, kw, N, OH, OW), (C, N, Hp, Wp)
+        parts = cols.reshape(c, kh, kw, n, oh, ow).transpose(0, 1, 2, 4, 5, 3)
+        xpad = numpy.zeros((c, n, hp, wp), dtype=cols.dtype).transpose(0, 2, 3, 1)
+    for i in range(kh):                 # overlapping windows: each offset adds its share
         for j in range(kw):
-            xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += parts[:, i, j]
-    return xpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+            xpad[:, i:i + sh * oh:sh, j:j + sw * ow:sw] += parts[:, i, j]
+    return xpad[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
@@ -190,46 +203,59 @@ class Conv2d(Function):
         self.has_bias = bias is not None
         n, k = x.shape[0], weight.shape[0]
         y = numpy.empty((n, k) + self.out_hw(x, weight), dtype=x.dtype)
-        rows = y.reshape(n, k, -1)
         for part in self.chunks(x, weight):
-            out = numpy.empty((k, part.stop - part.start, rows.shape[2]), dtype=x.dtype)
+            out = numpy.empty((k, (part.stop - part.start) * y[0, 0].size), dtype=x.dtype)
             for g, cols, wmat in self.groups_of(x[part], weight):
                 kg = wmat.shape[0]
-                numpy.matmul(wmat, cols, out=out[g * kg:(g + 1) * kg].reshape(kg, -1))  # the GEMM
-            # (K, images, OH*OW) -> NCHW, with the bias and the ReLU, while the chunk is in cache
-            out = out.transpose(1, 0, 2)
+                numpy.matmul(wmat, cols, out=out[g * kg:(g + 1) * kg])          # the GEMM
+            # the GEMM's rows to NCHW, with the bias and the ReLU, while the chunk is in cache
+            out = self.as_nchw(out, y[part].shape)
             if bias is None:
-                rows[part] = out
+                numpy.copyto(y[part], out)
             else:
-                numpy.add(out, bias[:, None], out=rows[part])
+                numpy.add(out, bias[:, None, None], out=y[part])
             if self.relu:
-                numpy.maximum(rows[part], 0, out=rows[part])
+                numpy.maximum(y[part], 0, out=y[part])
         self.save_for_backward(x, weight, y if self.relu else None)     # y: the ReLU's mask
         return y
 
     def backward(self, gy):
         x, weight, y = self.saved
         need_gx = self.inputs is None or self.inputs[0].requires_grad
-        n, k = gy.shape[:2]
+        k = gy.shape[1]
         gx = numpy.empty_like(x) if need_gx else None
         gw = numpy.zeros_like(weight)
         gb = numpy.zeros(k, dtype=gy.dtype)
         for part in self.chunks(x, weight):
-            g_rows = gy[part].reshape(part.stop - part.start, k, -1).transpose(1, 0, 2)
+            g_part = gy[part]
             if self.relu:                         # the ReLU's backward: dy where y > 0
-                y_rows = y[part].reshape(g_rows.shape[1], k, -1).transpose(1, 0, 2)
-                g_rows = numpy.where(y_rows > 0, g_rows, gy.dtype.type(0))
-            g_rows = numpy.ascontiguousarray(g_rows).reshape(k, -1)     # (K, images*OH*OW)
+                g_part = numpy.where(y[part] > 0, g_part, gy.dtype.type(0))
+            g_rows = numpy.empty((k, g_part.size // k), dtype=gy.dtype)    # the GEMM's layout
+            numpy.copyto(self.as_nchw(g_rows, g_part.shape), g_part)
             gb += g_rows.sum(axis=1)
             for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
                 kg, cg = wmat.shape[0], weight.shape[1]
                 g_group = g_rows[g * kg:(g + 1) * kg]
-                gw[g * kg:(g + 1) * kg] += (g_group @ cols.T).reshape(kg, *weight.shape[1:])
+                # (cols @ g.T).T rather than g @ cols.T: the same product, faster in OpenBLAS
+                gw[g * kg:(g + 1) * kg] += (cols @ g_group.T).T.reshape(kg, *weight.shape[1:])
                 # An input that needs no gradient (AlexNet's conv1 reads the image) skips fold.
                 if need_gx:
                     gx[part, g * cg:(g + 1) * cg] = fold(wmat.T @ g_group, x[part, :cg].shape,
-                                                         weight.shape[2:], self.stride, self.padding)
+                                                         weight.shape[2:], self.stride,
+                                                         self.padding, self.batch_last)
         return (gx, gw, gb) if self.has_bias else (gx, gw)
+
+    @property
+    def batch_last(self):
+        """The columns' order (see ``unfold``): batch last where the stride is 1."""
+        return self.stride == (1, 1)
+
+    def as_nchw(self, rows, shape):
+        """The GEMM's (K, images*OH*OW) rows as an (images, K, OH, OW) view."""
+        n, k, oh, ow = shape
+        if self.batch_last:
+            return rows.reshape(k, oh, ow, n).transpose(3, 0, 1, 2)
+        return rows.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
 
     def out_hw(self, x, weight):
         return tuple(output_size(x.shape[2 + a], weight.shape[2 + a], self.stride[a], self.padding[a])
@@ -247,7 +273,8 @@ class Conv2d(Function):
         """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""
         cg, kg = weight.shape[1], weight.shape[0] // self.groups
         for g in range(self.groups):
-            cols = unfold(x[:, g * cg:(g + 1) * cg], weight.shape[2:], self.stride, self.padding)
+            cols = unfold(x[:, g * cg:(g + 1) * cg], weight.shape[2:], self.stride, self.padding,
+                          self.batch_last)
             yield g, cols, weight[g * kg:(g + 1) * kg].reshape(kg, -1)
 
     def forward_gpu(self, x, weight, bias=None):
