@@ -19,6 +19,9 @@ import json
 import os
 import shutil
 
+#: The lock file a run folder's owner holds (run_lock.py), removed when the run leaves.
+LOCK_NAME = ".lock"
+
 
 def new_out_dir(parent: str = "runs") -> str:
     """parent/<date>-<time>, with -2, -3, ... if that name is taken."""
@@ -82,7 +85,6 @@ def _ends_the_best_epoch(path: str) -> bool:
 def discard_unstarted_run(folder: str) -> None:
     """Remove what a run wrote before its first checkpoint (config.json, metrics.jsonl), the
     folder if that leaves it empty, and a runs/latest link to it."""
-    from .run_lock import LOCK_NAME
     for name in ("config.json", "metrics.jsonl", LOCK_NAME):   # the lock: we are leaving
         path = os.path.join(folder, name)
         if os.path.exists(path):

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import os
 
+from .run_folder import LOCK_NAME, remove_stale_temps
+
 try:
     import fcntl
 except ImportError:        # Windows: no flock; one writer is then the user's to ensure
     fcntl = None
-
-LOCK_NAME = ".lock"
 
 
 class LockedError(RuntimeError):
@@ -89,7 +89,6 @@ def acquire_file_lock(path: str, what: str) -> RunLock:
 
 def acquire_run_lock(folder: str) -> RunLock:
     """Own the run folder ``folder`` (it must exist) for writing; see the module docstring."""
-    from .run_folder import remove_stale_temps
     lock = acquire_file_lock(os.path.join(folder, LOCK_NAME), folder.rstrip(os.sep))
     remove_stale_temps(folder)
     return lock
