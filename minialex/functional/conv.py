@@ -45,7 +45,8 @@ from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import conv_gpu
-from .utils import check_float, check_ndim, check_same_dtype, output_size, pair, shape_of
+from .utils import (THREADS, check_float, check_ndim, check_same_dtype, in_parallel, output_size,
+                    pair, shape_of)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +204,8 @@ class Conv2d(Function):
         self.has_bias = bias is not None
         n, k = x.shape[0], weight.shape[0]
         y = numpy.empty((n, k) + self.out_hw(x, weight), dtype=x.dtype)
-        for part in self.chunks(x, weight):
+
+        def chunk(part):
             out = numpy.empty((k, (part.stop - part.start) * y[0, 0].size), dtype=x.dtype)
             for g, cols, wmat in self.groups_of(x[part], weight):
                 kg = wmat.shape[0]
@@ -216,6 +218,8 @@ class Conv2d(Function):
                 numpy.add(out, bias[:, None, None], out=y[part])
             if self.relu:
                 numpy.maximum(y[part], 0, out=y[part])
+
+        in_parallel(chunk, self.chunks(x, weight))
         self.save_for_backward(x, weight, y if self.relu else None)     # y: the ReLU's mask
         return y
 
@@ -224,25 +228,32 @@ class Conv2d(Function):
         need_gx = self.inputs is None or self.inputs[0].requires_grad
         k = gy.shape[1]
         gx = numpy.empty_like(x) if need_gx else None
-        gw = numpy.zeros_like(weight)
-        gb = numpy.zeros(k, dtype=gy.dtype)
-        for part in self.chunks(x, weight):
+
+        def chunk(part):
+            """(dW, db) of the images in ``part``; their dx goes straight into gx."""
             g_part = gy[part]
             if self.relu:                         # the ReLU's backward: dy where y > 0
                 g_part = numpy.where(y[part] > 0, g_part, gy.dtype.type(0))
             g_rows = numpy.empty((k, g_part.size // k), dtype=gy.dtype)    # the GEMM's layout
             numpy.copyto(self.as_nchw(g_rows, g_part.shape), g_part)
-            gb += g_rows.sum(axis=1)
+            gw = numpy.empty_like(weight)
             for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
                 kg, cg = wmat.shape[0], weight.shape[1]
                 g_group = g_rows[g * kg:(g + 1) * kg]
                 # (cols @ g.T).T rather than g @ cols.T: the same product, faster in OpenBLAS
-                gw[g * kg:(g + 1) * kg] += (cols @ g_group.T).T.reshape(kg, *weight.shape[1:])
+                gw[g * kg:(g + 1) * kg] = (cols @ g_group.T).T.reshape(kg, *weight.shape[1:])
                 # An input that needs no gradient (AlexNet's conv1 reads the image) skips fold.
                 if need_gx:
                     gx[part, g * cg:(g + 1) * cg] = fold(wmat.T @ g_group, x[part, :cg].shape,
                                                          weight.shape[2:], self.stride,
                                                          self.padding, self.batch_last)
+            return gw, g_rows.sum(axis=1)
+
+        parts = in_parallel(chunk, self.chunks(x, weight))
+        gw, gb = parts[0]
+        for part_gw, part_gb in parts[1:]:       # in the batch's order: deterministic sums
+            gw += part_gw
+            gb += part_gb
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
     @property
@@ -262,12 +273,13 @@ class Conv2d(Function):
                      for a in (0, 1))
 
     def chunks(self, x, weight):
-        """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each: unfold,
-        GEMM and layout change then run on data still in the CPU's cache."""
-        oh, ow = self.out_hw(x, weight)
-        per_image = weight[0].size * oh * ow * x.itemsize
-        step = max(1, min(x.shape[0], CHUNK_BYTES // per_image))
-        return [slice(i, min(i + step, x.shape[0])) for i in range(0, x.shape[0], step)]
+        """Equal slices of the batch whose unfolded columns take at most about ``CHUNK_BYTES``
+        each (unfold, GEMM and layout change then run on data still in the CPU's cache), as many
+        as a multiple of the threads that share them out."""
+        n, (oh, ow) = x.shape[0], self.out_hw(x, weight)
+        count = -(-n * weight[0].size * oh * ow * x.itemsize // CHUNK_BYTES)
+        count = min(n, -(-count // THREADS) * THREADS)
+        return [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
 
     def groups_of(self, x, weight):
         """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""

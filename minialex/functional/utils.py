@@ -1,7 +1,12 @@
-"""Small helpers shared by the ops in ``minialex.functional``: argument checks and sizes."""
+"""Small helpers shared by the ops in ``minialex.functional``: argument checks, sizes, threads."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
+import glob
+import os
+import threading
 from typing import Tuple
 
 import numpy
@@ -42,3 +47,52 @@ def check_same_dtype(op: str, **arrays) -> None:
 def check_ndim(x, ndim: int, op: str, what: str, layout: str) -> None:
     if x.ndim != ndim:
         raise ValueError(f"{op}: {what} must be {ndim}-D {layout}, got shape {shape_of(x)}")
+
+
+# --------------------------------------------------------------------------------------------
+# The second core: independent pieces of an op (batch chunks) on a few threads
+# --------------------------------------------------------------------------------------------
+
+#: Threads for ``in_parallel``: ``MINIALEX_THREADS``, else the CPUs this process may use.
+THREADS = int(os.environ.get("MINIALEX_THREADS", 0)) or len(
+    os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1))
+_pool = None
+_inside = threading.local()
+
+
+def _openblas_threads():
+    """(get, set) of the OpenBLAS that NumPy's wheels bundle, or None (another BLAS: no pool)."""
+    base = os.path.dirname(os.path.dirname(numpy.__file__))
+    for lib in glob.glob(os.path.join(base, "numpy.libs", "*openblas*")) + glob.glob(
+            os.path.join(os.path.dirname(numpy.__file__), ".dylibs", "*openblas*")):
+        try:
+            dll = ctypes.CDLL(lib)
+            return dll.scipy_openblas_get_num_threads64_, dll.scipy_openblas_set_num_threads64_
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+_BLAS = _openblas_threads()
+
+
+def in_parallel(fn, items) -> list:
+    """``[fn(item) for item in items]``, the items shared among ``THREADS`` threads, each calling
+    BLAS single-threaded meanwhile: NumPy's copies, elementwise ops and GEMMs release the GIL, so
+    the pieces (and not only the GEMMs) use every core. Results come back in order, so whatever
+    the caller sums stays deterministic. Serial when there is one thread, one item, no known
+    BLAS to hold to one thread, or when called from inside another ``in_parallel``."""
+    global _pool
+    items = list(items)
+    if THREADS < 2 or len(items) < 2 or _BLAS is None or getattr(_inside, "active", False):
+        return [fn(item) for item in items]
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(THREADS, initializer=_inside.__setattr__,
+                                                      initargs=("active", True))
+    get, set_threads = _BLAS
+    previous = get()
+    set_threads(1)
+    try:
+        return list(_pool.map(fn, items))
+    finally:
+        set_threads(previous)
