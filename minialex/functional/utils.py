@@ -96,3 +96,16 @@ def in_parallel(fn, items) -> list:
         return list(_pool.map(fn, items))
     finally:
         set_threads(previous)
+
+
+def parallel_matmul(a, b):
+    """``a @ b`` for 2-D arrays, the result's rows shared among the threads (one single-threaded
+    GEMM each, see ``in_parallel``): the fully connected layers' products. Small products
+    (under 2**25 multiply-adds) run as one call: the threads' hand-over would cost more."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 25:
+        return a @ b
+    out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
+    bounds = [a.shape[0] * i // THREADS for i in range(THREADS + 1)]
+    in_parallel(lambda part: numpy.matmul(a[part], b, out=out[part]),
+                [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo])
+    return out
