@@ -45,8 +45,8 @@ from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import conv_gpu
-from .utils import (THREADS, check_float, check_ndim, check_same_dtype, in_parallel, output_size,
-                    pair, shape_of)
+from .utils import (batch_parts, check_float, check_ndim, check_same_dtype, in_parallel,
+                    output_size, pair, shape_of)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,13 +273,9 @@ class Conv2d(Function):
                      for a in (0, 1))
 
     def chunks(self, x, weight):
-        """Equal slices of the batch whose unfolded columns take at most about ``CHUNK_BYTES``
-        each (unfold, GEMM and layout change then run on data still in the CPU's cache), as many
-        as a multiple of the threads that share them out."""
-        n, (oh, ow) = x.shape[0], self.out_hw(x, weight)
-        count = -(-n * weight[0].size * oh * ow * x.itemsize // CHUNK_BYTES)
-        count = min(n, -(-count // THREADS) * THREADS)
-        return [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
+        """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each."""
+        oh, ow = self.out_hw(x, weight)
+        return batch_parts(x.shape[0], weight[0].size * oh * ow * x.itemsize, CHUNK_BYTES)
 
     def groups_of(self, x, weight):
         """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""

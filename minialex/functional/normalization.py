@@ -24,10 +24,12 @@ Gradient (with s_i = k + alpha * S_i and the window symmetric, so j in window(i)
 
 from __future__ import annotations
 
+import numpy
+
 from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import check_float, check_ndim
+from .utils import batch_parts, check_float, check_ndim, in_parallel
 
 
 def check_lrn_args(op, x, size, alpha, beta, k):
@@ -60,7 +62,8 @@ def window_sum(a, size):
 
 
 class LocalResponseNorm(Function):
-    """b = a / (k + alpha * window_sum(a^2)) ** beta; saves a, b and the denominator s."""
+    """b = a / (k + alpha * window_sum(a^2)) ** beta; saves a, b, the denominator s and s^-beta.
+    On the CPU the formulas run on slices of the batch, shared among threads (``in_parallel``)."""
 
     name = "local_response_norm"
 
@@ -69,16 +72,28 @@ class LocalResponseNorm(Function):
 
     def forward(self, x):
         t = x.dtype.type
-        scale = t(self.k) + t(self.alpha) * window_sum(x * x, self.size)
-        y = x * scale ** t(-self.beta)
-        self.save_for_backward(x, y, scale)
+        y, scale, s_beta = numpy.empty_like(x), numpy.empty_like(x), numpy.empty_like(x)
+
+        def rows(p):
+            scale[p] = t(self.k) + t(self.alpha) * window_sum(x[p] * x[p], self.size)
+            s_beta[p] = scale[p] ** t(-self.beta)
+            y[p] = x[p] * s_beta[p]
+
+        in_parallel(rows, batch_parts(x.shape[0], x[0].nbytes))
+        self.save_for_backward(x, y, scale, s_beta)
         return y
 
     def backward(self, gy):
-        x, y, scale = self.saved
+        x, y, scale, s_beta = self.saved
         t = x.dtype.type
-        inner = window_sum(gy * y / scale, self.size)
-        return gy * scale ** t(-self.beta) - t(2 * self.alpha * self.beta) * x * inner
+        gx = numpy.empty_like(x)
+
+        def rows(p):
+            inner = window_sum(gy[p] * y[p] / scale[p], self.size)
+            gx[p] = gy[p] * s_beta[p] - t(2 * self.alpha * self.beta) * x[p] * inner
+
+        in_parallel(rows, batch_parts(x.shape[0], x[0].nbytes))
+        return gx
 
     def forward_gpu(self, x):            # the same formulas, one thread per value (lrn.cu)
         y, scale = kernels.lrn_forward(x, self.size, self.alpha, self.beta, self.k)

@@ -98,6 +98,15 @@ def in_parallel(fn, items) -> list:
         set_threads(previous)
 
 
+def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20) -> list:
+    """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
+    that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
+    threads that share them out (``in_parallel``)."""
+    count = -(-n * bytes_per_image // chunk_bytes)
+    count = max(1, min(n, -(-count // THREADS) * THREADS))
+    return [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
+
+
 def parallel_matmul(a, b):
     """``a @ b`` for 2-D arrays, the result's rows shared among the threads (one single-threaded
     GEMM each, see ``in_parallel``): the fully connected layers' products. Small products
