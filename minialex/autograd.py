@@ -415,9 +415,8 @@ def _topological_order(root: Tensor):
 
 
 def _store_grad(t: Tensor, g, handed: set) -> None:
-    """Add ``g`` into ``t.grad``. A first gradient that a backward made for this input alone is
-    kept as it is; one that was handed out before in this pass (``handed``: ids of every gradient
-    array given to a tensor or waiting for one) or that views another array is copied: Add passes
+    """Add ``g`` into ``t.grad``. A first gradient is copied if it was handed out before in this
+    pass (``handed``: ids of the gradient arrays given out) or views another array: Add passes
     ``gy`` to both inputs, and an optimizer updating one ``.grad`` in place must not change the
     other. (A stale id of a freed array only costs a needless copy.)"""
     if t.grad is not None:
