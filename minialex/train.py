@@ -227,7 +227,8 @@ class Trainer:
         if self.nothing_to_do:        # leave the finished run's files as they are, make none
             self.out = cfg.out or os.path.dirname(os.path.abspath(resume["path"]))
             return
-        if not self.writer:
+        if not self.writer:       # rank 0 makes the folder and says where it is
+            self.out = dist.comm.bcast(None, root=0)
             return
         self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
@@ -243,6 +244,8 @@ class Trainer:
         self.echo(f"writing to {self.out}/ (metrics.jsonl, last.h5 every epoch, best.h5)"
                   + (f"; resumed from {resume['path']} at epoch {self.epoch + 1}, batch "
                      f"{self.batch}" if resume else ""))
+        if dist is not None:
+            dist.comm.bcast(self.out, root=0)
 
     def _log(self, record: Dict) -> None:
         if not self.writer:

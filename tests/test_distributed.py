@@ -11,6 +11,7 @@ Two kinds of tests:
 """
 
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
 import numpy
 import pytest
@@ -31,10 +33,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def in_job(test):
-    """An ``mpi`` test: it runs in a job of two processes, and skips elsewhere."""
+    """An ``mpi`` test: it runs in a job of two processes, and skips elsewhere. A failure on one
+    rank prints its traceback and aborts the job: the other rank may be waiting in a collective."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        try:
+            return test(*args, **kwargs)
+        except BaseException:
+            traceback.print_exc(file=sys.__stderr__)   # past pytest's capture
+            sys.__stderr__.flush()
+            W.comm.Abort(1)
     return pytest.mark.mpi(pytest.mark.skipif(
         W is None or W.size != 2,
-        reason="runs in a job of two: mpiexec -n 2 python -m mpi4py -m pytest -m mpi")(test))
+        reason="runs in a job of two: mpiexec -n 2 python -m mpi4py -m pytest -m mpi")(run))
 
 
 HAVE_MPIEXEC = shutil.which("mpiexec") is not None and W is None
