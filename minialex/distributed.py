@@ -101,7 +101,8 @@ class NcclComm:
         self.rank = comm.rank
 
     def _args(self, buf):
-        kind = {"float32": self.nccl.NCCL_FLOAT32, "float64": self.nccl.NCCL_FLOAT64}[buf.dtype.name]
+        kind = {"float32": self.nccl.NCCL_FLOAT32, "float64": self.nccl.NCCL_FLOAT64}[
+            buf.dtype.name]
         if isinstance(buf, numpy.ndarray):               # the CPU stand-in of the tests
             return buf.ctypes.data, buf.size, kind, 0
         import cupy
@@ -162,14 +163,8 @@ class World:
         """'cuda' -> this process's GPU, cuda:<rank in node>; 'cuda,cuda' -> cuda:2r,cuda:2r+1
         (a column per GPU). No --devices with a GPU present means 'cuda'. Others: as given."""
         from .backend import gpu_available
-        if spec is None and gpu_available():
-            spec = "cuda"
-        r = self.local_rank
-        if spec is not None and spec.replace(" ", "") == "cuda":
-            return f"cuda:{r}"
-        if spec is not None and spec.replace(" ", "") == "cuda,cuda":
-            return f"cuda:{2 * r},cuda:{2 * r + 1}"
-        return spec
+        r, given = self.local_rank, (spec or ("cuda" if gpu_available() else "")).replace(" ", "")
+        return {"cuda": f"cuda:{r}", "cuda,cuda": f"cuda:{2 * r},cuda:{2 * r + 1}"}.get(given, spec)
 
     def use_devices(self, devices, nccl=None) -> str:
         """Choose the gradients' communicator (NCCL on GPUs, MPI on the CPU); one line that says
@@ -182,15 +177,11 @@ class World:
 
     def banner(self, cfg) -> str:
         """The first line of a run: world size, per-process and global batch, lr scaling."""
-        b = cfg.batch_size
-        if cfg.lr_scaling == "linear":
-            lr = (f"lr scaling linear (Goyal et al. 2017): {cfg.lr:g} x {self.size} = "
-                  f"{cfg.lr * self.size:g}, reached after {warmup_epochs(cfg.epochs)} warm-up "
-                  f"epoch(s)")
-        else:
-            lr = f"lr scaling none (lr {cfg.lr:g} as given; --lr-scaling linear multiplies it by {self.size})"
-        return (f"data-parallel: {self.size} processes (MPI), batch {b} per process, "
-                f"{b * self.size} in all; {lr}")
+        b, n = cfg.batch_size, self.size
+        lr = (f"lr scaling linear (Goyal et al. 2017): {cfg.lr:g} x {n} = {cfg.lr * n:g}, reached "
+              f"after {warmup_epochs(cfg.epochs)} warm-up epoch(s)" if cfg.lr_scaling == "linear"
+              else f"lr scaling none (lr {cfg.lr:g} as given; --lr-scaling linear: x {n})")
+        return f"data-parallel: {n} processes (MPI), batch {b} per process, {b * n} in all; {lr}"
 
     def check_start(self, cfg, train_set, val_set) -> None:
         """Before the first step: enough images for one global batch, and every rank's options
@@ -244,9 +235,9 @@ class World:
         for a, new in zip(arrays, _in_buckets(arrays, devices, self.grads.bcast)):
             a[...] = new
         sums = self.comm.allgather(checksum(arrays))
-        if len(set(sums)) != 1:
-            raise RuntimeError(f"rank {sums.index(sums[-1])}'s weights differ from rank 0's after "
-                               "the broadcast")
+        odd = [r for r, s in enumerate(sums) if s != sums[0]]
+        if odd:
+            raise RuntimeError(f"rank {odd[0]}'s weights differ from rank 0's after the broadcast")
 
     # -- each step -----------------------------------------------------------------------------
     def average_gradients(self, optimizer) -> None:
@@ -257,7 +248,8 @@ class World:
             self.grads.allreduce(flat, device)
             flat /= self.size
 
-        for p, g in zip(params, _in_buckets([p.grad for p in params], [p.device for p in params], mean)):
+        grads = _in_buckets([p.grad for p in params], [p.device for p in params], mean)
+        for p, g in zip(params, grads):
             p.grad = g
 
     def step_sums(self, loss: float, correct: int, n: int, stop: bool):
@@ -313,8 +305,8 @@ def check_world_size(resume: Optional[Dict], size: int) -> None:
     stored = int(resume["extra"]["train"].get("world_size", 1))
     if stored != size:
         raise WorldError(f"{resume['path']} was written by {stored} process(es), this job has "
-                            f"{size}: the global batch and the data order depend on it; resume "
-                            f"with mpiexec -n {stored}, or start a new run")
+                         f"{size}: the global batch and the data order depend on it; resume "
+                         f"with mpiexec -n {stored}, or start a new run")
 
 
 def error_line(message: str, error: BaseException) -> Optional[str]:
