@@ -346,6 +346,7 @@ def test_a_run_one_writer_its_checkpoint_and_an_exact_resume(shared_tmp):
     records = [json.loads(l) for l in open(os.path.join(full_dir, "metrics.jsonl"))]
     assert sum(r["event"] == "step" for r in records) == 8          # written once, by rank 0
     assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    assert (trainer.lock is not None) == (W.rank == 0)               # rank 0 alone took the lock
 
     def stop_at_5(step, loss):
         if step == 5:
