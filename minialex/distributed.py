@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from typing import Dict, List, Optional
 
 import numpy
@@ -288,8 +289,7 @@ class World:
         """One line naming the rank, then Abort: every rank ends, none waits in a collective."""
         if "--debug" in sys.argv:
             sys.__excepthook__(kind, value, tb)
-        sys.stderr.write(f"error: rank {self.rank} of {self.size}: {kind.__name__}: {value}\n")
-        sys.stderr.flush()
+        _say(f"error: rank {self.rank} of {self.size}: {kind.__name__}: {value}")
         self.comm.Abort(1)
 
 
@@ -316,12 +316,20 @@ def error_line(message: str, error: BaseException) -> Optional[str]:
     if w is None:
         return f"error: {message}"
     if isinstance(error, WorldError):
-        line = f"error: {message}" if w.rank == 0 else None
-        if line:
-            sys.stderr.write(line + "\n")
+        if w.rank == 0:
+            sys.stderr.write(f"error: {message}\n")
             sys.stderr.flush()
         w.barrier()
         return None
     from mpi4py.run import set_abort_status
     set_abort_status(1)      # at exit, Abort ends the other ranks, even without -m mpi4py
-    return f"error: rank {w.rank} of {w.size}: {message}"
+    _say(f"error: rank {w.rank} of {w.size}: {message}")
+    return None
+
+
+def _say(line: str) -> None:
+    """Write an error line, and give mpiexec a moment to pass it on before Abort tears the job
+    down (without the pause the line is sometimes lost)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    time.sleep(0.5)
