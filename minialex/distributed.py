@@ -156,6 +156,7 @@ class World:
         from mpi4py import MPI
         self.local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
         self.host = MPI.Get_processor_name()
+        self.command = f"mpiexec -n {self.size} python -m mpi4py cli.py"   # for hints
         self.grads = grads          # MPIComm or NcclComm, chosen by use_devices
         self.steps = MPIComm(comm)  # the per-step sums of loss, counts and the Ctrl-C flag
 

@@ -351,9 +351,8 @@ class Trainer:
                 try:
                     images, labels = next(loader)
                     t0 = time.perf_counter()
-                    lr = self.optimizer.lr
-                    if self.warmup is not None:
-                        self.optimizer.lr = lr * self.warmup(self.step)
+                    lr = self.optimizer.lr   # --lr-scaling linear: the warm-up's share of it
+                    self.optimizer.lr = used = lr * self.warmup(self.step) if self.warmup else lr
                     try:
                         loss, correct = self.train_step(images, labels)
                     finally:
@@ -379,7 +378,7 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.batch == nb:
                     self._log({"event": "step", "step": self.step, "epoch": self.epoch + 1,
                                "epoch_float": self.epoch + self.batch / nb, "loss": loss,
-                               "top1_error": 1 - correct / n, "lr": self.optimizer.lr})
+                               "top1_error": 1 - correct / n, "lr": used})
                 if bar is not None:
                     seen = max(self.sums["seen"], 1)
                     bar.set_postfix(loss=f"{self.sums['loss'] / seen:.3f}",
@@ -404,7 +403,8 @@ class Trainer:
     def _interrupted(self, rng_states) -> None:
         path = self.save(rng_states)
         self.echo(f"interrupted at epoch {self.epoch + 1}, batch {self.batch} (step {self.step}): "
-                  f"saved {path}; continue with: python cli.py train --resume {path}")
+                  f"saved {path}; continue with: "
+                  f"{self.dist.command if self.dist else 'python cli.py'} train --resume {path}")
 
     def end_epoch(self) -> bool:
         """Validate, log, schedule, checkpoint; True when the schedule says stop."""

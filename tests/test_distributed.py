@@ -363,6 +363,9 @@ def test_linear_lr_scaling_warms_up_to_n_times_the_rate(shared_tmp):
     trainer, result = _train(os.path.join(shared_tmp, "linear"), lr_scaling="linear", epochs=1)
     assert trainer.optimizer.lr == pytest.approx(0.02)
     assert trainer.warmup(0) == 0.5 and trainer.warmup(4) == 1.0   # 1 warm-up epoch of 4 steps
+    log = [json.loads(l) for l in open(os.path.join(shared_tmp, "linear", "metrics.jsonl"))]
+    assert [r["lr"] for r in log if r["event"] == "step"] == pytest.approx(
+        [0.01, 0.0125, 0.015, 0.0175])                               # the rate each step used
 
 
 # --------------------------------------------------------------------------------------------
