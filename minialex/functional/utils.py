@@ -61,13 +61,12 @@ _inside = threading.local()
 
 
 def _openblas_threads():
-    """(get, set) of the OpenBLAS that NumPy's wheels bundle, or None (another BLAS: no pool)."""
+    """OpenBLAS's set_num_threads, as NumPy's wheels bundle it, or None (another BLAS: no pool)."""
     base = os.path.dirname(os.path.dirname(numpy.__file__))
     for lib in glob.glob(os.path.join(base, "numpy.libs", "*openblas*")) + glob.glob(
             os.path.join(os.path.dirname(numpy.__file__), ".dylibs", "*openblas*")):
         try:
-            dll = ctypes.CDLL(lib)
-            return dll.scipy_openblas_get_num_threads64_, dll.scipy_openblas_set_num_threads64_
+            return ctypes.CDLL(lib).scipy_openblas_set_num_threads64_
         except (OSError, AttributeError):
             continue
     return None
@@ -77,25 +76,25 @@ _BLAS = _openblas_threads()
 
 
 def in_parallel(fn, items) -> list:
-    """``[fn(item) for item in items]``, the items shared among ``THREADS`` threads, each calling
-    BLAS single-threaded meanwhile: NumPy's copies, elementwise ops and GEMMs release the GIL, so
-    the pieces (and not only the GEMMs) use every core. Results come back in order, so whatever
-    the caller sums stays deterministic. Serial when there is one thread, one item, no known
-    BLAS to hold to one thread, or when called from inside another ``in_parallel``."""
+    """``[fn(item) for item in items]``, the items shared among ``THREADS`` threads: NumPy's
+    copies, elementwise ops and GEMMs release the GIL, so the pieces (and not only the GEMMs) use
+    every core. Results come back in order, so whatever the caller sums stays deterministic.
+    Serial when there is one thread, one item, no known BLAS to hold to one thread, or when called
+    from inside another ``in_parallel``.
+
+    The first parallel call sets OpenBLAS to one thread per call, for good: its own idle threads
+    keep spinning after each GEMM and would take the cores from these (measured: the mini step
+    took twice as long when OpenBLAS's threads were given back between calls). NumPy's GEMMs
+    elsewhere in the process then run on one thread too; minialex's large ones come here."""
     global _pool
     items = list(items)
     if THREADS < 2 or len(items) < 2 or _BLAS is None or getattr(_inside, "active", False):
         return [fn(item) for item in items]
     if _pool is None:
+        _BLAS(1)
         _pool = concurrent.futures.ThreadPoolExecutor(THREADS, initializer=_inside.__setattr__,
                                                       initargs=("active", True))
-    get, set_threads = _BLAS
-    previous = get()
-    set_threads(1)
-    try:
-        return list(_pool.map(fn, items))
-    finally:
-        set_threads(previous)
+    return list(_pool.map(fn, items))
 
 
 def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20) -> list:
