@@ -24,7 +24,7 @@ import numpy
 from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import check_float, check_ndim, output_size, pair, shape_of
+from .utils import batch_parts, check_float, check_ndim, in_parallel, output_size, pair, shape_of
 
 
 def check_pool_args(op, x, kernel_size, stride, padding):
@@ -61,10 +61,15 @@ class MaxPool2d(Function):
         if ph or pw:                                       # padding is -inf: it never wins
             xpad = numpy.full((n, c, h + 2 * ph, w + 2 * pw), -numpy.inf, dtype=x.dtype)
             xpad[:, :, ph:ph + h, pw:pw + w] = x
-        views = self.views(xpad, output_size(h, kh, sh, ph), output_size(w, kw, sw, pw))
-        y = views[0].copy()
-        for v in views[1:]:
-            numpy.maximum(y, v, out=y)      # a NaN wins: maximum passes it on (as PyTorch does)
+        y = numpy.empty((n, c, output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)), x.dtype)
+
+        def rows(p):                        # a share of the batch (threads: see in_parallel)
+            views = self.views(xpad[p], *y.shape[2:])
+            numpy.copyto(y[p], views[0])
+            for v in views[1:]:             # a NaN wins: maximum passes it on (as PyTorch does)
+                numpy.maximum(y[p], v, out=y[p])
+
+        in_parallel(rows, batch_parts(n, xpad[0].nbytes))
         self.save_for_backward(xpad, y)
         return y
 
@@ -76,7 +81,15 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         xpad, y = self.saved
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (ph, pw), (hp, wp) = self.padding, xpad.shape[2:]
+        gxpad = numpy.empty(xpad.shape, dtype=gy.dtype)
+        in_parallel(lambda p: self.route(xpad[p], y[p], gy[p], gxpad[p]),
+                    batch_parts(len(y), xpad[0].nbytes))
+        return gxpad[:, :, ph:hp - ph, pw:wp - pw].copy() if (ph or pw) else gxpad
+
+    def route(self, xpad, y, gy, gxpad):
+        """gxpad = each window's gradient added at its winner, for one share of the batch."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
         n, c, hp, wp = xpad.shape
         oh, ow = y.shape[2:]
         views = self.views(xpad, oh, ow)
@@ -98,9 +111,8 @@ class MaxPool2d(Function):
                   + numpy.arange(ow) * sw)
         offset = (numpy.arange(kh)[:, None] * wp + numpy.arange(kw)).ravel()
         winners = corner.reshape(y.shape) + offset[won]
-        gxpad = numpy.bincount(winners.ravel(), weights=gy.ravel(), minlength=xpad.size)
-        gxpad = gxpad.astype(gy.dtype, copy=False).reshape(xpad.shape)
-        return gxpad[:, :, ph:hp - ph, pw:wp - pw].copy() if (ph or pw) else gxpad
+        gxpad[...] = numpy.bincount(winners.ravel(), weights=gy.ravel(),
+                                    minlength=xpad.size).reshape(xpad.shape)
 
     def forward_gpu(self, x):
         """One thread per output (kernels/pooling.cu), argmax kept as on the CPU."""
