@@ -53,9 +53,13 @@ def check_ndim(x, ndim: int, op: str, what: str, layout: str) -> None:
 # The second core: independent pieces of an op (batch chunks) on a few threads
 # --------------------------------------------------------------------------------------------
 
-#: Threads for ``in_parallel``: ``MINIALEX_THREADS``, else the CPUs this process may use.
-THREADS = int(os.environ.get("MINIALEX_THREADS", 0)) or len(
-    os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1))
+#: Threads for ``in_parallel``: ``MINIALEX_THREADS``, else ``OMP_NUM_THREADS`` or
+#: ``OPENBLAS_NUM_THREADS`` (so a process under mpiexec keeps to its share, see cli.py), else the
+#: CPUs this process may use.
+THREADS = next((int(os.environ[v]) for v in ("MINIALEX_THREADS", "OMP_NUM_THREADS",
+                                             "OPENBLAS_NUM_THREADS") if os.environ.get(v, "").isdigit()),
+               0) or len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity")
+                         else range(os.cpu_count() or 1))
 _pool = None
 _inside = threading.local()
 
