@@ -113,6 +113,26 @@ def test_conv2d_fast_matches_naive(device, rng, n, c, h, w, k, kernel, stride, p
         numpy.testing.assert_allclose(gf, gn, rtol=1e-10, atol=1e-10, err_msg=f"d{name}")
 
 
+@pytest.mark.parametrize("threads,chunk_bytes", [(1, 1 << 22), (2, 1 << 22), (2, 3000), (3, 3000)])
+def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, threads, chunk_bytes):
+    """The CPU conv splits the batch into cache-sized chunks shared among threads: any split gives
+    the naive conv's result, and the same split gives the same bits twice (exact resume)."""
+    from minialex.functional import conv, utils
+    monkeypatch.setattr(utils, "THREADS", threads)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
+    x, w, b = rng.standard_normal((7, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
+    gy = rng.standard_normal((7, 6, 9, 8))
+    runs = []
+    for op in (F.conv2d_relu, F.conv2d_relu, lambda *a: F.relu(F.conv2d_naive(*a))):
+        ts = [Tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = op(*ts, 1, 1, 2)
+        y.backward(gy)
+        runs.append([y.data] + [t.grad for t in ts])
+    for first, second, naive in zip(*runs):
+        numpy.testing.assert_array_equal(first, second)
+        numpy.testing.assert_allclose(first, naive, rtol=1e-12, atol=1e-12)
+
+
 def test_conv2d_output_shapes_alexnet():
     """The paper's sizes: 227 -> 55 (conv1, §3.5 with Caffe's 227 crop), 27 -> 27 (conv2, pad 2)."""
     x = Tensor(numpy.zeros((1, 3, 227, 227), numpy.float32))
