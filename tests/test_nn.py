@@ -162,3 +162,12 @@ def test_parameter_free_layers_pass_their_constants_through(rng, module, referen
     numpy.testing.assert_allclose(module(Tensor(x)).numpy(), reference(Tensor(x)).numpy(),
                                   rtol=1e-13)
     assert gradcheck(module, [x], name=type(module).__name__).passed
+
+
+def test_init_false_skips_the_draw():
+    """A caller that sets every weight itself (AlexNet) builds its layers with init=False: zeros,
+    and the generator is not touched."""
+    gen = numpy.random.default_rng(0)
+    conv, fc = nn.Conv2d(3, 4, 3, generator=gen, init=False), nn.Linear(5, 2, generator=gen, init=False)
+    assert not conv.weight.data.any() and not fc.weight.data.any() and fc.weight.shape == (2, 5)
+    assert gen.random() == numpy.random.default_rng(0).random()
