@@ -54,7 +54,7 @@ from .run_folder import (append_line, copy_atomic, discard_unstarted_run, holds_
                          inherit_best, new_out_dir, point_latest, write_text)
 from .checkpoint import WriteError
 from .run_lock import acquire_run_lock
-from .run_setup import choose_preset, default_epochs, open_data, parse_devices, set_precision
+from .run_setup import choose_preset, open_data, parse_devices, recipe, set_precision
 from .stop_flag import StopFlag
 from .distributed import check_world_size, world
 
@@ -65,7 +65,7 @@ class TrainConfig:
 
     data: Optional[str] = None            # None: "builtin"
     preset: Optional[str] = None          # None: 'paper' with a GPU, 'mini' without
-    epochs: Optional[int] = None          # None: run_setup.default_epochs
+    epochs: Optional[int] = None          # None: run_setup.recipe
     batch_size: Optional[int] = None      # 128 (§5)
     lr: Optional[float] = None            # 0.01 (§5)
     momentum: Optional[float] = None      # 0.9 (§5)
@@ -92,6 +92,8 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items()}
 
 
+#: Defaults that wait for the preset: a data set's recipe may set them (run_setup.RECIPES).
+_BY_RECIPE = ("lr", "schedule", "step_size", "patience")
 _DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01,
                  momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30,
                  lr_scaling="none")
@@ -163,7 +165,7 @@ class Trainer:
         if self.writer and cfg.out and os.path.isdir(cfg.out):   # before anything is read/written
             self.lock = acquire_run_lock(cfg.out)
         for key, value in _DEFAULTS.items():
-            if getattr(cfg, key) is None:
+            if getattr(cfg, key) is None and key not in _BY_RECIPE:
                 setattr(cfg, key, value)
         from .data.sources import absolute_spec
         cfg.data = absolute_spec(cfg.data)   # found again from any working folder
@@ -181,8 +183,11 @@ class Trainer:
             from .backend import default_devices
             devices = default_devices()
         set_precision(cfg.precision)
-        if cfg.epochs is None:
-            cfg.epochs = default_epochs(cfg.data, preset)
+        from_recipe = [k for k, v in recipe(cfg.data, preset).items()
+                       if getattr(cfg, k) is None and v != _DEFAULTS.get(k) and k != "epochs"]
+        for key, value in {**_DEFAULTS, **recipe(cfg.data, preset)}.items():
+            if getattr(cfg, key) is None:       # the data's recipe, where measured (run_setup)
+                setattr(cfg, key, value)
         if dist is not None:
             self.echo(dist.banner(cfg))
             self.echo(dist.use_devices(devices))
@@ -221,7 +226,9 @@ class Trainer:
                   f"{cfg.batch_size}; lr / 10 "
                   + (f"when validation error stalls for {_epochs(cfg.patience)} (at most 3 times, §5)"
                      if cfg.schedule == "plateau" else f"every {_epochs(cfg.step_size)} (at most 3 times)")
-                  + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}")
+                  + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}"
+                  + (f" ({', '.join(from_recipe)}: this data's measured recipe, not the paper's; "
+                     "run_setup.RECIPES)" if from_recipe else ""))
         self.nothing_to_do = resume is not None and (
             self.epoch >= cfg.epochs or self.schedule.finished)
         if self.nothing_to_do:        # leave the finished run's files as they are, make none

@@ -325,7 +325,11 @@ def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
     cache = tmp_path / "shapes.h5"
     prepare_cache("builtin", str(cache), base_size=16, progress=False, num_train=20, num_val=10)
     assert default_epochs("builtin", "mini") == default_epochs(str(cache), "mini") == 12
-    assert default_epochs("fashion-mnist", "mini") == 10
+    assert default_epochs("fashion-mnist", "mini") == 20
+    from minialex.run_setup import recipe
+    assert recipe(str(cache), "mini") == {"epochs": 12}          # the paper's lr and plateau
+    assert recipe("fashion-mnist", "mini") == {"lr": 0.03, "schedule": "step", "step_size": 8,
+                                               "epochs": 20}
     assert default_epochs("/data/imagenet", "paper") == default_epochs("fashion-mnist", "paper") == 90
 
 
