@@ -89,7 +89,10 @@ def in_parallel(fn, items) -> list:
     The first parallel call sets OpenBLAS to one thread per call, for good: its own idle threads
     keep spinning after each GEMM and would take the cores from these (measured: the mini step
     took twice as long when OpenBLAS's threads were given back between calls). NumPy's GEMMs
-    elsewhere in the process then run on one thread too; minialex's large ones come here."""
+    elsewhere in the process then run on one thread too; minialex's large ones come here.
+
+    NumPy's error state (``numpy.errstate``) is per thread: each piece runs under the caller's,
+    so an overflow the caller chose to ignore (a diverging run, reported once) stays quiet."""
     global _pool
     items = list(items)
     if THREADS < 2 or len(items) < 2 or _BLAS is None or getattr(_inside, "active", False):
@@ -98,7 +101,12 @@ def in_parallel(fn, items) -> list:
         _BLAS(1)
         _pool = concurrent.futures.ThreadPoolExecutor(THREADS, initializer=_inside.__setattr__,
                                                       initargs=("active", True))
-    return list(_pool.map(fn, items))
+    state = numpy.geterr()
+
+    def piece(item):
+        with numpy.errstate(**state):
+            return fn(item)
+    return list(_pool.map(piece, items))
 
 
 def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20) -> list:
