@@ -462,8 +462,10 @@ class Trainer:
                   f"  |  lr {record['lr']:g}  {record['images_per_s']:.0f} img/s"
                   + ("  (best)" if improved else ""))
         if reduced:
-            self.echo(f"validation error stopped improving: learning rate divided by 10, now "
-                      f"{self.optimizer.lr:g} (§5)")
+            why = ("validation error stopped improving" if cfg.schedule == "plateau" else
+                   f"{_epochs(cfg.step_size)} at this rate")
+            self.echo(f"{why}: learning rate divided by 10, now {self.optimizer.lr:g}"
+                      + (" (§5)" if cfg.schedule == "plateau" else ""))
         if self.schedule.finished:
             self.echo("the learning rate was reduced 3 times and the validation error stalled "
                       "again: stopping, as the paper did (§5)")
