@@ -185,8 +185,9 @@ def check_conv_args(op, x, weight, bias, stride, padding, groups):
 #: columns (about this many bytes) stay in the cache while the GEMMs and the layout change read them.
 CHUNK_BYTES = 4 << 20
 
+
 class Conv2d(Function):
-    """y = conv(x, weight) + bias via im2col and one 2-D GEMM per group (see module docstring);
+    """y = conv(x, weight) + bias via unfold and one 2-D GEMM per group (see module docstring);
     with ``relu``, y = max(0, conv(x, weight) + bias) as one op (``conv2d_relu``)."""
 
     name = "conv2d"
