@@ -3,6 +3,8 @@
     python benchmarks/cpu_step.py                          # mini, tiny and paper (batch 16)
     python benchmarks/cpu_step.py --presets mini --batch 128 --rounds 7 --threads 2
     python benchmarks/cpu_step.py --no-layers              # ratios only
+    python benchmarks/cpu_step.py --baseline /tmp/old      # also an older checkout's minialex
+                                                           # (git worktree add /tmp/old <commit>)
 
 A step is forward, softmax cross-entropy, backward and the SGD update (momentum 0.9, weight decay
 5e-4 on weights), on random images, both AlexNet columns on 'cpu' (minialex's one-device path).
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=3, help="timed steps per framework per round")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds of rest at each switch")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="a checkout of an older minialex, timed as a third contender")
     return parser.parse_args(argv)
 
 
@@ -63,6 +67,7 @@ import minialex.functional as F  # noqa: E402
 from minialex import autograd  # noqa: E402
 from minialex.models import AlexNet  # noqa: E402
 from minialex.models.presets import PRESETS  # noqa: E402
+from minialex.functional import utils  # noqa: E402
 from minialex.optim import SGD  # noqa: E402
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
@@ -206,12 +211,45 @@ class Steps:
         self.opt.step()
 
 
+class BaselineSteps:
+    """The training step of the minialex in another checkout (imported as ``minialex_baseline``),
+    on the same data, with OpenBLAS given its threads back as that code expects."""
+
+    def __init__(self, folder, preset, classes, batch, same_data: Steps, threads):
+        import importlib.util
+        name = "minialex_baseline"
+        if name not in sys.modules:
+            init = os.path.join(folder, "minialex", "__init__.py")
+            spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[
+                os.path.dirname(init)])
+            sys.modules[name] = module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        old = sys.modules[name]
+        importlib.import_module(name + ".models")
+        self.model = old.models.AlexNet(num_classes=classes, preset=preset, devices=("cpu", "cpu"),
+                                        seed=0)
+        self.model.train()
+        self.opt = importlib.import_module(name + ".optim").SGD(self.model.named_parameters())
+        self.F = importlib.import_module(name + ".functional")
+        self.x, self.y, self.threads = old.Tensor(same_data.x.data.copy()), same_data.y, threads
+
+    def __call__(self):
+        from minialex.functional import utils
+        if utils._BLAS:
+            utils._BLAS(self.threads)            # back to 1 at the next minialex step below
+        self.opt.zero_grad()
+        self.F.cross_entropy(self.model(self.x), self.y, check_labels=False).backward()
+        self.opt.step()
+
+
 def interleaved(steps_by_name, rounds, per_round, pause):
     """{name: [seconds per step]}: the frameworks in turn, a rest and an untimed step at each switch."""
     times = {name: [] for name in steps_by_name}
     for _ in range(rounds):
         for name, step in steps_by_name.items():
             time.sleep(pause)
+            if name == "minialex" and "baseline" in steps_by_name and utils._BLAS:
+                utils._BLAS(1)                   # as minialex's thread pool sets it
             step()
             for _ in range(per_round):
                 start = time.perf_counter()
@@ -305,6 +343,9 @@ def main(args):
         worst = check_same_function(preset, args.classes, batch)
         print(f"{preset}: same function: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
         steps = OrderedDict((f, Steps(f, preset, args.classes, batch)) for f in ("minialex", "torch"))
+        if args.baseline:
+            steps["baseline"] = BaselineSteps(args.baseline, preset, args.classes, batch,
+                                              steps["minialex"], args.threads)
         times = interleaved(steps, args.rounds, args.steps, args.pause)
         ms = {f: 1e3 * statistics.median(t) for f, t in times.items()}
         best = {f: 1e3 * min(t) for f, t in times.items()}
@@ -312,6 +353,9 @@ def main(args):
                      best["minialex"] / best["torch"]))
         print(f"  minialex {ms['minialex']:.1f} ms  PyTorch {ms['torch']:.1f} ms  ratio {rows[-1][-2]:.2f}"
               f"  (fastest steps: {best['minialex']:.1f} / {best['torch']:.1f} ms, {rows[-1][-1]:.2f})")
+        if args.baseline:
+            print(f"  baseline {ms['baseline']:.1f} ms  ratio to PyTorch {ms['baseline'] / ms['torch']:.2f}"
+                  f"  (fastest steps {best['baseline'] / best['torch']:.2f})")
         if not args.no_layers:
             repeat = max(2, args.steps)
             time.sleep(args.pause)
