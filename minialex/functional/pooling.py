@@ -115,7 +115,7 @@ class MaxPool2d(Function):
                                     minlength=xpad.size).reshape(xpad.shape)
 
     def forward_gpu(self, x):
-        """One thread per output (kernels/pooling.cu), argmax kept as on the CPU."""
+        """One thread per output (kernels/pooling.cu), which also keeps each window's argmax."""
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         self.x_shape = n, c, h, w = shape_of(x)
         oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
