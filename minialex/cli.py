@@ -260,6 +260,12 @@ def info_command(preset, num_classes, devices):
                "mean RGB subtracted, not the paper's mean image (position independent); PCA "
                "lighting alpha ~ N(0, 0.1) times the eigenvalues of the training pixels' RGB "
                "covariance on the [0, 1] scale (§4.1)")
+    from .run_setup import RECIPES
+    for (data, name), options in RECIPES.items():
+        if name == preset:
+            click.echo(f"{data} on '{name}' takes a measured recipe, not the paper's lr 0.01 and "
+                       f"plateau schedule (they underfit there; run_setup.RECIPES): "
+                       + ", ".join(f"{k} {v}" for k, v in options.items()))
 
 
 # --------------------------------------------------------------------------------------------

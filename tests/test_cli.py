@@ -92,6 +92,8 @@ def test_info_prints_the_paper_parameter_count():
     assert "BOTH columns" in text and "devices here (--devices): column 0 on" in text and "the paper's placement" in text
     mini = run("info", "--preset", "mini", "--num-classes", "10").output
     assert "60,965,224" not in mini and "'mini'" in mini
+    assert "fashion-mnist on 'mini' takes a measured recipe" in mini and "lr 0.03" in mini
+    assert "measured recipe" not in text                  # the paper preset keeps the paper's
 
 
 def _png_size(path):
