@@ -183,9 +183,10 @@ class Trainer:
             from .backend import default_devices
             devices = default_devices()
         set_precision(cfg.precision)
-        from_recipe = [k for k, v in recipe(cfg.data, preset).items()
+        measured = recipe(cfg.data, preset)     # reads a cache's source once
+        from_recipe = [k for k, v in measured.items()
                        if getattr(cfg, k) is None and v != _DEFAULTS.get(k) and k != "epochs"]
-        for key, value in {**_DEFAULTS, **recipe(cfg.data, preset)}.items():
+        for key, value in {**_DEFAULTS, **measured}.items():
             if getattr(cfg, key) is None:       # the data's recipe, where measured (run_setup)
                 setattr(cfg, key, value)
         if dist is not None:

@@ -115,7 +115,9 @@ class AlexNet(PresetModel):
 
         self.column0 = Column(p, d0, self.dtype)
         self.column1 = Column(p, d1, self.dtype)
-        self.fc8 = build_layer(p.layers(self.num_classes)[-1], d0, self.dtype)   # on device 0
+        #: The preset's layer table by name (placement.py reads each conv's geometry from it).
+        self.layer_shapes = {shape.name: shape for shape in p.layers(self.num_classes)}
+        self.fc8 = build_layer(self.layer_shapes["fc8"], d0, self.dtype)   # on device 0
         self.devices = (d0, d1)
         self.seeds = split_seed(seed, 3)      # init, dropout of column 0, dropout of column 1
         assign_parameters(self, initial_parameters(p, self.num_classes, init,

@@ -91,7 +91,7 @@ class ColumnsTogether:
 
     def __init__(self, model):
         self.model = model
-        self.shapes = {layer.name: layer for layer in model.preset_spec.layers(model.num_classes)}
+        self.shapes = model.layer_shapes
 
     def enter(self, images: Tensor) -> Tensor:
         return to_device(images, self.model.devices[0], label="image -> column0")
