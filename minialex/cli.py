@@ -139,8 +139,13 @@ def main(ctx, debug):
 @click.option("--lr-scaling", type=click.Choice(["none", "linear"]), default=None,
               help="Under mpiexec: linear multiplies --lr by the number of processes, reached "
                    "after a few epochs of warm-up (Goyal et al. 2017). [default: none]")
+@click.option("--without", multiple=True, metavar="TRICK",
+              type=click.Choice(["relu", "lrn", "overlap", "dropout", "augmentation", "columns"]),
+              help="Leave out one of the paper's tricks, to measure it (repeatable): relu (tanh "
+                   "units), lrn, overlap (2x2 pooling), dropout, augmentation, columns (one "
+                   "column). docs/ablation.md has what each costs on Fashion-MNIST.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
-def train_command(no_progress, **options):
+def train_command(no_progress, without, **options):
     """Train AlexNet with SGD as in §5 of the paper.
 
     With no options: the built-in dataset (ten classes of shapes, generated, no download), the
@@ -157,7 +162,7 @@ def train_command(no_progress, **options):
       mpiexec -n 2 python -m mpi4py cli.py train     # data-parallel: batch 128 per process
     """
     from .train import TrainConfig, train
-    config = TrainConfig(progress=not no_progress, **options)
+    config = TrainConfig(progress=not no_progress, without=without or None, **options)
     result = train(config, echo=click.echo)
     if result.stopped == "interrupted":
         sys.exit(EXIT_INTERRUPTED)

@@ -40,9 +40,9 @@ class TrainingError(RuntimeError):
 #: What the checkpoint decides on --resume unless the user gave the option again.
 FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                    "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
-                   "val_images", "lr_scaling")
+                   "val_images", "lr_scaling", "without")
 #: What --resume cannot change: the batch position in the checkpoint depends on them.
-FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images")
+FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images", "without")
 #: Given again on --resume, these win over the checkpoint's values.
 OVERRIDABLE = ("lr", "momentum", "weight_decay", "decay_biases")
 
@@ -51,6 +51,8 @@ def _same_option(key: str, given, stored) -> bool:
     from .data.sources import same_spec
     if key == "data" and stored is not None:
         return same_spec(given, stored)
+    if key == "without":          # the network and the crops: a list in JSON, any order given
+        return sorted(given) == sorted(stored or ())
     return given == stored
 
 

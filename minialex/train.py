@@ -87,6 +87,7 @@ class TrainConfig:
     log_every: int = 10
     lr_scaling: Optional[str] = None      # 'none' or 'linear' (× processes, warm-up; distributed.py)
     progress: bool = True                 # tqdm bars (off in tests)
+    without: Optional[Tuple[str, ...]] = None  # tricks left out (models.common.WITHOUT); None: none
 
     def resolved(self) -> Dict:
         return {k: v for k, v in dataclasses.asdict(self).items()}
@@ -154,7 +155,8 @@ class Trainer:
     # -- setting up ------------------------------------------------------------------------
     def setup(self) -> None:
         from . import data as D
-        from .models import AlexNet
+        from .models import AlexNet, OneColumnAlexNet
+        from .models.common import WITHOUT, check_without
         from .optim import SGD, make_schedule
         cfg = self.config
         self.dist = dist = world()
@@ -195,6 +197,7 @@ class Trainer:
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
         self.echo(f"preset '{preset}' on {place}: {why}")
 
+        cfg.without = without = check_without(cfg.without, tuple(WITHOUT))
         base = self.base_size = D.base_size_for(spec.input_size)
         self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
@@ -206,11 +209,19 @@ class Trainer:
             dist.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
-                  f"{_stored(self.train_set, base)}, random {spec.input_size}x{spec.input_size} crops "
-                  "with flips and PCA lighting (§4.1)")
-
-        self.model = AlexNet(num_classes=self.train_set.num_classes, preset=preset,
-                             devices=devices, seed=cfg.seed)
+                  f"{_stored(self.train_set, base)}, "
+                  + (f"centre {spec.input_size}x{spec.input_size} crops" if "augmentation" in without
+                     else f"random {spec.input_size}x{spec.input_size} crops with flips and PCA "
+                     "lighting (§4.1)"))
+        model_tricks = tuple(t for t in without if t not in ("augmentation", "columns"))
+        if "columns" in without:
+            self.model = OneColumnAlexNet(num_classes=self.train_set.num_classes, preset=preset,
+                                          device=devices[0], seed=cfg.seed, without=model_tricks)
+        else:
+            self.model = AlexNet(num_classes=self.train_set.num_classes, preset=preset,
+                                 devices=devices, seed=cfg.seed, without=model_tricks)
+        for trick in without:
+            self.echo(f"without {trick}: {WITHOUT[trick]}, to measure what it is worth")
         self.devices = self.model.devices
         self.optimizer = SGD(self.model.named_parameters(), lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, decay_biases=cfg.decay_biases)
@@ -286,7 +297,7 @@ class Trainer:
             return D.DataLoader(self.train_set, cfg.batch_size, input_size=self.model.input_size,
                                 train=True, device=self.devices[0], seed=cfg.seed,
                                 epoch=self.epoch, start_batch=self.batch, workers=cfg.workers,
-                                shard=shard)
+                                shard=shard, augment="augmentation" not in cfg.without)
         return D.DataLoader(dataset or self.val_set, cfg.batch_size,
                             input_size=self.model.input_size, train=False,
                             device=self.devices[0], seed=cfg.seed, workers=cfg.workers,

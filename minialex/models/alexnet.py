@@ -43,7 +43,7 @@ from ..autograd import Tensor, concat, to_device
 from ..backend import Device, as_device, default_devices
 from ..functional.dropout import draw_keep_mask
 from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
-                     dropout_generator, split_seed)
+                     check_without, dropout_generator, split_seed)
 from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
 from .placement import ColumnByColumn, ColumnsTogether
 from .presets import DROPOUT_P, Preset, get_preset
@@ -87,6 +87,8 @@ class AlexNet(PresetModel):
     fuse_columns : when both columns share one device, run them together (placement.py:
         ``ColumnsTogether``, the same function with fewer, larger operations); False runs them
         column by column everywhere. Two devices always run column by column.
+    without : tricks of the paper to leave out, to measure them: any of 'relu' (tanh units),
+        'lrn', 'overlap' (2x2/2 pooling), 'dropout' (``common.WITHOUT``); default none
 
     Parameters are named ``column0.conv1.weight`` ... ``column1.fc7.bias``, ``fc8.weight``,
     ``fc8.bias`` (conv weights (K, C, kh, kw), linear weights (out, in), as in PyTorch).
@@ -95,7 +97,7 @@ class AlexNet(PresetModel):
     def __init__(self, num_classes: int = 1000, preset: Union[str, Preset] = "paper",
                  devices: Optional[Sequence] = None, seed: Optional[int] = None,
                  dtype=numpy.float32, init: Optional[str] = None, dropout_mode: str = "paper",
-                 fuse_columns: bool = True):
+                 fuse_columns: bool = True, without=()):
         super().__init__()
         p = get_preset(preset)
         p.check()
@@ -112,6 +114,7 @@ class AlexNet(PresetModel):
         self.dropout_mode = dropout_mode
         self.seed = seed
         self.fuse_columns = fuse_columns
+        self.without = check_without(without)
 
         self.column0 = Column(p, d0, self.dtype)
         self.column1 = Column(p, d1, self.dtype)
@@ -174,6 +177,8 @@ class AlexNet(PresetModel):
 
     def dropout_column(self, x: Tensor, column: int, layer: str) -> Tensor:
         """Dropout (§4.2) of one column's ``layer`` output (training: its keep-mask; test: x0.5)."""
+        if "dropout" in self.without:
+            return x
         if not self.training:
             return F.dropout(x, p=DROPOUT_P, training=False, mode=self.dropout_mode)
         return F.dropout(x, p=DROPOUT_P, training=True, mode=self.dropout_mode,

@@ -37,6 +37,48 @@ def dropout_generator(seed_sequence, device: Device):
     return numpy.random.default_rng(seed_sequence)
 
 
+#: The paper's tricks that a model or a run can leave out (``without=``), to measure what each is
+#: worth (``benchmarks/ablation.py``, docs/ablation.md). The first four change the model, the
+#: last two the run: ``augmentation`` the training crops, ``columns`` the model's class.
+WITHOUT = {
+    "relu": "tanh units instead of ReLU (§3.1)",
+    "lrn": "no local response normalisation (§3.3)",
+    "overlap": "2x2 pooling with stride 2 instead of overlapping 3x3 windows (§3.4)",
+    "dropout": "no dropout on fc6 and fc7 (§4.2)",
+    "augmentation": "centre crops, no flips, no PCA lighting (§4.1)",
+    "columns": "one column on one device, half the kernels in conv1-conv4 (§3.2)",
+}
+MODEL_TRICKS = ("relu", "lrn", "overlap", "dropout")
+
+
+def check_without(without, allowed=MODEL_TRICKS) -> tuple:
+    """``without`` as a sorted tuple of names from ``allowed``, or a ValueError naming them."""
+    names = tuple(sorted(set(without or ())))
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"without: unknown trick(s) {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(allowed)}")
+    return names
+
+
+def unit(model, x: Tensor) -> Tensor:
+    """The model's nonlinearity: ReLU (§3.1), or tanh for a model built ``without=('relu',)``."""
+    return F.tanh(x) if "relu" in model.without else F.relu(x)
+
+
+def normalise(model, x: Tensor, groups: int = 1) -> Tensor:
+    """LRN within each column (``lrn_in_groups``), or nothing for ``without=('lrn',)``."""
+    return x if "lrn" in model.without else lrn_in_groups(x, groups)
+
+
+def pool(model, x: Tensor) -> Tensor:
+    """Overlapping 3x3/2 max pooling (§3.4), or 2x2/2 for ``without=('overlap',)``. Every
+    preset's maps have odd sides before pooling, where both give the same output side."""
+    if "overlap" in model.without:
+        return F.max_pool2d(x, kernel_size=POOL_STRIDE, stride=POOL_STRIDE)
+    return max_pool(x)
+
+
 def lrn_in_groups(x: Tensor, groups: int = 1) -> Tensor:
     """Local response normalisation with the paper's constants (§3.3) within each of ``groups``
     equal channel blocks: each column normalises only its own channels. (N, G*C, H, W) is viewed
@@ -118,4 +160,5 @@ class PresetModel(nn.Module):
         """
         return {"class": type(self).__name__, "num_classes": self.num_classes,
                 "preset": self.preset, "preset_spec": self._preset.to_dict(), "init": self.init,
-                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed}
+                "dtype": self.dtype.name, "dropout_mode": self.dropout_mode, "seed": self.seed,
+                "without": list(self.without)}

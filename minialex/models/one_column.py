@@ -37,7 +37,7 @@ from .. import nn
 from ..autograd import Tensor, to_device
 from ..backend import as_device, default_devices
 from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
-                     dropout_generator, lrn_in_groups, max_pool, split_seed)
+                     check_without, dropout_generator, normalise, pool, split_seed, unit)
 from .init import INIT_SCHEMES, draw_parameters
 from .presets import DROPOUT_P, Preset, get_preset
 
@@ -45,13 +45,14 @@ from .presets import DROPOUT_P, Preset, get_preset
 class OneColumnAlexNet(PresetModel):
     """One column of AlexNet on one device, as in §3.2's comparison (see the module docstring).
 
-    Arguments as ``AlexNet``'s, with one ``device``; ``halve_all`` also halves conv5 and the fc
-    layers. Parameters: ``conv1.weight`` ... ``fc8.bias``.
+    Arguments as ``AlexNet``'s (``without`` too), with one ``device``; ``halve_all`` also halves
+    conv5 and the fc layers. Parameters: ``conv1.weight`` ... ``fc8.bias``.
     """
 
     def __init__(self, num_classes: int = 1000, preset: Union[str, Preset] = "paper",
                  device=None, seed: Optional[int] = None, dtype=numpy.float32,
-                 init: Optional[str] = None, dropout_mode: str = "paper", halve_all: bool = False):
+                 init: Optional[str] = None, dropout_mode: str = "paper", halve_all: bool = False,
+                 without=()):
         super().__init__()
         p = get_preset(preset)
         p.check()
@@ -62,6 +63,7 @@ class OneColumnAlexNet(PresetModel):
         self._preset, self.num_classes, self.seed = p, int(num_classes), seed
         self.dtype, self.dropout_mode, self.halve_all = numpy.dtype(dtype), dropout_mode, bool(halve_all)
         self.device = as_device(device if device is not None else default_devices()[0])
+        self.without = check_without(without)
         c1, c2, c3, c4, c5 = p.channels
         w5, f = (c5, p.fc) if halve_all else (2 * c5, 2 * p.fc)   # the footnote: full width
         side = p.spatial_sizes()["pool5"]
@@ -114,6 +116,8 @@ class OneColumnAlexNet(PresetModel):
         self.dropout_masks = masks
 
     def _dropout(self, x: Tensor, layer: str) -> Tensor:
+        if "dropout" in self.without:
+            return x
         mask = None
         if self.dropout_masks is not None and self.training:
             mask = self.device.put(self.dropout_masks[layer])
@@ -133,17 +137,17 @@ class OneColumnAlexNet(PresetModel):
         if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
             images = images * self._preset.input_scale
         x = to_device(images, self.device, label="image -> device")
-        x = keep("conv1", F.relu(self.conv1(x)))
-        x = keep("pool1", max_pool(lrn_in_groups(x)))
-        x = keep("conv2", F.relu(self.conv2(x)))
-        x = keep("pool2", max_pool(lrn_in_groups(x)))
-        x = keep("conv3", F.relu(self.conv3(x)))
-        x = keep("conv4", F.relu(self.conv4(x)))
-        x = keep("conv5", F.relu(self.conv5(x)))
-        x = keep("pool5", max_pool(x))
+        x = keep("conv1", unit(self, self.conv1(x)))
+        x = keep("pool1", pool(self, normalise(self, x)))
+        x = keep("conv2", unit(self, self.conv2(x)))
+        x = keep("pool2", pool(self, normalise(self, x)))
+        x = keep("conv3", unit(self, self.conv3(x)))
+        x = keep("conv4", unit(self, self.conv4(x)))
+        x = keep("conv5", unit(self, self.conv5(x)))
+        x = keep("pool5", pool(self, x))
         x = x.reshape(x.shape[0], -1)
-        x = self._dropout(keep("fc6", F.relu(self.fc6(x))), "fc6")
-        x = self._dropout(keep("fc7", F.relu(self.fc7(x))), "fc7")
+        x = self._dropout(keep("fc6", unit(self, self.fc6(x))), "fc6")
+        x = self._dropout(keep("fc7", unit(self, self.fc7(x))), "fc7")
         return keep("fc8", self.fc8(x))
 
     def last_hidden(self, images) -> Tensor:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import Tensor, concat, to_device
-from .common import lrn_in_groups, max_pool
+from .common import normalise, pool, unit
 from .presets import DROPOUT_P
 
 
@@ -54,13 +54,13 @@ class ColumnByColumn:
                      for c, d in enumerate(self.devices))
 
     def conv(self, h, layer: str):
-        return tuple(F.relu(getattr(col, layer)(x)) for col, x in zip(self.columns, h))
+        return tuple(unit(self.model, getattr(col, layer)(x)) for col, x in zip(self.columns, h))
 
     def lrn(self, h):
-        return tuple(lrn_in_groups(x) for x in h)
+        return tuple(normalise(self.model, x) for x in h)
 
     def pool(self, h):
-        return tuple(max_pool(x) for x in h)
+        return tuple(pool(self.model, x) for x in h)
 
     def flatten(self, h):
         return tuple(x.reshape(x.shape[0], -1) for x in h)
@@ -106,13 +106,15 @@ class ColumnsTogether:
         # A layer that reads its own column sees twice its per-column inputs here: two groups.
         # conv1 (the shared image) and conv3 (a crossing) read every channel: one group.
         groups = 2 if h.shape[1] == 2 * s.inputs else 1
+        if "relu" in self.model.without:
+            return F.tanh(F.conv2d(h, w, bias, stride=s.stride, padding=s.padding, groups=groups))
         return F.conv2d_relu(h, w, bias, stride=s.stride, padding=s.padding, groups=groups)
 
     def lrn(self, h: Tensor) -> Tensor:
-        return lrn_in_groups(h, 2)
+        return normalise(self.model, h, 2)
 
     def pool(self, h: Tensor) -> Tensor:
-        return max_pool(h)
+        return pool(self.model, h)
 
     def flatten(self, h: Tensor) -> Tensor:
         return h.reshape(h.shape[0], -1)      # channel-major: column 0's features first
@@ -122,10 +124,13 @@ class ColumnsTogether:
 
     def fc(self, h: Tensor, layer: str) -> Tensor:
         a, b = self._both(layer)
-        return F.relu(concat([F.linear(h, a.weight, a.bias), F.linear(h, b.weight, b.bias)], 1))
+        return unit(self.model, concat([F.linear(h, a.weight, a.bias),
+                                        F.linear(h, b.weight, b.bias)], 1))
 
     def dropout(self, h: Tensor, layer: str) -> Tensor:
         model = self.model
+        if "dropout" in model.without:
+            return h
         if not model.training:
             return F.dropout(h, p=DROPOUT_P, training=False, mode=model.dropout_mode)
         n, half = h.shape[0], h.shape[1] // 2
