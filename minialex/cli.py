@@ -91,11 +91,12 @@ def main(ctx, debug):
                    "with one folder per class) or a cache .h5 written by 'prepare'. "
                    "[default: builtin]")
 @click.option("--preset", default=None, metavar="NAME",
-              help="paper, mini or tiny. Default: paper with a GPU, mini without.")
+              help="paper, mini, fashion or tiny. Default: fashion for Fashion-MNIST, else "
+                   "paper with a GPU and mini without.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 10 for "
-                   "mini/tiny on Fashion-MNIST, 90 (the paper) otherwise; a cache counts as "
-                   "the data it was prepared from.")
+              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 24 for "
+                   "fashion on Fashion-MNIST, 90 (the paper) otherwise "
+                   "(run_setup.DEFAULT_EPOCHS); a cache counts as the data it was prepared from.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128, §5]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate epsilon. [default: 0.01, §5]")
@@ -139,6 +140,10 @@ def main(ctx, debug):
 @click.option("--lr-scaling", type=click.Choice(["none", "linear"]), default=None,
               help="Under mpiexec: linear multiplies --lr by the number of processes, reached "
                    "after a few epochs of warm-up (Goyal et al. 2017). [default: none]")
+@click.option("--base-size", type=click.IntRange(min=1), default=None,
+              help="Side the images are stored at; training crops --preset's input size from it "
+                   "at random places. Default: the data's recipe, else the paper's 256:224 (§2: 58 "
+                   "for mini's 51x51 crops).")
 @click.option("--without", multiple=True, metavar="TRICK",
               type=click.Choice(["relu", "lrn", "overlap", "dropout", "augmentation", "columns"]),
               help="Leave out one of the paper's tricks, to measure it (repeatable): relu (tanh "
@@ -231,7 +236,7 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
 # --------------------------------------------------------------------------------------------
 
 @command("info")
-@click.option("--preset", default="paper", show_default=True, help="paper, mini or tiny.")
+@click.option("--preset", default="paper", show_default=True, help="paper, mini, fashion or tiny.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--devices", default=None, metavar="D0[,D1]",
               help="Devices to show for the columns. Default: this machine's.")
@@ -268,9 +273,12 @@ def info_command(preset, num_classes, devices):
     from .run_setup import RECIPES
     for (data, name), options in RECIPES.items():
         if name == preset:
+            said = [f"images stored {v}x{v} for the {size}x{size} crops, not {base}x{base} "
+                    "(smaller shifts)" if k == "base_size" else f"{k} {v}"
+                    for k, v in options.items()]
             click.echo(f"{data} on '{name}' takes a measured recipe, not the paper's lr 0.01 and "
                        f"plateau schedule (they underfit there; run_setup.RECIPES): "
-                       + ", ".join(f"{k} {v}" for k, v in options.items()))
+                       + ", ".join(said))
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,9 +40,10 @@ class TrainingError(RuntimeError):
 #: What the checkpoint decides on --resume unless the user gave the option again.
 FROM_CHECKPOINT = ("data", "preset", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                    "decay_biases", "seed", "schedule", "patience", "step_size", "train_images",
-                   "val_images", "lr_scaling", "without")
+                   "val_images", "lr_scaling", "without", "base_size")
 #: What --resume cannot change: the batch position in the checkpoint depends on them.
-FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images", "without")
+FIXED_ON_RESUME = ("data", "batch_size", "seed", "train_images", "val_images", "without",
+                   "base_size")
 #: Given again on --resume, these win over the checkpoint's values.
 OVERRIDABLE = ("lr", "momentum", "weight_decay", "decay_biases")
 

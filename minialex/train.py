@@ -88,13 +88,15 @@ class TrainConfig:
     lr_scaling: Optional[str] = None      # 'none' or 'linear' (× processes, warm-up; distributed.py)
     progress: bool = True                 # tqdm bars (off in tests)
     without: Optional[Tuple[str, ...]] = None  # tricks left out (models.common.WITHOUT); None: none
+    base_size: Optional[int] = None       # side images are stored at before the random crops;
+                                          # None: the data's recipe, else the paper's 256:224 (§2)
 
     def resolved(self) -> Dict:
         return {k: v for k, v in dataclasses.asdict(self).items()}
 
 
 #: Defaults that wait for the preset: a data set's recipe may set them (run_setup.RECIPES).
-_BY_RECIPE = ("lr", "schedule", "step_size", "patience")
+_BY_RECIPE = ("lr", "schedule", "step_size", "patience", "base_size")
 _DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01,
                  momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30,
                  lr_scaling="none")
@@ -175,7 +177,7 @@ class Trainer:
         if self.writer:
             check_out_folder(cfg, resume)
         devices = parse_devices(dist.map_devices(cfg.devices) if dist else cfg.devices)
-        preset, why = choose_preset(cfg.preset, devices)
+        preset, why = choose_preset(cfg.preset, devices, cfg.data)
         if resume is not None:
             why = f"the preset of {resume['path']}"
         cfg.preset = preset
@@ -198,7 +200,10 @@ class Trainer:
         self.echo(f"preset '{preset}' on {place}: {why}")
 
         cfg.without = without = check_without(cfg.without, tuple(WITHOUT))
-        base = self.base_size = D.base_size_for(spec.input_size)
+        base = self.base_size = cfg.base_size or D.base_size_for(spec.input_size)
+        if base < spec.input_size:
+            raise TrainingError(f"--base-size {base} is smaller than preset '{preset}''s "
+                                f"{spec.input_size}x{spec.input_size} crops")
         self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
         if len(self.train_set) < cfg.batch_size:

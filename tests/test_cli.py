@@ -94,6 +94,9 @@ def test_info_prints_the_paper_parameter_count():
     assert "60,965,224" not in mini and "'mini'" in mini
     assert "fashion-mnist on 'mini' takes a measured recipe" in mini and "lr 0.03" in mini
     assert "measured recipe" not in text                  # the paper preset keeps the paper's
+    fashion = run("info", "--preset", "fashion", "--num-classes", "10").output
+    assert "fashion-mnist on 'fashion' takes a measured recipe" in fashion
+    assert "images stored 54x54 for the 51x51 crops" in fashion and "1,470,506" in fashion
 
 
 def _png_size(path):

@@ -310,6 +310,11 @@ def test_preset_and_devices_choice():
     assert choose_preset(None, parse_devices("cpu"))[0] == "mini"
     assert choose_preset(None, parse_devices("cpu:0,cpu:1"))[0] == "mini"
     assert choose_preset("tiny", None) == ("tiny", "chosen with --preset")
+    # Fashion-MNIST's 28x28 grey images get their own preset on any device, unless one is given.
+    assert choose_preset(None, parse_devices("cpu"), "fashion-mnist")[0] == "fashion"
+    assert choose_preset(None, None, "fashion-mnist:/somewhere")[0] == "fashion"
+    assert choose_preset("mini", None, "fashion-mnist")[0] == "mini"
+    assert choose_preset(None, parse_devices("cpu"), "builtin")[0] == "mini"
     d0, d1 = parse_devices("cpu:0,cpu:1")
     assert (str(d0), str(d1)) == ("cpu:0", "cpu:1")
     with pytest.raises(ValueError, match="one or two devices"):
@@ -330,6 +335,8 @@ def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
     assert recipe(str(cache), "mini") == {"epochs": 12}          # the paper's lr and plateau
     assert recipe("fashion-mnist", "mini") == {"lr": 0.03, "schedule": "step", "step_size": 8,
                                                "epochs": 20}
+    assert recipe("fashion-mnist", "fashion") == {"lr": 0.03, "schedule": "step", "step_size": 10,
+                                                  "base_size": 54, "epochs": 24}
     assert default_epochs("/data/imagenet", "paper") == default_epochs("fashion-mnist", "paper") == 90
 
 
@@ -360,3 +367,17 @@ def test_default_out_folder_and_latest_link(tmp_path, monkeypatch):
     result = train(TrainConfig(epochs=1, **{**SMALL, "limit_batches": 1}), echo=quiet)
     assert os.path.dirname(result.out_dir) == "runs"
     assert os.path.exists(os.path.join("runs", "latest", "last.h5"))
+
+
+def test_base_size_sets_the_crop_margin_and_is_kept_on_resume(tmp_path):
+    out = str(tmp_path / "run")
+    lines = []
+    train(TrainConfig(epochs=1, out=out, base_size=36, **SMALL), echo=lines.append)
+    assert any("stored 36x36, random 33x33 crops" in line for line in lines)
+    from minialex.inference import load_trained
+    assert load_trained(out + "/best.h5").base_size == 36       # evaluate crops as training did
+    with pytest.raises(TrainingError, match="trained with --base-size 36, not 40"):
+        train(TrainConfig(epochs=2, resume=out, base_size=40, progress=False), echo=quiet)
+    assert train(TrainConfig(epochs=2, resume=out, progress=False), echo=quiet).epochs_done == 2
+    with pytest.raises(TrainingError, match="--base-size 30 is smaller than preset 'tiny''s 33x33"):
+        train(TrainConfig(epochs=1, out=str(tmp_path / "small"), base_size=30, **SMALL), echo=quiet)

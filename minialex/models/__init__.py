@@ -3,7 +3,7 @@
 - ``AlexNet``          the two-column network of §3.5; how its columns run is a placement
                        (placement.py): column by column on two devices, or together on one
 - ``OneColumnAlexNet`` the one-GPU net the paper compares against (§3.2)
-- ``PRESETS``          'paper', 'mini', 'tiny', each with its layer table (``Preset.layers``);
+- ``PRESETS``          'paper', 'mini', 'fashion', 'tiny', each with its layer table (``Preset.layers``);
                        ``describe``/``table`` print the per-layer table
 - ``build_model``      rebuild a model from its ``config`` (used by ``minialex.load``)
 """

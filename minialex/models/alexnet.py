@@ -77,7 +77,7 @@ class AlexNet(PresetModel):
     Parameters
     ----------
     num_classes : outputs of fc8 (1000 for ImageNet)
-    preset : 'paper', 'mini', 'tiny' (see ``minialex.models.PRESETS``) or a ``Preset``
+    preset : 'paper', 'mini', 'fashion', 'tiny' (see ``minialex.models.PRESETS``) or a ``Preset``
     devices : (device of column 0, device of column 1); default ``minialex.default_devices()``:
         cuda:0/cuda:1 with two GPUs, both cuda:0 with one, both 'cpu' without
     seed : int; the same seed gives the same weights on every device, and the same dropout masks
