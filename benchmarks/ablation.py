@@ -21,7 +21,8 @@ out of the training images), the best validation error, the last epoch's trainin
 dropout and augmentation, as the log prints it) and the first epoch whose validation error is at
 most ``--target`` (Figure 1's measure, in epochs). Results go to ``--out``/results.json as they
 come (an interrupted benchmark keeps what it has and skips finished runs when started again);
-the table goes to ``--doc`` and the figure to ``--figure``.
+the table replaces the one between its markers in ``--doc`` (docs/ablation.md; the prose around
+it stays) and the figure goes to ``--figure``.
 """
 
 import argparse
@@ -59,13 +60,18 @@ def run_one(name, without, seed, args) -> dict:
     epochs = [r for r in records if r["event"] == "epoch"]
     tested = [r for r in records if r["event"] == "test"][-1]
     reached = [r["epoch"] for r in epochs if r["val_top1_error"] <= args.target]
-    return {"variant": name, "seed": seed, "without": list(without),
+    return {"variant": name, "seed": seed, "without": list(without), "budget": budget_of(args),
             "test_error": tested["test_top1_error"],
             "best_val_error": min(r["val_top1_error"] for r in epochs),
             "train_error": epochs[-1]["train_top1_error"], "train_loss": epochs[-1]["train_loss"],
             "epochs_to_target": reached[0] if reached else None,
             "val_curve": [r["val_top1_error"] for r in epochs],
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def budget_of(args) -> dict:
+    return {"train_images": args.train_images, "epochs": args.epochs, "step_size": args.step_size,
+            "target": args.target}
 
 
 def summarise(results, args):
@@ -137,13 +143,19 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.15, help="validation error to reach")
     parser.add_argument("--only", nargs="+", default=None, help="variants to run (default all)")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "ablation"))
-    parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "ablation_table.md"))
+    parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "ablation.md"))
     parser.add_argument("--figure", default=os.path.join(ROOT, "docs", "ablation.png"))
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     store = os.path.join(args.out, "results.json")
     results = json.load(open(store)) if os.path.exists(store) else []
+    if results and args.report_only:       # the table says the budget the runs had
+        for key, value in results[0]["budget"].items():
+            setattr(args, key, value)
+    elif any(r["budget"] != budget_of(args) for r in results):
+        sys.exit(f"{store} holds runs of another budget ({results[0]['budget']}): give another "
+                 "--out, or the same options")
     if not args.report_only:
         for seed in args.seeds:
             for name, without, _ in VARIANTS:
@@ -160,12 +172,28 @@ def main() -> None:
     budget = (f"Fashion-MNIST, {args.train_images:,} training images, {args.epochs} epochs "
               f"(lr / 10 after {args.step_size}), seeds {', '.join(map(str, seeds))}")
     import platform
-    note = (f"<!-- written by benchmarks/ablation.py on {time.strftime('%Y-%m-%d')}, "
-            f"{platform.machine()}, {os.cpu_count()} cores -->\n\n{budget}\n\n{table}\n")
-    with open(args.doc, "w") as f:
-        f.write(note)
+    note = (f"{START}\n<!-- {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+            f"{os.cpu_count()} cores -->\n\n{budget}\n\n{table}\n{END}")
+    write_between_markers(args.doc, note)
     draw(stats, results, args.figure, budget)
     print(note)
+
+
+START, END = "<!-- table: written by benchmarks/ablation.py -->", "<!-- end of table -->"
+
+
+def write_between_markers(path, block) -> None:
+    """Put ``block`` in place of the old table in ``path`` (the prose around it stays), or
+    write a file of its own."""
+    text = open(path).read() if os.path.exists(path) else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = block + "\n"
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
