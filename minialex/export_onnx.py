@@ -83,7 +83,9 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     def stacked(layer, part):     # column 0's kernels or neurons first, then column 1's
         return numpy.concatenate([state[f"column{c}.{layer}.{part}"] for c in (0, 1)])
 
-    s = p.input_size
+    s, off = p.input_size, set(model.without)     # tricks left out (models/common.py)
+    unit = "Tanh" if "relu" in off else "Relu"
+    pool = POOL_STRIDE if "overlap" in off else POOL_SIZE
     h = "image"
     if mean is not None:
         h = node("Sub", [h, const("mean_255", 255.0 * numpy.reshape(mean, (1, 3, 1, 1)))])
@@ -94,10 +96,10 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
         name = shape.name
         w = const(f"{name}.weight", stacked(name, "weight"))
         groups = 1 if name in ("conv1", "conv3") else 2   # as ColumnsTogether.conv decides
-        h = node("Relu", [node("Conv", [h, w, const(f"{name}.bias", stacked(name, "bias"))],
+        h = node(unit, [node("Conv", [h, w, const(f"{name}.bias", stacked(name, "bias"))],
                                kernel_shape=[shape.kernel] * 2, strides=[shape.stride] * 2,
                                pads=[shape.padding] * 4, group=groups)])
-        if name in ("conv1", "conv2"):
+        if name in ("conv1", "conv2") and "lrn" not in off:
             c, side = 2 * shape.outputs // lrn_groups, sides[name]
             h = node("Reshape", [h, const(f"{name}.lrn_in", [-1, c, side, side], numpy.int64)])
             h = node("LRN", [h], size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA,
@@ -105,12 +107,12 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
             h = node("Reshape", [h, const(f"{name}.lrn_out", [-1, 2 * shape.outputs, side, side],
                                           numpy.int64)])
         if name in ("conv1", "conv2", "conv5"):
-            h = node("MaxPool", [h], kernel_shape=[POOL_SIZE] * 2, strides=[POOL_STRIDE] * 2)
+            h = node("MaxPool", [h], kernel_shape=[pool] * 2, strides=[POOL_STRIDE] * 2)
     h = node("Flatten", [h], axis=1)
     for name in ("fc6", "fc7"):
-        h = node("Relu", [node("Gemm", [h, const(f"{name}.weight", stacked(name, "weight")),
-                                        const(f"{name}.bias", stacked(name, "bias"))], transB=1)])
-        if model.dropout_mode == "paper":             # §4.2: the expected training output
+        h = node(unit, [node("Gemm", [h, const(f"{name}.weight", stacked(name, "weight")),
+                                      const(f"{name}.bias", stacked(name, "bias"))], transB=1)])
+        if model.dropout_mode == "paper" and "dropout" not in off:             # §4.2: the expected training output
             h = node("Mul", [h, const(f"{name}.dropout", 1.0 - DROPOUT_P)])
     nodes.append(helper.make_node("Gemm", [h, const("fc8.weight", state["fc8.weight"]),
                                            const("fc8.bias", state["fc8.bias"])], ["logits"],
@@ -128,6 +130,7 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     meta = {"preset": p.name, "input_size": s, "base_size": base_size,
             "mean": None if mean is None else [float(m) for m in mean],
             "input_scale": p.input_scale, "dropout_mode": model.dropout_mode,
+            "without": list(model.without),
             "input": "RGB pixels 0-255, NCHW float32, an input_size crop of the image resized to "
                      "base_size (shorter side, central crop)" + ("" if mean is not None else
                                                                  ", the mean already subtracted"),

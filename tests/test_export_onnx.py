@@ -52,6 +52,17 @@ def test_onnxruntime_computes_what_minialex_computes(preset, dropout_mode):
     numpy.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), atol=1e-6)
 
 
+@pytest.mark.parametrize("without", [("relu",), ("lrn", "overlap", "dropout")])
+def test_a_model_without_some_tricks_exports_the_same_function(without):
+    model = AlexNet(num_classes=10, preset="tiny", seed=4, without=without)
+    x = pixels(model)
+    logits, _ = runtime(build_graph(model, mean=MEAN))(x)
+    want = minialex_logits(model, x)
+    assert numpy.abs(logits - want).max() <= 1e-5 * max(1.0, numpy.abs(want).max())
+    ops = {n.op_type for n in build_graph(model, mean=MEAN).graph.node}
+    assert ("Tanh" in ops) == ("relu" in without) and ("LRN" in ops) == ("lrn" not in without)
+
+
 def test_lrn_alpha_is_five_times_the_papers_and_each_column_normalises_alone():
     model = AlexNet(num_classes=10, preset="tiny", seed=3)
     for c in (model.column0, model.column1):   # large activations, so LRN's sum counts
