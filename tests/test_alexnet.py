@@ -64,7 +64,7 @@ def test_paper_preset_maps_are_55_27_13_6_from_227_inputs(paper_model):
     assert neurons == [290_400, 186_624, 64_896, 64_896, 43_264, 4096, 4096, 1000]
 
 
-@pytest.mark.parametrize("preset", ["mini", "tiny"])
+@pytest.mark.parametrize("preset", ["mini", "fashion", "tiny"])
 def test_small_presets_per_layer_shapes_match_the_table(preset):
     model = AlexNet(10, preset, devices=TWO_CPUS, seed=0)
     rows = {r.layer.split(",")[-1].strip(): r for r in describe(preset, 10)}
@@ -101,7 +101,7 @@ def test_wrong_input_shape_and_unknown_preset_raise_clear_errors():
     model = AlexNet(5, "tiny", devices=TWO_CPUS)
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 33, 33\), got \(2, 3, 32, 32\)"):
         model(numpy.zeros((2, 3, 32, 32), numpy.float32))
-    with pytest.raises(ValueError, match="unknown AlexNet preset 'huge'.*paper, mini, tiny"):
+    with pytest.raises(ValueError, match="unknown AlexNet preset 'huge'.*paper, mini, fashion, tiny"):
         AlexNet(5, "huge")
     with pytest.raises(ValueError, match="devices must be a pair"):
         AlexNet(5, "tiny", devices=("cpu:0", "cpu:1", "cpu:2"))
