@@ -128,6 +128,17 @@ def data_kind(data: str) -> str:
     return kind
 
 
+def stored_side(base_size: Optional[int], preset) -> int:
+    """The side images are stored at before the crops: ``--base-size`` (or the data's recipe),
+    else the paper's 256:224 (§2: 58 for 51x51 crops). The crops move within the margin."""
+    from .data import base_size_for
+    base = base_size or base_size_for(preset.input_size)
+    if base < preset.input_size:
+        raise ValueError(f"--base-size {base} is smaller than preset '{preset.name}''s "
+                         f"{preset.input_size}x{preset.input_size} crops")
+    return base
+
+
 def open_data(spec: str, split: str, seed: int, base_size: int, images: Optional[int] = None):
     """A dataset split with ``images`` images: the built-in set draws that many, other sources
     keep that many spread over the split (``None``: all, or the built-in set's default)."""

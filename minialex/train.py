@@ -54,7 +54,8 @@ from .run_folder import (append_line, copy_atomic, discard_unstarted_run, holds_
                          inherit_best, new_out_dir, point_latest, write_text)
 from .checkpoint import WriteError
 from .run_lock import acquire_run_lock
-from .run_setup import choose_preset, open_data, parse_devices, recipe, set_precision
+from .run_setup import (choose_preset, open_data, parse_devices, recipe, set_precision,
+                        stored_side)
 from .stop_flag import StopFlag
 from .distributed import check_world_size, world
 
@@ -156,9 +157,7 @@ class Trainer:
 
     # -- setting up ------------------------------------------------------------------------
     def setup(self) -> None:
-        from . import data as D
-        from .models import AlexNet, OneColumnAlexNet
-        from .models.common import WITHOUT, check_without
+        from .models import WITHOUT, build_network, check_without
         from .optim import SGD, make_schedule
         cfg = self.config
         self.dist = dist = world()
@@ -200,10 +199,7 @@ class Trainer:
         self.echo(f"preset '{preset}' on {place}: {why}")
 
         cfg.without = without = check_without(cfg.without, tuple(WITHOUT))
-        base = self.base_size = cfg.base_size or D.base_size_for(spec.input_size)
-        if base < spec.input_size:
-            raise TrainingError(f"--base-size {base} is smaller than preset '{preset}''s "
-                                f"{spec.input_size}x{spec.input_size} crops")
+        base = self.base_size = stored_side(cfg.base_size, spec)
         self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
         if len(self.train_set) < cfg.batch_size:
@@ -214,17 +210,8 @@ class Trainer:
             dist.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
-                  f"{_stored(self.train_set, base)}, "
-                  + (f"centre {spec.input_size}x{spec.input_size} crops" if "augmentation" in without
-                     else f"random {spec.input_size}x{spec.input_size} crops with flips and PCA "
-                     "lighting (§4.1)"))
-        model_tricks = tuple(t for t in without if t not in ("augmentation", "columns"))
-        if "columns" in without:
-            self.model = OneColumnAlexNet(num_classes=self.train_set.num_classes, preset=preset,
-                                          device=devices[0], seed=cfg.seed, without=model_tricks)
-        else:
-            self.model = AlexNet(num_classes=self.train_set.num_classes, preset=preset,
-                                 devices=devices, seed=cfg.seed, without=model_tricks)
+                  + _stored(self.train_set, base, spec.input_size, "augmentation" not in without))
+        self.model = build_network(self.train_set.num_classes, preset, devices, cfg.seed, without)
         for trick in without:
             self.echo(f"without {trick}: {WITHOUT[trick]}, to measure what it is worth")
         self.devices = self.model.devices
@@ -578,13 +565,15 @@ class Trainer:
         return result
 
 
-def _stored(dataset, base: int) -> str:
-    """How the images reach the crops: 'stored 58x58', or 'stored 256x256 in the cache, resized to
-    58x58 on load' when a cache holds another size than the preset needs."""
+def _stored(dataset, base: int, size: int, augment: bool) -> str:
+    """How the images reach the crops: 'stored 58x58, random 51x51 crops ...', with 'stored 256x256
+    in the cache, resized to 58x58 on load' when a cache holds another size than the preset needs."""
     stored = getattr(dataset, "stored_size", None)
+    crops = (f"random {size}x{size} crops with flips and PCA lighting (§4.1)" if augment
+             else f"centre {size}x{size} crops")
     if stored is None or stored == base:
-        return f"stored {base}x{base}"
-    return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load"
+        return f"stored {base}x{base}, {crops}"
+    return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load, {crops}"
 
 
 def _epochs(n: int) -> str:

@@ -379,5 +379,5 @@ def test_base_size_sets_the_crop_margin_and_is_kept_on_resume(tmp_path):
     with pytest.raises(TrainingError, match="trained with --base-size 36, not 40"):
         train(TrainConfig(epochs=2, resume=out, base_size=40, progress=False), echo=quiet)
     assert train(TrainConfig(epochs=2, resume=out, progress=False), echo=quiet).epochs_done == 2
-    with pytest.raises(TrainingError, match="--base-size 30 is smaller than preset 'tiny''s 33x33"):
+    with pytest.raises(ValueError, match="--base-size 30 is smaller than preset 'tiny''s 33x33"):
         train(TrainConfig(epochs=1, out=str(tmp_path / "small"), base_size=30, **SMALL), echo=quiet)

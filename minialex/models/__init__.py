@@ -14,8 +14,19 @@ from .summary import LayerRow, count_parameters, describe, table
 from .alexnet import DROPOUT_SITES, AlexNet, Column
 from .one_column import OneColumnAlexNet
 from .legacy import RENAMED_CLASSES, upgrade_state
+from .common import MODEL_TRICKS, WITHOUT, check_without
 
 MODEL_CLASSES = {"AlexNet": AlexNet, "OneColumnAlexNet": OneColumnAlexNet}
+
+
+def build_network(num_classes: int, preset, devices, seed=None, without=()):
+    """The network a training run asks for: AlexNet, or with 'columns' in ``without`` the
+    one-column net of §3.2 (on ``devices[0]``), built without the other tricks ``without`` names
+    (``common.WITHOUT``; 'augmentation' is the loader's business, not the model's)."""
+    tricks = tuple(t for t in without if t in MODEL_TRICKS)
+    if "columns" in without:
+        return OneColumnAlexNet(num_classes, preset, device=devices[0], seed=seed, without=tricks)
+    return AlexNet(num_classes, preset, devices=devices, seed=seed, without=tricks)
 
 
 def build_model(config: dict, devices=None):
@@ -45,7 +56,8 @@ def build_model(config: dict, devices=None):
 
 
 __all__ = [
-    "AlexNet", "Column", "OneColumnAlexNet", "PRESETS", "Preset", "LayerShape",
+    "AlexNet", "Column", "OneColumnAlexNet", "PRESETS", "Preset", "LayerShape", "WITHOUT",
+    "build_network", "check_without",
     "PAPER_INPUT_SIZE", "DROPOUT_SITES", "INIT_SCHEMES", "LayerRow", "build_model",
     "count_parameters", "describe", "get_preset", "initial_parameters", "parameter_shapes",
     "table", "upgrade_state",
