@@ -113,12 +113,31 @@ def test_conv2d_fast_matches_naive(device, rng, n, c, h, w, k, kernel, stride, p
         numpy.testing.assert_allclose(gf, gn, rtol=1e-10, atol=1e-10, err_msg=f"d{name}")
 
 
-@pytest.mark.parametrize("threads,chunk_bytes", [(1, 1 << 22), (2, 1 << 22), (2, 3000), (3, 3000)])
-def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, threads, chunk_bytes):
+def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monkeypatch):
+    """Cache-sized slices, a multiple of the threads; a batch under one chunk is one slice, or
+    one per thread once it is worth a thread's start (SPLIT_BYTES)."""
+    from minialex.functional import utils
+    monkeypatch.setattr(utils, "THREADS", 2)
+    monkeypatch.setattr(utils, "SPLIT_BYTES", 1000)
+    assert utils.batch_parts(64, 10, 1 << 20) == [slice(0, 64)]             # 640 bytes
+    assert utils.batch_parts(64, 100, 1 << 20) == [slice(0, 32), slice(32, 64)]
+    assert utils.batch_parts(1, 5000, 1 << 20) == [slice(0, 1)]             # one image
+    parts = utils.batch_parts(10, 1000, 3000)                               # 4 chunks
+    assert len(parts) == 4 and [p.start for p in parts] + [10] == [0] + [p.stop for p in parts]
+    monkeypatch.setattr(utils, "THREADS", 1)
+    assert utils.batch_parts(64, 100, 1 << 20) == [slice(0, 64)]
+
+
+@pytest.mark.parametrize("threads,chunk_bytes,split_bytes", [
+    (1, 1 << 22, 1 << 18), (2, 1 << 22, 1 << 18), (2, 1 << 22, 0), (2, 3000, 1 << 18),
+    (3, 3000, 1 << 18)])
+def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, threads, chunk_bytes,
+                                                          split_bytes):
     """The CPU conv splits the batch into cache-sized chunks shared among threads: any split gives
     the naive conv's result, and the same split gives the same bits twice (exact resume)."""
     from minialex.functional import conv, utils
     monkeypatch.setattr(utils, "THREADS", threads)
+    monkeypatch.setattr(utils, "SPLIT_BYTES", split_bytes)
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
     x, w, b = rng.standard_normal((7, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
     gy = rng.standard_normal((7, 6, 9, 8))

@@ -109,13 +109,19 @@ def in_parallel(fn, items) -> list:
     return list(_pool.map(piece, items))
 
 
+#: Below this many bytes an op runs as one piece: handing it to the threads would cost more.
+SPLIT_BYTES = 1 << 18
+
+
 def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20) -> list:
     """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
     that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
     threads that share them out (``in_parallel``); one slice when the whole batch fits one."""
     count = -(-n * bytes_per_image // chunk_bytes)
-    if count <= 1:       # fits one chunk: a thread's start would cost more than it saves
-        return [slice(0, n)]
+    if count <= 1:       # fits one chunk: one piece per thread, if each is worth a thread's start
+        if THREADS < 2 or n < THREADS or n * bytes_per_image < SPLIT_BYTES:
+            return [slice(0, n)]
+        count = THREADS
     count = min(n, -(-count // THREADS) * THREADS)
     return [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
 
