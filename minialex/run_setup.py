@@ -147,3 +147,14 @@ def open_data(spec: str, split: str, seed: int, base_size: int, images: Optional
         key = "num_train" if split == "train" else "num_val"
         return D.open_dataset(spec, split, seed=seed, base_size=base_size, **{key: images})
     return D.open_dataset(spec, split, seed=seed, base_size=base_size, limit=images)
+
+
+def describe_storage(dataset, base: int, size: int, augment: bool) -> str:
+    """How the images reach the crops: 'stored 58x58, random 51x51 crops ...', with 'stored 256x256
+    in the cache, resized to 58x58 on load' when a cache holds another size than the preset needs."""
+    stored = getattr(dataset, "stored_size", None)
+    crops = (f"random {size}x{size} crops with flips and PCA lighting (§4.1)" if augment
+             else f"centre {size}x{size} crops")
+    if stored is None or stored == base:
+        return f"stored {base}x{base}, {crops}"
+    return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load, {crops}"

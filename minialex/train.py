@@ -54,8 +54,8 @@ from .run_folder import (append_line, copy_atomic, discard_unstarted_run, holds_
                          inherit_best, new_out_dir, point_latest, write_text)
 from .checkpoint import WriteError
 from .run_lock import acquire_run_lock
-from .run_setup import (choose_preset, open_data, parse_devices, recipe, set_precision,
-                        stored_side)
+from .run_setup import (choose_preset, describe_storage, open_data, parse_devices, recipe,
+                        set_precision, stored_side)
 from .stop_flag import StopFlag
 from .distributed import check_world_size, world
 
@@ -210,7 +210,7 @@ class Trainer:
             dist.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
-                  + _stored(self.train_set, base, spec.input_size, "augmentation" not in without))
+                  + describe_storage(self.train_set, base, spec.input_size, "augmentation" not in without))
         self.model = build_network(self.train_set.num_classes, preset, devices, cfg.seed, without)
         for trick in without:
             self.echo(f"without {trick}: {WITHOUT[trick]}, to measure what it is worth")
@@ -281,7 +281,7 @@ class Trainer:
         return path
 
     # -- the loop --------------------------------------------------------------------------
-    def _loader(self, train: bool, dataset=None):
+    def _loader(self, train: bool, dataset=None, ten_crop: bool = False):
         from . import data as D
         cfg = self.config
         shard = (self.dist.rank, self.dist.size) if self.dist else None
@@ -293,7 +293,7 @@ class Trainer:
         return D.DataLoader(dataset or self.val_set, cfg.batch_size,
                             input_size=self.model.input_size, train=False,
                             device=self.devices[0], seed=cfg.seed, workers=cfg.workers,
-                            stats=self.train_set.stats, shard=shard)
+                            stats=self.train_set.stats, shard=shard, ten_crop=ten_crop)
 
     def _batches_per_epoch(self) -> int:
         from . import data as D
@@ -477,8 +477,9 @@ class Trainer:
 
     def test_best(self) -> Optional[Dict]:
         """Once training is over: best.h5's errors on the source's test split (the weights were
-        chosen on the validation split, so the test images decided nothing), logged as
-        {"event": "test"}. None for a source without a test split."""
+        chosen on the validation split, so the test images decided nothing), from the centre
+        crop and from the paper's ten patches (§4.1: the four corners and the centre, and their
+        mirror images, softmax averaged), logged as {"event": "test"}. None without a test split."""
         from .checkpoint import load, read_meta
         from .data import DataError
         from .evaluate import evaluate
@@ -490,20 +491,23 @@ class Trainer:
         if self.dist is not None:
             self.dist.barrier()           # best.h5 is whole before any rank reads it
         load(best, model=self.model)
-        loader = self._loader(train=False, dataset=test_set)
-        with numpy.errstate(over="ignore", invalid="ignore"):
-            r = evaluate(self.model, loader, cfg.limit_val_batches, desc="testing",
-                         progress=cfg.progress and self.writer,
-                         reduce=self.dist.sum_counts if self.dist else None)
-        record = {"event": "test", "step": self.step, "epoch": int(read_meta(best)["epoch"]),
-                  "images": r.images,
-                  "test_loss": r.loss, "test_top1_error": r.top1_error,
-                  "test_top5_error": r.top5_error}
+        record = {"event": "test", "step": self.step, "epoch": int(read_meta(best)["epoch"])}
+        for key, ten in (("test", False), ("test_ten_crop", True)):
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                r = evaluate(self.model, self._loader(False, test_set, ten), cfg.limit_val_batches,
+                             desc="testing" + (" (10 patches)" if ten else ""),
+                             progress=cfg.progress and self.writer,
+                             reduce=self.dist.sum_counts if self.dist else None)
+            record.update({"images": r.images, f"{key}_loss": r.loss,
+                           f"{key}_top1_error": r.top1_error, f"{key}_top5_error": r.top5_error})
         if self.writer:
             self._log(record)
-            self.echo(f"test: top-1 error {100 * r.top1_error:.1f}%, top-5 error "
-                      f"{100 * r.top5_error:.1f}% on {r.images:,} test images, never seen in "
-                      f"training, with best.h5 (epoch {record['epoch']}, chosen on validation)")
+            self.echo(f"test: top-1 error {100 * record['test_top1_error']:.1f}% from the centre "
+                      f"crop, {100 * record['test_ten_crop_top1_error']:.1f}% averaging ten "
+                      f"patches (§4.1; top-5 {100 * record['test_top5_error']:.1f}% and "
+                      f"{100 * record['test_ten_crop_top5_error']:.1f}%) on {r.images:,} test "
+                      f"images, never seen in training, with best.h5 (epoch {record['epoch']}, "
+                      "chosen on validation)")
         return record
 
     def run(self) -> TrainResult:
@@ -563,17 +567,6 @@ class Trainer:
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
                       f"checkpoints in {self.out.rstrip(os.sep)}/")
         return result
-
-
-def _stored(dataset, base: int, size: int, augment: bool) -> str:
-    """How the images reach the crops: 'stored 58x58, random 51x51 crops ...', with 'stored 256x256
-    in the cache, resized to 58x58 on load' when a cache holds another size than the preset needs."""
-    stored = getattr(dataset, "stored_size", None)
-    crops = (f"random {size}x{size} crops with flips and PCA lighting (§4.1)" if augment
-             else f"centre {size}x{size} crops")
-    if stored is None or stored == base:
-        return f"stored {base}x{base}, {crops}"
-    return f"stored {stored}x{stored} in the cache, resized to {base}x{base} on load, {crops}"
 
 
 def _epochs(n: int) -> str:

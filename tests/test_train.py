@@ -50,6 +50,25 @@ def test_short_run_writes_a_loadable_checkpoint_and_metrics(tmp_path):
     assert opt["lr"] == 0.01 and opt["steps"] == 12
 
 
+def test_the_run_ends_with_best_h5_on_the_test_split_centre_crop_and_ten_patches(tmp_path):
+    """The final test figures are best.h5's, as ``evaluate --split test`` (with and without
+    ``--ten-crop``) gives them on the same images, and logged as the last record."""
+    from minialex.inference import evaluate_checkpoint
+    out = tmp_path / "run"
+    result = train(TrainConfig(epochs=2, out=str(out), **SMALL), echo=quiet)
+    test = result.test
+    assert test["images"] == 64 and test["epoch"] == result.best["epoch"]
+    for ten, key in ((False, "test"), (True, "test_ten_crop")):
+        _, r = evaluate_checkpoint(str(out / "best.h5"), split="test", ten_crop=ten, limit=64,
+                                   progress=False)
+        assert r.images == 64
+        assert test[f"{key}_top1_error"] == pytest.approx(r.top1_error)
+        assert test[f"{key}_loss"] == pytest.approx(r.loss, rel=1e-6)
+    assert test["test_loss"] != pytest.approx(test["test_ten_crop_loss"], rel=1e-6)
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "test" and last["test_ten_crop_top1_error"] == test["test_ten_crop_top1_error"]
+
+
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     full = train(TrainConfig(epochs=2, out=str(tmp_path / "full"), **SMALL), echo=quiet)
 
