@@ -128,6 +128,23 @@ def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monk
     assert utils.batch_parts(64, 100, 1 << 20) == [slice(0, 64)]
 
 
+def test_one_thread_holds_openblas_to_one_thread_too():
+    """MINIALEX_THREADS=1 alone also stops OpenBLAS's own threads (they spin on the other cores)."""
+    import glob
+    import sys
+    from minialex.functional import utils
+    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy.libs",
+                                  "*openblas*"))
+    if utils._BLAS is None or not libs:
+        pytest.skip("NumPy's BLAS is not the bundled OpenBLAS")
+    code = (f"import ctypes, minialex.functional.utils; print(ctypes.CDLL({libs[0]!r})"
+            ".scipy_openblas_get_num_threads64_())")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, MINIALEX_THREADS="1"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1"]
+
+
 @pytest.mark.parametrize("threads,chunk_bytes,split_bytes", [
     (1, 1 << 22, 1 << 18), (2, 1 << 22, 1 << 18), (2, 1 << 22, 0), (2, 3000, 1 << 18),
     (3, 3000, 1 << 18)])

@@ -77,6 +77,11 @@ def _openblas_threads():
 
 
 _BLAS = _openblas_threads()
+if THREADS == 1 and _BLAS is not None:
+    # One thread means one: OpenBLAS would otherwise start its own, which spin on the other
+    # cores after each GEMM (two 1-thread runs side by side on 2 cores: 155 images/s each, ~600
+    # with OpenBLAS held to one thread too).
+    _BLAS(1)
 
 
 def in_parallel(fn, items) -> list:
