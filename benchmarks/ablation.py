@@ -4,9 +4,9 @@
     python benchmarks/ablation.py --seeds 0 1 2 --epochs 12 --train-images 55000
     python benchmarks/ablation.py --report-only         # redraw the table and figure from results
 
-Every run is ``python cli.py train --data fashion-mnist`` with the data's recipe (lr, schedule
-and preset as ``info`` states them) at one fixed budget: the same training images, epochs and
-learning-rate drop for every variant. The variants start from the full recipe and leave out one
+Every run is ``python cli.py train --data fashion-mnist`` with the data's preset and crops (as
+``info`` states them) at one fixed budget: the same training images, epochs, batch, learning rate
+and drop for every variant. The variants start from the full recipe and leave out one
 trick each (``train --without``):
 
     relu          tanh units instead of ReLU          §3.1: "six times faster" to 25% training error
@@ -51,8 +51,9 @@ def run_one(name, without, seed, args) -> dict:
     from minialex.train import TrainConfig, train
     out = os.path.join(args.out, f"{name}-seed{seed}")
     config = TrainConfig(data="fashion-mnist", epochs=args.epochs, seed=seed, out=out,
-                         train_images=args.train_images, schedule="step",
-                         step_size=args.step_size, without=without or None, progress=False)
+                         train_images=args.train_images, schedule="step", lr=args.lr,
+                         batch_size=args.batch_size, step_size=args.step_size,
+                         without=without or None, progress=False)
     start = time.perf_counter()
     train(config, echo=lambda line: print(f"  [{name} {seed}] {line}", flush=True))
     with open(os.path.join(out, "metrics.jsonl")) as f:
@@ -71,7 +72,7 @@ def run_one(name, without, seed, args) -> dict:
 
 def budget_of(args) -> dict:
     return {"train_images": args.train_images, "epochs": args.epochs, "step_size": args.step_size,
-            "target": args.target}
+            "target": args.target, "lr": args.lr, "batch_size": args.batch_size}
 
 
 def summarise(results, args):
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--step-size", type=int, default=6, help="epochs before lr / 10")
+    # The stored runs' rate and batch (the recipe of their day; a batch of 64 came later).
+    parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-images", type=int, default=12000)
     parser.add_argument("--target", type=float, default=0.15, help="validation error to reach")
     parser.add_argument("--only", nargs="+", default=None, help="variants to run (default all)")
@@ -170,7 +174,8 @@ def main() -> None:
                 os.replace(store + ".tmp", store)
     stats, table, seeds = summarise(results, args)
     budget = (f"Fashion-MNIST, {args.train_images:,} training images, {args.epochs} epochs "
-              f"(lr / 10 after {args.step_size}), seeds {', '.join(map(str, seeds))}")
+              f"(lr {args.lr:g}, / 10 after {args.step_size}; batch {args.batch_size}), seeds "
+              f"{', '.join(map(str, seeds))}")
     import platform
     note = (f"{START}\n<!-- {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
             f"{os.cpu_count()} cores -->\n\n{budget}\n\n{table}\n{END}")

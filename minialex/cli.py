@@ -94,12 +94,13 @@ def main(ctx, debug):
               help="paper, mini, fashion or tiny. Default: fashion for Fashion-MNIST, else "
                    "paper with a GPU and mini without.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 24 for "
+              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 20 for "
                    "fashion on Fashion-MNIST, 90 (the paper) otherwise "
                    "(run_setup.DEFAULT_EPOCHS); a cache counts as the data it was prepared from.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128, §5]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="[default: 128, §5; the data's recipe where there is one]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning rate epsilon. [default: 0.01, §5]")
+              help="Learning rate epsilon. [default: 0.01, §5; the data's recipe]")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="[default: 0.9, §5]")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
@@ -123,11 +124,11 @@ def main(ctx, debug):
               help="Background threads preparing batches (decode, crop, flip).")
 @click.option("--schedule", type=click.Choice(["plateau", "step"]), default=None,
               help="plateau: lr / 10 when validation error stalls, at most 3 times (§5); "
-                   "step: lr / 10 every --step-size epochs. [default: plateau]")
+                   "step: lr / 10 every --step-size epochs. [default: plateau; the data's recipe]")
 @click.option("--patience", type=click.IntRange(min=1), default=None,
               help="Epochs without improvement before lr / 10. [default: 2]")
 @click.option("--step-size", type=click.IntRange(min=1), default=None,
-              help="Epochs between lr / 10 with --schedule step. [default: 30]")
+              help="Epochs between lr / 10 with --schedule step. [default: 30; the data's recipe]")
 @click.option("--limit-batches", type=click.IntRange(min=1), default=None,
               help="At most this many training batches per epoch (quick runs).")
 @click.option("--limit-val-batches", type=click.IntRange(min=1), default=None,
@@ -270,15 +271,15 @@ def info_command(preset, num_classes, devices):
                "mean RGB subtracted, not the paper's mean image (position independent); PCA "
                "lighting alpha ~ N(0, 0.1) times the eigenvalues of the training pixels' RGB "
                "covariance on the [0, 1] scale (§4.1)")
-    from .run_setup import RECIPES
+    from .run_setup import DEFAULT_EPOCHS, RECIPES
     for (data, name), options in RECIPES.items():
         if name == preset:
             said = [f"images stored {v}x{v} for the {size}x{size} crops, not {base}x{base} "
                     "(smaller shifts)" if k == "base_size" else f"{k} {v}"
                     for k, v in options.items()]
-            click.echo(f"{data} on '{name}' takes a measured recipe, not the paper's lr 0.01 and "
-                       f"plateau schedule (they underfit there; run_setup.RECIPES): "
-                       + ", ".join(said))
+            click.echo(f"{data} on '{name}' takes a measured recipe, not the paper's lr 0.01, "
+                       f"batch 128 and plateau schedule (they underfit there; run_setup.RECIPES): "
+                       + ", ".join(said) + f", {DEFAULT_EPOCHS[data, name]} epochs")
 
 
 # --------------------------------------------------------------------------------------------

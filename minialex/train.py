@@ -97,7 +97,7 @@ class TrainConfig:
 
 
 #: Defaults that wait for the preset: a data set's recipe may set them (run_setup.RECIPES).
-_BY_RECIPE = ("lr", "schedule", "step_size", "patience")
+_BY_RECIPE = ("lr", "batch_size", "schedule", "step_size", "patience")
 _DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01,
                  momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30,
                  lr_scaling="none")

@@ -354,9 +354,25 @@ def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
     assert recipe(str(cache), "mini") == {"epochs": 12}          # the paper's lr and plateau
     assert recipe("fashion-mnist", "mini") == {"lr": 0.03, "schedule": "step", "step_size": 8,
                                                "epochs": 20}
-    assert recipe("fashion-mnist", "fashion") == {"lr": 0.03, "schedule": "step", "step_size": 10,
-                                                  "base_size": 54, "epochs": 24}
+    assert recipe("fashion-mnist", "fashion") == {"lr": 0.02, "batch_size": 64, "schedule": "step",
+                                                  "step_size": 8, "base_size": 54, "epochs": 20}
     assert default_epochs("/data/imagenet", "paper") == default_epochs("fashion-mnist", "paper") == 90
+
+
+def test_a_data_recipe_sets_the_batch_and_lr_unless_they_are_given(tmp_path, monkeypatch):
+    from minialex import run_setup
+    monkeypatch.setitem(run_setup.RECIPES, ("builtin", "tiny"), dict(batch_size=16, lr=0.02))
+    small = {k: v for k, v in SMALL.items() if k != "batch_size"}
+    lines = []
+    took = train(TrainConfig(epochs=1, out=str(tmp_path / "a"), **small), echo=lines.append)
+    assert took.steps == 192 // 16
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["batch_size"] == 16 and config["lr"] == 0.02
+    banner = next(line for line in lines if line.startswith("AlexNet 'tiny'"))
+    assert "batch 16" in banner and "batch_size, lr: this data's measured recipe" in banner
+    given = train(TrainConfig(epochs=1, out=str(tmp_path / "b"), batch_size=32, **small),
+                  echo=quiet)
+    assert given.steps == 192 // 32
 
 
 def test_two_logical_devices_train_like_one(tmp_path):
