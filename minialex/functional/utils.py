@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import glob
+import itertools
 import os
 import threading
 from typing import Tuple
@@ -104,14 +105,27 @@ def in_parallel(fn, items) -> list:
         return [fn(item) for item in items]
     if _pool is None:
         _BLAS(1)
-        _pool = concurrent.futures.ThreadPoolExecutor(THREADS, initializer=_inside.__setattr__,
+        _pool = concurrent.futures.ThreadPoolExecutor(THREADS - 1, initializer=_inside.__setattr__,
                                                       initargs=("active", True))
-    state = numpy.geterr()
+    state, results, taken = numpy.geterr(), [None] * len(items), itertools.count()
 
-    def piece(item):
+    def work():                     # take the next item until none is left
         with numpy.errstate(**state):
-            return fn(item)
-    return list(_pool.map(piece, items))
+            for i in taken:
+                if i >= len(items):
+                    return
+                results[i] = fn(items[i])
+    helpers = [_pool.submit(work) for _ in range(min(THREADS, len(items)) - 1)]
+    _inside.active = True           # the caller works too: one hand-over fewer per call
+    try:
+        work()
+    finally:
+        _inside.active = False
+        done = [h.exception() for h in helpers]      # every piece has stopped writing
+    for error in done:
+        if error is not None:
+            raise error
+    return results
 
 
 #: Below this many bytes an op runs as one piece: handing it to the threads would cost more.
