@@ -94,7 +94,7 @@ def main(ctx, debug):
               help="paper, mini, fashion or tiny. Default: fashion for Fashion-MNIST, else "
                    "paper with a GPU and mini without.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 20 for "
+              help="Default: 12 for mini/tiny on the built-in data (30 for paper), 24 for "
                    "fashion on Fashion-MNIST, 90 (the paper) otherwise "
                    "(run_setup.DEFAULT_EPOCHS); a cache counts as the data it was prepared from.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,

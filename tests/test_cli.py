@@ -97,7 +97,7 @@ def test_info_prints_the_paper_parameter_count():
     fashion = run("info", "--preset", "fashion", "--num-classes", "10").output
     assert "fashion-mnist on 'fashion' takes a measured recipe" in fashion
     assert "images stored 54x54 for the 51x51 crops" in fashion and "1,470,506" in fashion
-    assert "batch_size 64" in fashion and "20 epochs" in fashion
+    assert "lr 0.03" in fashion and "24 epochs" in fashion
 
 
 def _png_size(path):

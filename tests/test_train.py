@@ -354,8 +354,8 @@ def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
     assert recipe(str(cache), "mini") == {"epochs": 12}          # the paper's lr and plateau
     assert recipe("fashion-mnist", "mini") == {"lr": 0.03, "schedule": "step", "step_size": 8,
                                                "epochs": 20}
-    assert recipe("fashion-mnist", "fashion") == {"lr": 0.02, "batch_size": 64, "schedule": "step",
-                                                  "step_size": 8, "base_size": 54, "epochs": 20}
+    assert recipe("fashion-mnist", "fashion") == {"lr": 0.03, "schedule": "step", "step_size": 10,
+                                                  "base_size": 54, "epochs": 24}
     assert default_epochs("/data/imagenet", "paper") == default_epochs("fashion-mnist", "paper") == 90
 
 
