@@ -210,7 +210,8 @@ class Trainer:
             dist.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
-                  + describe_storage(self.train_set, base, spec.input_size, "augmentation" not in without))
+                  + describe_storage(self.train_set, base, spec.input_size,
+                                     "augmentation" not in without))
         self.model = build_network(self.train_set.num_classes, preset, devices, cfg.seed, without)
         for trick in without:
             self.echo(f"without {trick}: {WITHOUT[trick]}, to measure what it is worth")

@@ -135,7 +135,8 @@ SPLIT_BYTES = 1 << 18
 def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20) -> list:
     """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
     that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
-    threads that share them out (``in_parallel``); one slice when the whole batch fits one."""
+    threads that share them out (``in_parallel``). A batch that fits one chunk is one slice per
+    thread, or a single slice when it is under ``SPLIT_BYTES`` (or there is one thread)."""
     count = -(-n * bytes_per_image // chunk_bytes)
     if count <= 1:       # fits one chunk: one piece per thread, if each is worth a thread's start
         if THREADS < 2 or n < THREADS or n * bytes_per_image < SPLIT_BYTES:
