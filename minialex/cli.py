@@ -271,7 +271,7 @@ def info_command(preset, num_classes, devices):
                "mean RGB subtracted, not the paper's mean image (position independent); PCA "
                "lighting alpha ~ N(0, 0.1) times the eigenvalues of the training pixels' RGB "
                "covariance on the [0, 1] scale (§4.1)")
-    from .run_setup import DEFAULT_EPOCHS, RECIPES
+    from .run_setup import RECIPES, default_epochs
     for (data, name), options in RECIPES.items():
         if name == preset:
             said = [f"images stored {v}x{v} for the {size}x{size} crops, not {base}x{base} "
@@ -279,7 +279,7 @@ def info_command(preset, num_classes, devices):
                     for k, v in options.items()]
             click.echo(f"{data} on '{name}' takes a measured recipe, not the paper's lr 0.01, "
                        f"batch 128 and plateau schedule (they underfit there; run_setup.RECIPES): "
-                       + ", ".join(said) + f", {DEFAULT_EPOCHS[data, name]} epochs")
+                       + ", ".join(said) + f", {default_epochs(data, name)} epochs")
 
 
 # --------------------------------------------------------------------------------------------

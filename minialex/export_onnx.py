@@ -112,7 +112,8 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     for name in ("fc6", "fc7"):
         h = node(unit, [node("Gemm", [h, const(f"{name}.weight", stacked(name, "weight")),
                                       const(f"{name}.bias", stacked(name, "bias"))], transB=1)])
-        if model.dropout_mode == "paper" and "dropout" not in off:             # §4.2: the expected training output
+        # §4.2: the expected training output
+        if model.dropout_mode == "paper" and "dropout" not in off:
             h = node("Mul", [h, const(f"{name}.dropout", 1.0 - DROPOUT_P)])
     nodes.append(helper.make_node("Gemm", [h, const("fc8.weight", state["fc8.weight"]),
                                            const("fc8.bias", state["fc8.bias"])], ["logits"],
