@@ -145,6 +145,31 @@ def test_one_thread_holds_openblas_to_one_thread_too():
     assert out.split() == ["1"]
 
 
+def test_freed_arrays_stay_with_the_process():
+    """With glibc, the pages of a step's freed arrays serve the next step's (utils.MMAP_THRESHOLD,
+    TRIM_THRESHOLD): twenty 1 MB arrays made and freed five times fault their pages in once.
+    MINIALEX_MALLOC=default leaves glibc to give them back and fault them in every time."""
+    import sys
+    from minialex.functional import utils
+    if not utils.MALLOC_TUNED:
+        pytest.skip("no glibc malloc to tune (or MINIALEX_MALLOC=default)")
+    code = ("import resource, numpy, minialex.functional.utils\n"
+            "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "before = faults()\n"
+            "for _ in range(5):\n"
+            "    arrays = [numpy.ones(1 << 18, dtype=numpy.float32) for _ in range(20)]\n"
+            "    del arrays\n"
+            "print(faults() - before)")
+    pages = 20 * (1 << 20) // 4096
+    counts = {}
+    for malloc in ("", "default"):
+        out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MINIALEX_MALLOC=malloc),
+                             capture_output=True, text=True, check=True).stdout
+        counts[malloc or "tuned"] = int(out)
+    assert counts["tuned"] < 2 * pages, counts         # the first round's pages only
+    assert counts["default"] > 4 * pages, counts       # every round's pages again
+
+
 @pytest.mark.parametrize("threads,chunk_bytes,split_bytes", [
     (1, 1 << 22, 1 << 18), (2, 1 << 22, 1 << 18), (2, 1 << 22, 0), (2, 3000, 1 << 18),
     (3, 3000, 1 << 18)])

@@ -85,6 +85,33 @@ if THREADS == 1 and _BLAS is not None:
     _BLAS(1)
 
 
+#: glibc's malloc serves blocks over its mmap threshold (128 KB at first, raised as such blocks are
+#: freed) with fresh pages from the kernel and gives them back on free, so the next step's arrays
+#: fault every 4 KB page in again and the kernel zeroes it. How often depends on the order of
+#: earlier allocations: the mini step took 13,432 page faults and 129 ms after a tiny run in the
+#: same process, 185 and 86 ms with these thresholds, the paper's at batch 16 24,000 and 713 ms,
+#: 43 and 610 ms (2 threads; benchmarks/cpu_step.py interleaves with PyTorch and saw the same).
+#: Blocks up to MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD of free memory at its
+#: top stays with the process for the next step. Set MINIALEX_MALLOC=default to leave malloc alone.
+MMAP_THRESHOLD, TRIM_THRESHOLD = 256 << 20, 512 << 20
+
+
+def _keep_freed_memory() -> bool:
+    """Set glibc's mmap and trim thresholds (``mallopt``); False where there is no glibc."""
+    if os.environ.get("MINIALEX_MALLOC", "").lower() == "default":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):          # macOS, Windows, musl: their own allocators
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3                       # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, TRIM_THRESHOLD))
+
+
+MALLOC_TUNED = _keep_freed_memory()
+
+
 def in_parallel(fn, items) -> list:
     """``[fn(item) for item in items]``, the items shared among ``THREADS`` threads: NumPy's
     copies, elementwise ops and GEMMs release the GIL, so the pieces (and not only the GEMMs) use
