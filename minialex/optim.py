@@ -30,6 +30,7 @@ import numpy
 
 from . import kernels
 from .backend import as_numpy, get_array_module
+from .functional import utils
 
 
 class OptimizerError(ValueError):
@@ -56,6 +57,9 @@ def _named(params) -> List[Tuple[str, object]]:
 #: elements per block of ``update_in_blocks``: a block of w, v and g stays in the cache while
 #: the update's lines run over it.
 BLOCK = 1 << 15
+#: Parameters of at least this many elements are updated by every thread, a share of the blocks
+#: each (``in_parallel``): the paper's 61 million took 57 ms per step on one core of two.
+SHARED = 1 << 18
 
 
 def update_in_blocks(w, v, g, lr: float, momentum: float, decay_lr: float) -> None:
@@ -68,14 +72,24 @@ def update_in_blocks(w, v, g, lr: float, momentum: float, decay_lr: float) -> No
 
     written exactly so, one cache-sized block at a time, with one scratch block for the products:
     the same operations in the same order, so the result is bit for bit the four lines above,
-    without two weight-sized temporaries and four passes over memory.
+    without two weight-sized temporaries and four passes over memory. Every element's update is
+    independent of the others', so a large parameter's blocks are shared among the threads.
     """
-    parts = [...]                                   # a strided parameter: one block, all of it
-    if w.flags.c_contiguous and v.flags.c_contiguous:
-        w, v, g = w.reshape(-1), v.reshape(-1), g.reshape(-1)       # views of w and v
-        parts = [slice(start, start + BLOCK) for start in range(0, w.size, BLOCK)]
-    scratch = numpy.empty_like(w[parts[0]])
-    for part in parts:
+    if not (w.flags.c_contiguous and v.flags.c_contiguous):
+        _update(w, v, g, [...], lr, momentum, decay_lr)   # a strided parameter: one block, all of it
+        return
+    w, v, g = w.reshape(-1), v.reshape(-1), g.reshape(-1)       # views of w and v
+    blocks = [slice(start, start + BLOCK) for start in range(0, w.size, BLOCK)]
+    shares = min(utils.THREADS, len(blocks)) if w.size >= SHARED else 1
+    utils.in_parallel(lambda i: _update(w, v, g, blocks[len(blocks) * i // shares:
+                                                        len(blocks) * (i + 1) // shares],
+                                        lr, momentum, decay_lr), range(shares))
+
+
+def _update(w, v, g, blocks, lr, momentum, decay_lr):
+    """The four lines on each of ``blocks`` (slices of w, v and g) in turn."""
+    scratch = numpy.empty_like(w[blocks[0]])
+    for part in blocks:
         wb, vb, gb = w[part], v[part], g[part]
         tmp = scratch[:wb.shape[0]]
         vb *= momentum

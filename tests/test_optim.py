@@ -4,8 +4,8 @@ import numpy
 import pytest
 
 import minialex
-from minialex.optim import (BLOCK, SGD, OptimizerError, ReduceOnPlateau, StepSchedule, make_schedule,
-                            update_in_blocks)
+from minialex.optim import (BLOCK, SGD, SHARED, OptimizerError, ReduceOnPlateau, StepSchedule,
+                            make_schedule, update_in_blocks)
 
 
 def _param(array, device):
@@ -35,8 +35,13 @@ def test_sgd_matches_the_paper_formula(device, rng):
     assert w.data is opt.params[0][1].data
 
 
-@pytest.mark.parametrize("shape,order", [((3 * BLOCK + 5,), "C"), ((7, 5), "F"), ((4, 3), "C")])
-def test_the_blocked_update_is_bit_for_bit_the_four_lines(rng, shape, order):
+@pytest.mark.parametrize("shape,order,threads", [
+    ((3 * BLOCK + 5,), "C", 1), ((7, 5), "F", 2), ((4, 3), "C", 2),
+    ((SHARED + 3 * BLOCK + 5,), "C", 2), ((3, SHARED // 3 + 7), "C", 3)])
+def test_the_blocked_update_is_bit_for_bit_the_four_lines(rng, monkeypatch, shape, order, threads):
+    """Also when a large parameter's blocks are shared among the threads (optim.SHARED)."""
+    from minialex.functional import utils
+    monkeypatch.setattr(utils, "THREADS", threads)
     w, v, g = (numpy.asarray(rng.standard_normal(shape), numpy.float32, order=order) for _ in range(3))
     w0, v0 = w.copy(), v.copy()
     v0 *= 0.9
