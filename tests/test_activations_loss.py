@@ -29,6 +29,23 @@ def test_relu_values_and_kink(device):
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_relu_backward_is_bit_for_bit_where(rng, dtype):
+    """The branch-free ReLU backward (dy AND an all-bits mask) is numpy.where(y > 0, dy, 0), the
+    readable rule, bit for bit: infinities, NaN and -0.0 in dy, NaN in y, and into a strided out."""
+    from minialex.functional.activation import relu_backward
+    y = numpy.maximum(rng.standard_normal((4, 5, 6)), 0).astype(dtype)
+    gy = rng.standard_normal((4, 5, 6)).astype(dtype)
+    gy.flat[:6] = [numpy.inf, -numpy.inf, numpy.nan, -0.0, numpy.inf, numpy.nan]
+    y.flat[:6] = [1.0, 0.0, 2.0, 3.0, numpy.nan, 0.0]
+    expected = numpy.where(y > 0, gy, dtype(0))
+    out = numpy.full((6, 5, 4), 7.0, dtype).transpose(2, 1, 0)         # a strided view
+    for got in (relu_backward(y, gy), relu_backward(y, gy, out=out)):
+        assert got.dtype == dtype and got.shape == gy.shape
+        assert numpy.array_equal(got.view(f"i{got.itemsize}"), expected.view(f"i{got.itemsize}"))
+    assert numpy.array_equal(out, expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_dtypes_preserved(device, rng, dtype):
     x = Tensor(device.put(rng.standard_normal((4, 6)), dtype=dtype), requires_grad=True)
     w = Tensor(device.put(rng.standard_normal((3, 6)), dtype=dtype), requires_grad=True)

@@ -45,6 +45,7 @@ from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import conv_gpu
+from .activation import relu_backward
 from .utils import (batch_parts, check_float, check_ndim, check_same_dtype, in_parallel,
                     output_size, pair, shape_of)
 
@@ -230,10 +231,11 @@ class Conv2d(Function):
         def chunk(part):
             """(dW, db) of the images in ``part``; their dx goes straight into gx."""
             g_part = gy[part]
-            if self.relu:                         # the ReLU's backward: dy where y > 0
-                g_part = numpy.where(y[part] > 0, g_part, gy.dtype.type(0))
             g_rows = numpy.empty((k, g_part.size // k), dtype=gy.dtype)    # the GEMM's layout
-            numpy.copyto(self.as_nchw(g_rows, g_part.shape), g_part)
+            if self.relu:                   # the ReLU's backward (dy where y > 0) on the way
+                relu_backward(y[part], g_part, out=self.as_nchw(g_rows, g_part.shape))
+            else:
+                numpy.copyto(self.as_nchw(g_rows, g_part.shape), g_part)
             gw = numpy.empty_like(weight)
             for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
                 kg, cg = wmat.shape[0], weight.shape[1]
