@@ -232,10 +232,11 @@ class Conv2d(Function):
             """(dW, db) of the images in ``part``; their dx goes straight into gx."""
             g_part = gy[part]
             g_rows = numpy.empty((k, g_part.size // k), dtype=gy.dtype)    # the GEMM's layout
+            into_rows = self.as_nchw(g_rows, g_part.shape)
             if self.relu:                   # the ReLU's backward (dy where y > 0) on the way
-                relu_backward(y[part], g_part, out=self.as_nchw(g_rows, g_part.shape))
+                relu_backward(y[part], g_part, out=into_rows)
             else:
-                numpy.copyto(self.as_nchw(g_rows, g_part.shape), g_part)
+                numpy.copyto(into_rows, g_part)
             gw = numpy.empty_like(weight)
             for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
                 kg, cg = wmat.shape[0], weight.shape[1]
