@@ -124,8 +124,26 @@ def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monk
     assert utils.batch_parts(1, 5000, 1 << 20) == [slice(0, 1)]             # one image
     parts = utils.batch_parts(10, 1000, 3000)                               # 4 chunks
     assert len(parts) == 4 and [p.start for p in parts] + [10] == [0] + [p.stop for p in parts]
+    assert utils.batch_parts(64, 100, 1 << 20, small=True) == [slice(0, 64)]   # the caller's count
+    assert utils.batch_parts(64, 10, 1 << 20, small=False) == [slice(0, 32), slice(32, 64)]
     monkeypatch.setattr(utils, "THREADS", 1)
     assert utils.batch_parts(64, 100, 1 << 20) == [slice(0, 64)]
+
+
+def test_a_conv_goes_to_the_threads_by_its_multiply_adds(monkeypatch):
+    """A conv whose columns fit one chunk is shared among the threads only from SPLIT_MACS
+    multiply-adds on (tiny's conv2 at batch 128 has 3.8 million: the hand-overs would cost more)."""
+    from minialex.functional import conv, utils
+    monkeypatch.setattr(utils, "THREADS", 2)
+    op = conv.Conv2d((1, 1), (1, 1), 1)
+    x, w = numpy.zeros((8, 4, 9, 9), numpy.float32), numpy.zeros((6, 4, 3, 3), numpy.float32)
+    macs = 8 * 9 * 9 * w.size                      # every output value of every kernel: C*kh*kw
+    monkeypatch.setattr(conv, "SPLIT_MACS", macs + 1)
+    assert op.chunks(x, w) == [slice(0, 8)]
+    monkeypatch.setattr(conv, "SPLIT_MACS", macs)
+    assert op.chunks(x, w) == [slice(0, 4), slice(4, 8)]
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 2 * 9 * 9 * 36 * 4)      # two images' columns
+    assert len(op.chunks(x, w)) == 4                                 # chunks whatever the count
 
 
 def test_one_thread_holds_openblas_to_one_thread_too():
@@ -180,6 +198,7 @@ def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, thre
     from minialex.functional import conv, utils
     monkeypatch.setattr(utils, "THREADS", threads)
     monkeypatch.setattr(utils, "SPLIT_BYTES", split_bytes)
+    monkeypatch.setattr(conv, "SPLIT_MACS", split_bytes)          # 0: split even this small conv
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
     x, w, b = rng.standard_normal((7, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
     gy = rng.standard_normal((7, 6, 9, 8))

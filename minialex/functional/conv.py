@@ -187,6 +187,14 @@ def check_conv_args(op, x, weight, bias, stride, padding, groups):
 #: columns (about this many bytes) stay in the cache while the GEMMs and the layout change read them.
 CHUNK_BYTES = 4 << 20
 
+#: A convolution whose columns fit one chunk is shared among the threads only when its GEMMs
+#: have at least this many multiply-adds (N*OH*OW*weight.size, about 0.2 ms on one core). Waking
+#: a thread and passing the GIL back and forth cost tens of microseconds each here, so tiny's
+#: conv2-conv5 (1-4 million) ran slower on two threads than on one, and the tiny step took 18%
+#: less time once they stopped splitting. No conv of mini, fashion or paper at their batches
+#: (64 and up; paper 16) is under the line.
+SPLIT_MACS = 8 << 20
+
 
 class Conv2d(Function):
     """y = conv(x, weight) + bias via unfold and one 2-D GEMM per group (see module docstring);
@@ -274,9 +282,11 @@ class Conv2d(Function):
                      for a in (0, 1))
 
     def chunks(self, x, weight):
-        """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each."""
+        """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each; a small
+        conv (under ``SPLIT_MACS``) is one slice."""
         oh, ow = self.out_hw(x, weight)
-        return batch_parts(x.shape[0], weight[0].size * oh * ow * x.itemsize, CHUNK_BYTES)
+        return batch_parts(x.shape[0], weight[0].size * oh * ow * x.itemsize, CHUNK_BYTES,
+                           small=x.shape[0] * oh * ow * weight.size < SPLIT_MACS)
 
     def groups_of(self, x, weight):
         """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""

@@ -159,14 +159,17 @@ def in_parallel(fn, items) -> list:
 SPLIT_BYTES = 1 << 18
 
 
-def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20) -> list:
+def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=None) -> list:
     """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
     that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
     threads that share them out (``in_parallel``). A batch that fits one chunk is one slice per
-    thread, or a single slice when it is under ``SPLIT_BYTES`` (or there is one thread)."""
+    thread, or a single slice when the work is small: data under ``SPLIT_BYTES``, or ``small``
+    where the caller counts its work otherwise (a convolution counts multiply-adds)."""
     count = -(-n * bytes_per_image // chunk_bytes)
+    if small is None:
+        small = n * bytes_per_image < SPLIT_BYTES
     if count <= 1:       # fits one chunk: one piece per thread, if each is worth a thread's start
-        if THREADS < 2 or n < THREADS or n * bytes_per_image < SPLIT_BYTES:
+        if THREADS < 2 or n < THREADS or small:
             return [slice(0, n)]
         count = THREADS
     count = min(n, -(-count // THREADS) * THREADS)
