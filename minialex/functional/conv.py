@@ -79,7 +79,7 @@ def unfold(x, kernel_size, stride, padding, batch_last=False):
     (n, c, h, w), (kh, kw, sh, sw, ph, pw), (oh, ow) = _geometry("im2col", x.shape, kernel_size,
                                                                   stride, padding)
     if batch_last:                      # memory (C, Hp, Wp, N): the padded copy moves the batch
-        xpad = numpy.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+        xpad = (numpy.zeros if ph or pw else numpy.empty)((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
         xpad[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
         cols = view = numpy.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
     else:                               # memory (N, C, Hp, Wp)
@@ -87,9 +87,12 @@ def unfold(x, kernel_size, stride, padding, batch_last=False):
         xpad = xpad.transpose(1, 2, 3, 0)
         cols = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
         view = cols.transpose(0, 1, 2, 4, 5, 3)
-    # windows[c, y, x, n, i, j] = xpad[c, y*sh + i, x*sw + j, n]: a view, no copy yet.
-    windows = numpy.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(1, 2))
-    numpy.copyto(view, windows[:, ::sh, ::sw].transpose(0, 4, 5, 1, 2, 3))   # the one copy
+    # windows[c, i, j, oy, ox, n] = xpad[c, oy*sh + i, ox*sw + j, n]: the same memory read
+    # through other strides (a step of oy moves sh rows), no copy yet.
+    sc, sy, sx, sn = xpad.strides
+    windows = numpy.lib.stride_tricks.as_strided(
+        xpad, (c, kh, kw, oh, ow, n), (sc, sy, sx, sy * sh, sx * sw, sn), writeable=False)
+    numpy.copyto(view, windows)                                                # the one copy
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
