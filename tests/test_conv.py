@@ -188,18 +188,21 @@ def test_freed_arrays_stay_with_the_process():
     assert counts["default"] > 4 * pages, counts       # every round's pages again
 
 
-@pytest.mark.parametrize("threads,chunk_bytes,split_bytes", [
-    (1, 1 << 22, 1 << 18), (2, 1 << 22, 1 << 18), (2, 1 << 22, 0), (2, 3000, 1 << 18),
-    (3, 3000, 1 << 18)])
+@pytest.mark.parametrize("threads,chunk_bytes,split_bytes,gemm_block", [
+    (1, 1 << 22, 1 << 18, 2048), (2, 1 << 22, 1 << 18, 2048), (2, 1 << 22, 0, 2048),
+    (2, 3000, 1 << 18, 2048), (3, 3000, 1 << 18, 2048), (1, 1 << 22, 1 << 18, 50),
+    (2, 3000, 0, 7)])
 def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, threads, chunk_bytes,
-                                                          split_bytes):
-    """The CPU conv splits the batch into cache-sized chunks shared among threads: any split gives
-    the naive conv's result, and the same split gives the same bits twice (exact resume)."""
+                                                          split_bytes, gemm_block):
+    """The CPU conv splits the batch into cache-sized chunks shared among threads, and a GEMM with
+    few kernels into blocks of columns: any split gives the naive conv's result, and the same
+    split gives the same bits twice (exact resume)."""
     from minialex.functional import conv, utils
     monkeypatch.setattr(utils, "THREADS", threads)
     monkeypatch.setattr(utils, "SPLIT_BYTES", split_bytes)
     monkeypatch.setattr(conv, "SPLIT_MACS", split_bytes)          # 0: split even this small conv
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv, "GEMM_BLOCK", gemm_block)           # 3 kernels a group: blocked
     x, w, b = rng.standard_normal((7, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
     gy = rng.standard_normal((7, 6, 9, 8))
     runs = []

@@ -25,7 +25,9 @@ transpose, the textbook layout). Then, per group,
 ``fold`` (col2im) is the adjoint of ``unfold``: every input pixel receives the sum of the column
 entries that copied it. On the CPU the batch goes through a few images at a time (``CHUNK_BYTES``
 of columns), so that the columns, the GEMMs' outputs and the move to NCHW (with the bias and the
-ReLU) stay in the cache; the backward unfolds each chunk again instead of keeping all columns.
+ReLU) stay in the cache; the backward unfolds each chunk again instead of keeping all columns,
+and writes dcols over them. Chunks go to the threads (``in_parallel``) when the conv is large
+enough (``SPLIT_MACS``); a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
 On a GPU (``forward_gpu``/``backward_gpu``) the same arrangement runs on the whole batch in
 ``minialex/kernels/conv_gpu.py``: coalesced CUDA kernels and 2-D cuBLAS GEMMs, where TF32
 applies (see ../shared/BASELINES.md), columns recomputed in the backward pass.
@@ -198,6 +200,20 @@ CHUNK_BYTES = 4 << 20
 #: (64 and up; paper 16) is under the line.
 SPLIT_MACS = 8 << 20
 
+#: OpenBLAS packs a GEMM's whole columns operand before it multiplies. With few kernels per
+#: group (tiny's 3-6) the product itself is so short that this packing, which outgrows the L2
+#: cache, is most of the time, so such GEMMs take GEMM_BLOCK columns at a time: tiny's conv1
+#: (6 kernels, 7,200 columns a chunk) then took 0.08 ms instead of 0.14 forward and 0.09 instead
+#: of 0.21 for the weights' gradient (one core). From BLOCKED_BELOW kernels (mini's 24 and up,
+#: the paper's) blocks were no faster and are not used.
+GEMM_BLOCK, BLOCKED_BELOW = 2048, 16
+
+
+def column_blocks(kernels, width):
+    """The slices of a GEMM's ``width`` columns that one call takes (see ``GEMM_BLOCK``)."""
+    step = GEMM_BLOCK if kernels < BLOCKED_BELOW else width
+    return [slice(start, start + step) for start in range(0, width, step)]
+
 
 class Conv2d(Function):
     """y = conv(x, weight) + bias via unfold and one 2-D GEMM per group (see module docstring);
@@ -219,7 +235,8 @@ class Conv2d(Function):
             out = numpy.empty((k, (part.stop - part.start) * y[0, 0].size), dtype=x.dtype)
             for g, cols, wmat in self.groups_of(x[part], weight):
                 kg = wmat.shape[0]
-                numpy.matmul(wmat, cols, out=out[g * kg:(g + 1) * kg])          # the GEMM
+                for b in column_blocks(kg, cols.shape[1]):                     # the GEMM
+                    numpy.matmul(wmat, cols[:, b], out=out[g * kg:(g + 1) * kg, b])
             # the GEMM's rows to NCHW, with the bias and the ReLU, while the chunk is in cache
             out = self.as_nchw(out, y[part].shape)
             if bias is None:
@@ -252,11 +269,17 @@ class Conv2d(Function):
             for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
                 kg, cg = wmat.shape[0], weight.shape[1]
                 g_group = g_rows[g * kg:(g + 1) * kg]
+                blocks = column_blocks(kg, cols.shape[1])
                 # (cols @ g.T).T rather than g @ cols.T: the same product, faster in OpenBLAS
-                gw[g * kg:(g + 1) * kg] = (cols @ g_group.T).T.reshape(kg, *weight.shape[1:])
+                gw_t = cols[:, blocks[0]] @ g_group[:, blocks[0]].T
+                for b in blocks[1:]:
+                    gw_t += cols[:, b] @ g_group[:, b].T
+                gw[g * kg:(g + 1) * kg] = gw_t.T.reshape(kg, *weight.shape[1:])
                 # An input that needs no gradient (AlexNet's conv1 reads the image) skips fold.
-                if need_gx:
-                    gx[part, g * cg:(g + 1) * cg] = fold(wmat.T @ g_group, x[part, :cg].shape,
+                if need_gx:         # dcols = W.T @ g, into the columns' memory (still in cache)
+                    for b in blocks:
+                        numpy.matmul(wmat.T, g_group[:, b], out=cols[:, b])
+                    gx[part, g * cg:(g + 1) * cg] = fold(cols, x[part, :cg].shape,
                                                          weight.shape[2:], self.stride,
                                                          self.padding, self.batch_last)
             return gw, g_rows.sum(axis=1)
