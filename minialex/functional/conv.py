@@ -28,6 +28,8 @@ of columns), so that the columns, the GEMMs' outputs and the move to NCHW (with 
 ReLU) stay in the cache; the backward unfolds each chunk again instead of keeping all columns,
 and writes dcols over them. Chunks go to the threads (``in_parallel``) when the conv is large
 enough (``SPLIT_MACS``); a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
+Wide 3x3 convolutions (the paper's conv3-conv5) take Winograd's F(2x2, 3x3) instead, with 4/9
+of the multiply-adds (``winograd.py``, ``WINOGRAD``).
 On a GPU (``forward_gpu``/``backward_gpu``) the same arrangement runs on the whole batch in
 ``minialex/kernels/conv_gpu.py``: coalesced CUDA kernels and 2-D cuBLAS GEMMs, where TF32
 applies (see ../shared/BASELINES.md), columns recomputed in the backward pass.
@@ -47,6 +49,7 @@ from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import conv_gpu
+from . import winograd
 from .activation import relu_backward
 from .utils import (batch_parts, check_float, check_ndim, check_same_dtype, in_parallel,
                     output_size, pair, shape_of)
@@ -200,6 +203,17 @@ CHUNK_BYTES = 4 << 20
 #: (64 and up; paper 16) is under the line.
 SPLIT_MACS = 8 << 20
 
+#: The CPU computes 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (winograd.py) when each
+#: group has at least WINOGRAD_MIN_CHANNELS input and output channels, the output maps are at
+#: least WINOGRAD_MIN_SIZE on a side and the batch makes WINOGRAD_MIN_TILES 2x2 output tiles:
+#: the paper's conv3-conv5 (13x13 maps: 49 tiles an image, 192-384 channels a group) took 73,
+#: 68 and 53 ms instead of 103, 88 and 62 (forward + backward in the training step, batch 16,
+#: 2 threads). Its transforms are passes over memory that only many channels repay: mini's
+#: conv3 (64 in, 96 out, 5x5 maps) took 17 ms instead of 10, and with those channels even
+#: 11x11 maps were slower. Its 16 GEMMs need enough tiles: the paper's conv3 forward at batch 8
+#: took as long as im2col's, at batch 2 1.5 times as long.
+WINOGRAD, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIZE, WINOGRAD_MIN_TILES = True, 128, 6, 384
+
 #: OpenBLAS packs a GEMM's whole columns operand before it multiplies. With few kernels per
 #: group (tiny's 3-6) the product itself is so short that this packing, which outgrows the L2
 #: cache, is most of the time, so such GEMMs take GEMM_BLOCK columns at a time: tiny's conv1
@@ -228,6 +242,12 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias=None):
         self.has_bias = bias is not None
+        self.winograd = None
+        if self.takes_winograd(x, weight):
+            y, self.winograd = winograd.forward(x, weight, bias, self.padding[0], self.groups,
+                                                self.relu)
+            self.save_for_backward(x, weight, y if self.relu else None)
+            return y
         n, k = x.shape[0], weight.shape[0]
         y = numpy.empty((n, k) + self.out_hw(x, weight), dtype=x.dtype)
 
@@ -253,6 +273,10 @@ class Conv2d(Function):
     def backward(self, gy):
         x, weight, y = self.saved
         need_gx = self.inputs is None or self.inputs[0].requires_grad
+        if self.winograd is not None:
+            gx, gw, gb = winograd.backward(gy, x, weight, y, self.winograd, self.padding[0],
+                                           self.groups, need_gx)
+            return (gx, gw, gb) if self.has_bias else (gx, gw)
         k = gy.shape[1]
         gx = numpy.empty_like(x) if need_gx else None
 
@@ -302,6 +326,15 @@ class Conv2d(Function):
         """The GEMM's (K, OH*OW*images) rows, batch last, as an (images, K, OH, OW) view."""
         n, k, oh, ow = shape
         return rows.reshape(k, oh, ow, n).transpose(3, 0, 1, 2)
+
+    def takes_winograd(self, x, weight):
+        """3x3 kernels at stride 1, wide enough for winograd.py to pay (``WINOGRAD``)."""
+        return (WINOGRAD and weight.shape[2:] == (3, 3) and self.stride == (1, 1)
+                and self.padding[0] == self.padding[1]
+                and min(weight.shape[0] // self.groups, weight.shape[1]) >= WINOGRAD_MIN_CHANNELS
+                and min(self.out_hw(x, weight)) >= WINOGRAD_MIN_SIZE
+                and x.shape[0] * numpy.prod([(s + 1) // 2 for s in self.out_hw(x, weight)])
+                >= WINOGRAD_MIN_TILES)
 
     def out_hw(self, x, weight):
         return tuple(output_size(x.shape[2 + a], weight.shape[2 + a], self.stride[a], self.padding[a])

@@ -1,0 +1,107 @@
+"""Winograd's F(2x2, 3x3) for the CPU's wide 3x3 convolutions (functional/winograd.py): the same
+function as the naive conv, forward and backward, and taken only where it pays."""
+
+import numpy
+import pytest
+
+import minialex.functional as F
+from minialex import Tensor, gradcheck
+from minialex.functional import conv, utils, winograd
+
+
+@pytest.fixture
+def every_3x3(monkeypatch):
+    """Winograd for every 3x3 stride-1 conv, however small (the tests' shapes are)."""
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_SIZE", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
+    calls = []
+    forward = winograd.forward
+    monkeypatch.setattr(winograd, "forward", lambda *a: calls.append(a[0].shape) or forward(*a))
+    return calls
+
+
+# (N, C, H, W, K, padding, groups): even and odd maps (odd: tiles overhang), padding 0-2, groups
+CASES = [(2, 4, 8, 8, 6, 1, 1), (3, 4, 9, 7, 6, 1, 2), (1, 2, 10, 10, 4, 0, 1),
+         (2, 4, 7, 8, 4, 2, 2), (1, 3, 3, 3, 2, 0, 1)]
+
+
+@pytest.mark.parametrize("n,c,h,w,k,padding,groups", CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd_equals_the_naive_conv(every_3x3, rng, n, c, h, w, k, padding, groups, relu):
+    """y, dx, dw and db of conv2d (and conv2d_relu) against the loops, float64."""
+    arrays = [rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c // groups, 3, 3)),
+              rng.standard_normal(k)]
+    upstream = None
+    results = []
+    for fast in (True, False):
+        ts = [Tensor(a, requires_grad=True) for a in arrays]
+        if fast:
+            y = (F.conv2d_relu if relu else F.conv2d)(*ts, 1, padding, groups)
+        else:
+            y = F.conv2d_naive(*ts, 1, padding, groups)
+            y = F.relu(y) if relu else y
+        upstream = rng.standard_normal(y.shape) if upstream is None else upstream
+        y.backward(upstream)
+        results.append([y.data] + [t.grad for t in ts])
+    assert every_3x3 == [(n, c, h, w)]                  # the fast conv went through winograd.py
+    for name, got, want in zip(["y", "dx", "dw", "db"], *results):
+        numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_winograd_gradcheck(every_3x3, rng):
+    x, w, b = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
+    gradcheck(lambda x, w, b: F.conv2d_relu(x, w, b, 1, 1, 2), [x, w, b], name="winograd conv")
+    assert every_3x3
+
+
+def test_winograd_skips_dx_of_an_input_without_gradient(every_3x3, rng):
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)))
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    F.conv2d(x, w, None, 1, 1).backward(rng.standard_normal((2, 4, 6, 6)))
+    assert x.grad is None and w.grad.shape == (4, 3, 3, 3)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_winograd_gives_the_same_bits_on_any_threads(every_3x3, rng, monkeypatch, threads):
+    """No sum crosses the threads' shares, so the result does not depend on their number."""
+    x, w = rng.standard_normal((3, 8, 9, 9)).astype(numpy.float32), rng.standard_normal((6, 4, 3, 3))
+    runs = []
+    for count in (1, threads):
+        monkeypatch.setattr(utils, "THREADS", count)
+        ts = [Tensor(x, requires_grad=True), Tensor(w.astype(numpy.float32), requires_grad=True)]
+        y = F.conv2d_relu(*ts, None, 1, 1, 2)
+        y.backward(numpy.ones(y.shape, numpy.float32))
+        runs.append([y.data] + [t.grad for t in ts])
+    for one, many in zip(*runs):
+        numpy.testing.assert_array_equal(one, many)
+
+
+def test_float32_winograd_is_close_to_im2col(rng, monkeypatch):
+    """At the paper's conv3 channel counts (fewer images and a smaller map): rounding only."""
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
+    x = rng.standard_normal((2, 256, 7, 7)).astype(numpy.float32)
+    w = (rng.standard_normal((384, 256, 3, 3)) * 0.02).astype(numpy.float32)
+    ys = []
+    for on in (True, False):
+        monkeypatch.setattr(conv, "WINOGRAD", on)
+        op = conv.Conv2d((1, 1), (1, 1), 1)
+        ys.append(op.forward(x, w))
+        assert (op.winograd is not None) == on
+    numpy.testing.assert_allclose(ys[0], ys[1], rtol=1e-4, atol=1e-5 * numpy.abs(ys[1]).max())
+
+
+def test_only_wide_3x3_convs_take_winograd():
+    """The paper's conv3-conv5 do at batch 8 and up; mini's conv3, 5x5 kernels and strided
+    convs do not."""
+    def takes(n, c, size, k, kernel=3, stride=1, groups=1):
+        x = numpy.zeros((n, c, size, size), numpy.float32)
+        w = numpy.zeros((k, c // groups, kernel, kernel), numpy.float32)
+        return conv.Conv2d((stride, stride), (kernel // 2,) * 2, groups).takes_winograd(x, w)
+    assert takes(16, 256, 13, 384) and takes(16, 384, 13, 384, groups=2)
+    assert takes(8, 384, 13, 256, groups=2)             # 8 images of 7x7 tiles: 392
+    assert not takes(7, 384, 13, 256, groups=2)         # 343 tiles
+    assert not takes(128, 64, 5, 96)                    # mini's conv3: too few channels
+    assert not takes(16, 256, 5, 384)                   # too small a map
+    assert not takes(16, 96, 27, 256, kernel=5, groups=2)
+    assert not takes(16, 256, 13, 384, stride=2)
