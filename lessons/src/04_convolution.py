@@ -230,6 +230,54 @@ for ax, groups in zip(axes, (1, 2)):
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
+# ## 7. Fewer multiplications: Winograd's F(2, 3)
+#
+# im2col + GEMM does every multiply-add of the formula. Winograd's minimal filtering (Lavin &
+# Gray, 2016) needs fewer. Two outputs of a 3-tap kernel g over four inputs d,
+# y0 = d0·g0 + d1·g1 + d2·g2 and y1 = d1·g0 + d2·g1 + d3·g2, take 6 multiplications; these 4 give
+# the same two numbers (the kernel's sums are made once per kernel, not per input):
+#
+#     m1 = (d0 − d2)·g0      m2 = (d1 + d2)·(g0 + g1 + g2)/2
+#     m3 = (d2 − d1)·(g0 − g1 + g2)/2      m4 = (d1 − d3)·g2
+#     y0 = m1 + m2 + m3      y1 = m2 − m3 − m4
+#
+# Nested in two dimensions, F(2×2, 3×3) makes a 2×2 block of outputs from the 4×4 tile under it
+# with 16 multiplications instead of 36: Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, with small constant
+# matrices B, G and A (`minialex/functional/winograd.py`).
+
+# %%
+d, g = rng.standard_normal(4), rng.standard_normal(3)
+m1, m2 = (d[0] - d[2]) * g[0], (d[1] + d[2]) * (g[0] + g[1] + g[2]) / 2
+m3, m4 = (d[2] - d[1]) * (g[0] - g[1] + g[2]) / 2, (d[1] - d[3]) * g[2]
+print("1-D, direct:", np.round([d[0:3] @ g, d[1:4] @ g], 6), "| Winograd:",
+      np.round([m1 + m2 + m3, m2 - m3 - m4], 6))
+
+from minialex.functional import winograd  # noqa: E402
+
+tile, kernel = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+block = np.array([[np.sum(tile[i:i + 3, j:j + 3] * kernel) for j in range(2)] for i in range(2)])
+B_T, G, A_T = winograd.B_T, winograd.G, winograd.A_T
+print("2x2 block, direct:", block.ravel().round(6), "| Winograd:",
+      (A_T @ ((G @ kernel @ G.T) * (B_T @ tile @ B_T.T)) @ A_T.T).ravel().round(6))
+
+# %% [markdown]
+# Summed over the input channels, each of the 16 products of a tile is a matrix product over all
+# tiles of the batch, so a conv becomes 16 GEMMs with 4/9 of im2col's multiply-adds, plus the
+# transforms, which are passes over memory. Those only pay when there are many channels to share
+# them: on the CPU, minialex takes this path for the paper's conv3–conv5 (13×13 maps, 192–384
+# channels a column), where the training step's three layers took 194 ms instead of 253, and keeps
+# im2col for mini's narrow ones, where Winograd was slower. `F.conv2d` gives the same numbers
+# either way, up to float32 rounding:
+
+# %%
+xw = rng.standard_normal((8, 256, 13, 13)).astype(np.float32)       # 8 images: 392 tiles
+ww = (rng.standard_normal((384, 256, 3, 3)) * 0.02).astype(np.float32)
+y_wino = F.conv2d(minialex.Tensor(xw), minialex.Tensor(ww), padding=1).numpy()
+y_gemm = conv2d_im2col(xw, ww, np.zeros(384, np.float32), padding=1)
+print("conv3 shape, batch 8: largest difference from im2col, relative to the largest output:",
+      float(np.abs(y_wino - y_gemm).max() / np.abs(y_gemm).max()))
+
+# %% [markdown]
 # ## Exercise
 #
 # 1. How many times is each input pixel copied by im2col for AlexNet's conv1 (11×11, stride 4)?
@@ -239,3 +287,6 @@ plt.tight_layout(); plt.show()
 #    cheaper?
 # 3. Write the backward of `conv2d_im2col` yourself: dW = dYᵀ·cols, dcols = dY·W, and dx by adding
 #    every row of dcols back where its patch came from. Compare with `F.conv2d`'s gradients.
+# 4. Count the multiplications of conv3 (384 kernels of 3×3×256 on 13×13 maps) per image, by
+#    im2col and by F(2×2, 3×3), whose 2×2 blocks cover 14×14 and drop what overhangs. What
+#    fraction is left, and why is the time saved smaller?
