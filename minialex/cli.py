@@ -236,6 +236,22 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
 # info
 # --------------------------------------------------------------------------------------------
 
+def _cpu_convolutions(preset) -> str:
+    """Which convolutions the CPU computes by Winograd's F(2x2, 3x3) (conv.takes_winograd)."""
+    from .functional import conv
+    from .models import get_preset
+    p = get_preset(preset)
+    sides = p.spatial_sizes()
+    wide = [(layer.name, sides[layer.name]) for layer in p.layers(1000)
+            if layer.kernel == 3 and layer.stride == 1 and sides[layer.name] >= conv.WINOGRAD_MIN_SIZE
+            and min(layer.inputs, layer.outputs) >= conv.WINOGRAD_MIN_CHANNELS]
+    if not wide:
+        return "convolutions on the CPU: im2col + GEMM (functional/conv.py)"
+    batch = -(-conv.WINOGRAD_MIN_TILES // min(((s + 1) // 2) ** 2 for _, s in wide))
+    return (f"convolutions on the CPU: im2col + GEMM; {', '.join(n for n, _ in wide)} by "
+            f"Winograd's F(2x2, 3x3) at batches of {batch} and up (functional/winograd.py)")
+
+
 @command("info")
 @click.option("--preset", default="paper", show_default=True, help="paper, mini, fashion or tiny.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -260,6 +276,7 @@ def info_command(preset, num_classes, devices):
     click.echo(table(preset, num_classes))
     click.echo(f"devices here (--devices): column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
                + (" (one device: the crossings are no-op copies, and the two columns run together as grouped layers over the same weights, each conv with its ReLU as one op, models/placement.py)" if d0 == d1 else ""))
+    click.echo(_cpu_convolutions(preset))
     click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
                "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
     from .data import base_size_for
