@@ -65,7 +65,11 @@ def _gemms(fn, groups):
 
 
 def forward(x, weight, bias, padding, groups, relu):
-    """y (N, K, OH, OW) of a 3x3 stride-1 conv; returns y and what ``backward`` needs."""
+    """y = conv(x, weight) + bias, then max(0, y) with ``relu``, for 3x3 kernels at stride 1.
+
+    x (N, C, H, W), weight (K, C/groups, 3, 3), bias (K,) or None -> y (N, K, OH, OW) with
+    OH = H + 2*padding - 2. Also returns what ``backward`` needs: U (16, K, C/groups), V (C, 16,
+    tiles) and the tiles per map (th, tw), th = ceil(OH / 2)."""
     n, c, h, w = x.shape
     k, cg = weight.shape[:2]
     kg = k // groups
@@ -99,7 +103,9 @@ def forward(x, weight, bias, padding, groups, relu):
 
 
 def backward(gy, x, weight, y, saved, padding, groups, need_gx):
-    """(dx or None, dw, db) of ``forward``; ``y`` is the ReLU's output, or None without one."""
+    """(dx (N, C, H, W) or None, dw (K, C/groups, 3, 3), db (K,)) of ``forward`` for the
+    upstream gradient gy (N, K, OH, OW); ``y`` is the ReLU's output, or None without one, and
+    ``saved`` what ``forward`` returned beside y."""
     u, v, (th, tw) = saved
     n, c, h, w = x.shape
     k, cg = weight.shape[:2]
