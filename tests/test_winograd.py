@@ -49,6 +49,23 @@ def test_winograd_equals_the_naive_conv(every_3x3, rng, n, c, h, w, k, padding, 
         numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
+def test_winograd_takes_a_large_batch_a_few_images_at_a_time(every_3x3, rng, monkeypatch):
+    """WINOGRAD_TILES: three pieces of the batch, and the same function as the loops."""
+    monkeypatch.setattr(conv, "WINOGRAD_TILES", 50)                   # 20 tiles an image
+    arrays = [rng.standard_normal((7, 4, 9, 7)), rng.standard_normal((6, 2, 3, 3)),
+              rng.standard_normal(6)]
+    upstream = rng.standard_normal((7, 6, 9, 7))
+    results = []
+    for op in (F.conv2d_relu, lambda *a: F.relu(F.conv2d_naive(*a))):
+        ts = [Tensor(a, requires_grad=True) for a in arrays]
+        y = op(*ts, 1, 1, 2)
+        y.backward(upstream)
+        results.append([y.data] + [t.grad for t in ts])
+    assert [shape[0] for shape in every_3x3] == [2, 2, 3]
+    for name, got, want in zip(["y", "dx", "dw", "db"], *results):
+        numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
 def test_winograd_gradcheck(every_3x3, rng):
     x, w, b = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
     gradcheck(lambda x, w, b: F.conv2d_relu(x, w, b, 1, 1, 2), [x, w, b], name="winograd conv")

@@ -64,19 +64,28 @@ def _gemms(fn, groups):
     utils.in_parallel(lambda item: fn(*item), [(g, p) for g in range(groups) for p in range(16)])
 
 
-def forward(x, weight, bias, padding, groups, relu):
-    """y = conv(x, weight) + bias, then max(0, y) with ``relu``, for 3x3 kernels at stride 1.
-
-    x (N, C, H, W), weight (K, C/groups, 3, 3), bias (K,) or None -> y (N, K, OH, OW) with
-    OH = H + 2*padding - 2. Also returns what ``backward`` needs: U (16, K, C/groups), V (C, 16,
-    tiles) and the tiles per map (th, tw), th = ceil(OH / 2)."""
-    n, c, h, w = x.shape
+def kernels(weight):
+    """U = G w G^T of every kernel: weight (K, C/groups, 3, 3) -> (16, K, C/groups)."""
     k, cg = weight.shape[:2]
-    kg = k // groups
-    oh, ow = h + 2 * padding - 2, w + 2 * padding - 2
+    return (KERNEL.astype(weight.dtype) @ weight.reshape(k * cg, 9).T).reshape(16, k, cg)
+
+
+def kernel_gradient(du):
+    """dw = G^T dU G: (16, K, C/groups) -> (K, C/groups, 3, 3)."""
+    k, cg = du.shape[1:]
+    return (KERNEL.T.astype(du.dtype) @ du.reshape(16, -1)).T.reshape(k, cg, 3, 3)
+
+
+def forward(x, u, bias, padding, groups, relu, y):
+    """y = conv(x, w) + bias, then max(0, y) with ``relu``, for 3x3 kernels at stride 1.
+
+    x (N, C, H, W), u = ``kernels(w)`` (16, K, C/groups), bias (K,) or None; writes y (N, K, OH,
+    OW), OH = H + 2*padding - 2, and returns what ``backward`` needs: V (C, 16, tiles)."""
+    n, c, h, w = x.shape
+    k, kg, cg = u.shape[1], u.shape[1] // groups, u.shape[2]
+    oh, ow = y.shape[2:]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     t = th * tw * n
-    u = (KERNEL.astype(x.dtype) @ weight.reshape(k * cg, 9).T).reshape(16, k, cg)
     v = numpy.empty((c, 16, t), x.dtype)
     tile = TILE.astype(x.dtype)
     utils.in_parallel(lambda s: numpy.matmul(tile, _tiles(x[:, s], padding, th, tw).reshape(
@@ -84,10 +93,9 @@ def forward(x, weight, bias, padding, groups, relu):
     m = numpy.empty((16, k, t), x.dtype)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p],
                                      out=m[p, g * kg:(g + 1) * kg]), groups)
-    y = numpy.empty((n, k, oh, ow), x.dtype)
     output = OUTPUT.astype(x.dtype)
 
-    def kernels(s):                            # Y = A^T M A for kernels s, then into NCHW
+    def kernel_rows(s):                        # Y = A^T M A for kernels s, then into NCHW
         blocks = (output @ m.reshape(16, -1)[:, s.start * t:s.stop * t]).reshape(
             2, 2, s.stop - s.start, th, tw, n)
         for a in (0, 1):                       # each block's (a, b) output; overhang dropped
@@ -98,25 +106,24 @@ def forward(x, weight, bias, padding, groups, relu):
                           bias[s, None, None], out=out)
                 if relu:
                     numpy.maximum(out, 0, out=out)
-    utils.in_parallel(kernels, _rows(k))
-    return y, (u, v, (th, tw))
+    utils.in_parallel(kernel_rows, _rows(k))
+    return v
 
 
-def backward(gy, x, weight, y, saved, padding, groups, need_gx):
-    """(dx (N, C, H, W) or None, dw (K, C/groups, 3, 3), db (K,)) of ``forward`` for the
-    upstream gradient gy (N, K, OH, OW); ``y`` is the ReLU's output, or None without one, and
-    ``saved`` what ``forward`` returned beside y."""
-    u, v, (th, tw) = saved
+def backward(gy, x, u, y, v, padding, groups, gx):
+    """dU (16, K, C/groups) and db (K,) of ``forward`` for the upstream gradient gy (N, K, OH,
+    OW), and dx (N, C, H, W) written into ``gx`` unless it is None. ``y`` is the ReLU's output
+    (None without one), ``v`` what ``forward`` returned; dw is ``kernel_gradient(dU)``."""
     n, c, h, w = x.shape
-    k, cg = weight.shape[:2]
-    kg = k // groups
+    k, kg, cg = u.shape[1], u.shape[1] // groups, u.shape[2]
     oh, ow = gy.shape[2:]
+    th, tw = (oh + 1) // 2, (ow + 1) // 2
     t = th * tw * n
     dm = numpy.empty((16, k, t), gy.dtype)
     gb = numpy.empty(k, gy.dtype)
     output_t = OUTPUT.T.astype(gy.dtype)
 
-    def kernels(s):                            # dY for kernels s in blocks, then dM = A dY A^T
+    def kernel_rows(s):                        # dY for kernels s in blocks, then dM = A dY A^T
         d_blocks = numpy.zeros((2, 2, s.stop - s.start, th, tw, n), gy.dtype)  # overhang: 0
         for a in (0, 1):
             for b in (0, 1):
@@ -129,18 +136,16 @@ def backward(gy, x, weight, y, saved, padding, groups, need_gx):
         d_blocks = d_blocks.reshape(4, -1)
         gb[s] = d_blocks.reshape(4, -1, t).sum(axis=(0, 2))
         numpy.matmul(output_t, d_blocks, out=dm.reshape(16, -1)[:, s.start * t:s.stop * t])
-    utils.in_parallel(kernels, _rows(k))
-    du = numpy.empty((16, k, cg), gy.dtype)
+    utils.in_parallel(kernel_rows, _rows(k))
+    du = numpy.empty(u.shape, gy.dtype)
     _gemms(lambda g, p: numpy.matmul(dm[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p].T,
                                      out=du[p, g * kg:(g + 1) * kg]), groups)
-    gw = (KERNEL.T.astype(gy.dtype) @ du.reshape(16, -1)).T.reshape(k, cg, 3, 3)
-    if not need_gx:
-        return None, gw, gb
+    if gx is None:
+        return du, gb
     dv = numpy.empty_like(v)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg].T, dm[p, g * kg:(g + 1) * kg],
                                      out=dv[g * cg:(g + 1) * cg, p]), groups)
     from .conv import fold
-    gx = numpy.empty_like(x)
     tile_t = TILE.T.astype(gy.dtype)
 
     def channels(s):                           # dd = B dV B^T, tiles added back in place
@@ -148,4 +153,4 @@ def backward(gy, x, weight, y, saved, padding, groups, need_gx):
         part = fold(dd, (n, s.stop - s.start, 2 * th + 2, 2 * tw + 2), 4, 2, 0, batch_last=True)
         gx[:, s] = part[:, :, padding:padding + h, padding:padding + w]
     utils.in_parallel(channels, _rows(c))
-    return gx, gw, gb
+    return du, gb
