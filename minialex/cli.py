@@ -242,14 +242,14 @@ def _cpu_convolutions(preset) -> str:
     from .models import get_preset
     p = get_preset(preset)
     sides = p.spatial_sizes()
-    wide = [(layer.name, sides[layer.name]) for layer in p.layers(1000)
-            if layer.kernel == 3 and layer.stride == 1 and sides[layer.name] >= conv.WINOGRAD_MIN_SIZE
-            and min(layer.inputs, layer.outputs) >= conv.WINOGRAD_MIN_CHANNELS]
+    batches = {layer.name: conv.winograd_batch((layer.kernel,) * 2, (layer.stride,) * 2,
+                                               layer.outputs, layer.inputs, (sides[layer.name],) * 2)
+               for layer in p.layers(1000) if layer.kernel}
+    wide = [name for name, batch in batches.items() if batch is not None]
     if not wide:
         return "convolutions on the CPU: im2col + GEMM (functional/conv.py)"
-    batch = -(-conv.WINOGRAD_MIN_TILES // min(((s + 1) // 2) ** 2 for _, s in wide))
-    return (f"convolutions on the CPU: im2col + GEMM; {', '.join(n for n, _ in wide)} by "
-            f"Winograd's F(2x2, 3x3) at batches of {batch} and up (functional/winograd.py)")
+    return (f"convolutions on the CPU: im2col + GEMM; {', '.join(wide)} by Winograd's F(2x2, 3x3) "
+            f"at batches of {max(batches[n] for n in wide)} and up (functional/winograd.py)")
 
 
 @command("info")

@@ -83,9 +83,8 @@ def update_in_blocks(w, v, g, lr: float, momentum: float, decay_lr: float) -> No
     w, v, g = w.reshape(-1), v.reshape(-1), g.reshape(-1)       # views of w and v
     blocks = [slice(start, start + BLOCK) for start in range(0, w.size, BLOCK)]
     shares = min(utils.THREADS, len(blocks)) if w.size >= SHARED else 1
-    utils.in_parallel(lambda i: _update(w, v, g, blocks[len(blocks) * i // shares:
-                                                        len(blocks) * (i + 1) // shares],
-                                        lr, momentum, decay_lr), range(shares))
+    utils.in_parallel(lambda share: _update(w, v, g, blocks[share], lr, momentum, decay_lr),
+                      utils.equal_slices(len(blocks), shares))
 
 
 def _update(w, v, g, blocks, lr, momentum, decay_lr):

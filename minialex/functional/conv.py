@@ -51,8 +51,8 @@ from ..backend import get_array_module, is_cupy_array
 from ..kernels import conv_gpu
 from . import winograd
 from .activation import relu_backward
-from .utils import (batch_parts, check_float, check_ndim, check_same_dtype, in_parallel,
-                    output_size, pair, shape_of)
+from .utils import (batch_parts, check_float, check_ndim, check_same_dtype, equal_slices,
+                    in_parallel, output_size, pair, shape_of)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +227,20 @@ WINOGRAD_TILES = 2048
 GEMM_BLOCK, BLOCKED_BELOW = 2048, 16
 
 
+def winograd_tiles(out_hw):
+    """2x2 output tiles per image: ceil(OH / 2) * ceil(OW / 2)."""
+    return ((out_hw[0] + 1) // 2) * ((out_hw[1] + 1) // 2)
+
+
+def winograd_batch(kernel_hw, stride, kernels, channels, out_hw):
+    """The smallest batch from which a conv (``kernels`` and ``channels`` per group, output
+    maps ``out_hw``) takes winograd.py on the CPU, or None if it never does (``WINOGRAD``)."""
+    if not (WINOGRAD and tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
+            and min(kernels, channels) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= WINOGRAD_MIN_SIZE):
+        return None
+    return -(-WINOGRAD_MIN_TILES // winograd_tiles(out_hw))
+
+
 def column_blocks(kernels, width):
     """The slices of a GEMM's ``width`` columns that one call takes (see ``GEMM_BLOCK``)."""
     step = GEMM_BLOCK if kernels < BLOCKED_BELOW else width
@@ -342,18 +356,14 @@ class Conv2d(Function):
 
     def takes_winograd(self, x, weight):
         """3x3 kernels at stride 1, wide enough for winograd.py to pay (``WINOGRAD``)."""
-        return (WINOGRAD and weight.shape[2:] == (3, 3) and self.stride == (1, 1)
-                and self.padding[0] == self.padding[1]
-                and min(weight.shape[0] // self.groups, weight.shape[1]) >= WINOGRAD_MIN_CHANNELS
-                and min(self.out_hw(x, weight)) >= WINOGRAD_MIN_SIZE
-                and x.shape[0] * numpy.prod([(s + 1) // 2 for s in self.out_hw(x, weight)])
-                >= WINOGRAD_MIN_TILES)
+        batch = winograd_batch(weight.shape[2:], self.stride, weight.shape[0] // self.groups,
+                               weight.shape[1], self.out_hw(x, weight))
+        return self.padding[0] == self.padding[1] and batch is not None and x.shape[0] >= batch
 
     def winograd_parts(self, x, weight):
         """Equal slices of the batch with at most about WINOGRAD_TILES 2x2 output tiles each."""
-        n, tiles = x.shape[0], numpy.prod([(s + 1) // 2 for s in self.out_hw(x, weight)])
-        count = min(n, -(-n * tiles // WINOGRAD_TILES))
-        return [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
+        n, tiles = x.shape[0], winograd_tiles(self.out_hw(x, weight))
+        return equal_slices(n, min(n, -(-n * tiles // WINOGRAD_TILES)))
 
     def out_hw(self, x, weight):
         return tuple(output_size(x.shape[2 + a], weight.shape[2 + a], self.stride[a], self.padding[a])

@@ -159,6 +159,12 @@ def in_parallel(fn, items) -> list:
 SPLIT_BYTES = 1 << 18
 
 
+def equal_slices(n: int, count: int) -> list:
+    """``range(n)`` cut into ``count`` slices of nearly equal length, in order (empty ones left out)."""
+    return [s for s in (slice(n * i // count, n * (i + 1) // count) for i in range(count))
+            if s.stop > s.start]
+
+
 def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=None) -> list:
     """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
     that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
@@ -172,8 +178,7 @@ def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=
         if THREADS < 2 or n < THREADS or small:
             return [slice(0, n)]
         count = THREADS
-    count = min(n, -(-count // THREADS) * THREADS)
-    return [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
+    return equal_slices(n, min(n, -(-count // THREADS) * THREADS))
 
 
 def parallel_matmul(a, b):
@@ -183,7 +188,6 @@ def parallel_matmul(a, b):
     if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 25:
         return a @ b
     out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
-    bounds = [a.shape[0] * i // THREADS for i in range(THREADS + 1)]
     in_parallel(lambda part: numpy.matmul(a[part], b, out=out[part]),
-                [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo])
+                equal_slices(a.shape[0], THREADS))
     return out

@@ -44,12 +44,6 @@ KERNEL = numpy.kron(G, G)            # (16, 9):  vec(G w G^T) = KERNEL @ vec(w)
 OUTPUT = numpy.kron(A_T, A_T)        # (4, 16):  vec(A^T M A) = OUTPUT @ vec(M)
 
 
-def _rows(n):
-    """``range(n)`` cut into one slice per thread."""
-    bounds = [n * i // utils.THREADS for i in range(utils.THREADS + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
 def _tiles(x, padding, th, tw):
     """x (N, C, H, W) zero-padded to (2*th + 2, 2*tw + 2) and cut into 4x4 tiles at stride 2:
     (C*16, th*tw*N), rows (c, tile row, tile column), columns in the order (ty, tx, n)."""
@@ -90,7 +84,7 @@ def forward(x, u, bias, padding, groups, relu, y):
     v = numpy.empty((c, 16, t), x.dtype)
     tile = TILE.astype(x.dtype)
     utils.in_parallel(lambda s: numpy.matmul(tile, _tiles(x[:, s], padding, th, tw).reshape(
-        -1, 16, t), out=v[s]), _rows(c))                                  # V = B^T d B
+        -1, 16, t), out=v[s]), utils.equal_slices(c, utils.THREADS))                                  # V = B^T d B
     m = numpy.empty((16, k, t), x.dtype)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p],
                                      out=m[p, g * kg:(g + 1) * kg]), groups)
@@ -107,7 +101,7 @@ def forward(x, u, bias, padding, groups, relu, y):
                           bias[s, None, None], out=out)
                 if relu:
                     numpy.maximum(out, 0, out=out)
-    utils.in_parallel(kernel_rows, _rows(k))
+    utils.in_parallel(kernel_rows, utils.equal_slices(k, utils.THREADS))
     return v
 
 
@@ -137,7 +131,7 @@ def backward(gy, x, u, y, v, padding, groups, gx):
         d_blocks = d_blocks.reshape(4, -1)
         gb[s] = d_blocks.reshape(4, -1, t).sum(axis=(0, 2))
         numpy.matmul(output_t, d_blocks, out=dm.reshape(16, -1)[:, s.start * t:s.stop * t])
-    utils.in_parallel(kernel_rows, _rows(k))
+    utils.in_parallel(kernel_rows, utils.equal_slices(k, utils.THREADS))
     du = numpy.empty(u.shape, gy.dtype)
     _gemms(lambda g, p: numpy.matmul(dm[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p].T,
                                      out=du[p, g * kg:(g + 1) * kg]), groups)
@@ -153,5 +147,5 @@ def backward(gy, x, u, y, v, padding, groups, gx):
         dd = numpy.matmul(tile_t, dv[s]).reshape(-1, t)
         part = fold(dd, (n, s.stop - s.start, 2 * th + 2, 2 * tw + 2), 4, 2, 0, batch_last=True)
         gx[:, s] = part[:, :, padding:padding + h, padding:padding + w]
-    utils.in_parallel(channels, _rows(c))
+    utils.in_parallel(channels, utils.equal_slices(c, utils.THREADS))
     return du, gb
