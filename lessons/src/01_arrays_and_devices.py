@@ -17,6 +17,12 @@
 # In this lesson: NumPy and CuPy, the `xp` pattern, `minialex.Device` (including the two
 # *logical* CPU devices `cpu:0` and `cpu:1` that stand in for two GPUs), `minialex.to_device`
 # with its transfer log, and what a copy costs.
+#
+# **You will build** a function that runs on NumPy and CuPy alike (a stable sigmoid, checked) and
+# the byte count of AlexNet's conv3 exchange. **You need** only Python and a little NumPy: this is
+# where the course starts. Each lesson has tasks that check themselves: fill in the blank function,
+# run the next cell, and it prints "correct", or where your answer differs and by how much (never
+# the answer). Solved versions are in `lessons/solutions/`; try first.
 
 # %%
 import os
@@ -27,6 +33,7 @@ import matplotlib.pyplot as plt
 
 import minialex
 from minialex.backend import cupy, get_array_module
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 print("CuPy installed:", cupy is not None, "| GPUs:", minialex.gpu_count())
@@ -196,11 +203,44 @@ else:
     print("No GPU here; on a GPU machine this cell times host -> device copies.")
 
 # %% [markdown]
+# ## Your turn (checked)
+#
+# **Task 1.** Write `sigmoid(x)` = 1 / (1 + e^−x) with the `xp` pattern of section 2: it must
+# return an array of the input's library and dtype, and stay finite for x = ±700, where e^x
+# overflows float64. (Hint: look at how `softplus` avoids e^x for large x.)
+
+# %%
+def sigmoid(x):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_sigmoid(sigmoid);
+
+# %% [markdown]
+# **Task 2.** Write `exchange_bytes(batch, dtype)`: the bytes one column sends the other before
+# conv3 (section 5), for activations stored in `dtype` (`np.float16`, `np.float32`, ...).
+# (Hint: `np.dtype(dtype).itemsize`.)
+
+# %%
+def exchange_bytes(batch, dtype):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_exchange_bytes(exchange_bytes);
+
+# %% [markdown]
+# ## What you built
+#
+# A function that picks NumPy or CuPy from its input, the logical devices that stand in for two
+# GPUs, a transfer log that counts every byte crossing between them, and the cost of a copy on
+# this machine. Lesson 2 builds the machinery that computes gradients through all of it.
+#
 # ## Exercise
 #
-# 1. Write `def sigmoid(x)` with the `xp` pattern and check it on a NumPy array.
+# 1. Run your `sigmoid` on a float32 array of a million elements and time it against
+#    `1 / (1 + np.exp(-x))`. What does the stable form cost?
 # 2. Make a tensor on `cpu:0` with `requires_grad=True`, move it to `cpu:1` twice (two separate
 #    `to_device` calls), use both copies in one expression and call `backward()`. How many
 #    transfers does the log show, in which directions, and how many bytes in total?
-# 3. How many bytes would conv3's exchange take per batch if the activations were stored in
-#    `float16`? In `float64`?
+# 3. With `exchange_bytes` and the bandwidth measured in section 5, how long would conv3's
+#    exchange take per batch in `float16`? Why did 2012's GPUs still train in float32?

@@ -14,6 +14,10 @@
 #
 # Plan: a 60-line scalar autograd (`Value`) written here, a drawing of its graph, then the same
 # computation with `minialex.Tensor`, and a new operation written as a `minialex.Function`.
+#
+# **You will build** reverse-mode autograd for scalars, then two operations of your own for
+# minialex (`Exp`, and `Mul` with two inputs), checked against minialex's. **You need** lesson 1's
+# arrays and `xp` pattern, and the chain rule.
 
 # %%
 import math
@@ -23,6 +27,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minialex
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 
@@ -276,6 +281,45 @@ with minialex.no_grad():
 print("recorded a graph?", out.creator is not None, "| requires_grad:", out.requires_grad)
 
 # %% [markdown]
+# ## Your turn (checked)
+#
+# **Task 1.** Write `Exp` (y = eˣ) as a `minialex.Function`, like `Tanh` in section 6: its
+# `backward` should use the saved *output*, since d eˣ/dx = eˣ. The check runs it and minialex's
+# own `exp` on the same random float64 inputs and compares the output and the gradient.
+
+# %%
+class Exp(minialex.Function):
+    def forward(self, x):
+        raise NotImplementedError  # your code here
+
+    def backward(self, gy):
+        raise NotImplementedError  # your code here
+
+
+exercises.check_exp_function(Exp);
+
+# %% [markdown]
+# **Task 2.** Write `Mul` (z = x·y, elementwise) with two inputs: `forward(self, x, y)` gets both
+# arrays, and `backward` returns one gradient per input, in the inputs' order.
+
+# %%
+class Mul(minialex.Function):
+    def forward(self, x, y):
+        raise NotImplementedError  # your code here
+
+    def backward(self, gz):
+        raise NotImplementedError  # your code here
+
+
+exercises.check_mul_function(Mul);
+
+# %% [markdown]
+# ## What you built
+#
+# A scalar autograd that records a graph and walks it backward in topological order, the same
+# mechanism in `minialex.Tensor`, and new operations as `minialex.Function`s. Lesson 3 shows how
+# to find out whether a hand-written `backward` is right when there is no reference to compare with.
+#
 # ## Exercise
 #
 # 1. Add `__pow__` (for a constant exponent) and `exp` to `Value`, and check

@@ -13,6 +13,9 @@
 #
 # In this lesson: forward versus central differences, why float64, the relative error, why the
 # upstream gradient must be random, and `minialex.gradcheck` catching a wrong backward.
+#
+# **You will build** a gradient check from scratch, with your own central difference (checked).
+# **You need** lesson 2's `minialex.Function` and the idea of a `backward`.
 
 # %%
 import os
@@ -21,6 +24,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import minialex
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 
@@ -222,10 +226,33 @@ ax.legend(); ax.set_title("gradcheck in float64")
 plt.show()
 
 # %% [markdown]
+# ## Your turn (checked)
+#
+# **Task.** Write `central_difference(f, x, eps)`: for a function `f` that maps an array to a
+# number, return an array of x's shape whose element i is (f(x + ε·eᵢ) − f(x − ε·eᵢ)) / (2ε), eᵢ
+# nudging element i alone. Leave `x` as you found it. The check uses ε = 1e-4, where a forward
+# difference is off by about 1e-4 and a central one by about 1e-9: only the central one passes.
+
+# %%
+def central_difference(f, x, eps):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_central_difference(central_difference);
+
+# %% [markdown]
+# ## What you built
+#
+# The forward and central differences and their errors, the relative error, a gradient check from
+# scratch, and why it needs float64 and a random upstream gradient; then `minialex.gradcheck`,
+# which every later lesson uses to check a backward (conv in lesson 4, LRN in 6, pooling in 7).
+#
 # ## Exercise
 #
-# 1. In section 1, replace sin·exp with f(x) = x³ at x = 0. Why does the central difference error
-#    look different there? (Hint: the floor in the relative error.)
+# 1. In section 1, replace sin·exp with f(x) = x³ at x = 0. Section 1's relative error divides by
+#    the true derivative, which is 0 there: use section 2's `relative_error`, whose floor keeps the
+#    ratio finite. Why are the forward and the central difference equally good at this point?
+#    (Hint: both give exactly ε²; what is f″(0)?)
 # 2. Write `Square` (y = x²) with a backward that returns `gy * x` (missing the 2). Does
 #    `gradcheck` catch it? What maximum relative error does it report, and why is it about 0.5?
 # 3. Max pooling is not differentiable where two inputs tie. Build an input with a tie, run

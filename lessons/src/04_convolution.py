@@ -14,6 +14,10 @@
 # GPU (§3.2). On one device that is a **grouped convolution** with two groups. The paper's
 # cuda-convnet code made convolution fast on the GPU; "our network takes between five and six days
 # to train on two GTX 580 3GB GPUs" (§1).
+#
+# **You will build** the convolution three ways (seven loops, im2col + one GEMM, Winograd's F(2, 3)
+# for one tile) and, yourself, the naive forward and backward, checked against minialex's
+# `F.conv2d`. **You need** lesson 1's arrays, lesson 2's `Function`, and lesson 3's gradient check.
 
 # %%
 import os
@@ -24,6 +28,7 @@ import matplotlib.pyplot as plt
 
 import minialex
 import minialex.functional as F
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -278,6 +283,40 @@ print("conv3 shape, batch 8: largest difference from im2col, relative to the lar
       float(np.abs(y_wino - y_gemm).max() / np.abs(y_gemm).max()))
 
 # %% [markdown]
+# ## Your turn (checked)
+#
+# **Task 1.** Write `conv2d_forward(x, w, b, stride, padding)` from the formula of section 2 with
+# all seven loops written out (n, k, oy, ox and c, i, j: no `np.sum` over a patch), for x
+# (N, C, H, W), w (K, C, kh, kw) with kh and kw possibly different, b (K,).
+
+# %%
+def conv2d_forward(x, w, b, stride, padding):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_conv_forward(conv2d_forward);
+
+# %% [markdown]
+# **Task 2.** Write `conv2d_backward(x, w, gy, stride, padding)` returning `(dx, dw, db)`, the
+# gradients of L = Σ y·gy. Each output y[n, k, oy, ox] used one patch of x and kernel k: it sends
+# gy[n, k, oy, ox] times the kernel back to the patch, and times the patch to the kernel. Patches
+# overlap, so the sends into dx must *add*. Work in the padded input and cut the padding off dx at
+# the end. The check compares each gradient with `F.conv2d`'s and names the first that differs.
+
+# %%
+def conv2d_backward(x, w, gy, stride, padding):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_conv_backward(conv2d_backward);
+
+# %% [markdown]
+# ## What you built
+#
+# The convolution from its formula, the same thing as im2col and one matrix product (the way
+# minialex's `F.conv2d` and most fast libraries compute it), grouped convolutions, Winograd's
+# F(2, 3), and the backward by hand. Every AlexNet layer from lesson 5 on is built on `F.conv2d`.
+#
 # ## Exercise
 #
 # 1. How many times is each input pixel copied by im2col for AlexNet's conv1 (11×11, stride 4)?
@@ -285,8 +324,9 @@ print("conv3 shape, batch 8: largest difference from im2col, relative to the lar
 #    summing the copies per pixel (hint: `F.col2im` does exactly this sum).
 # 2. Time `F.conv2d` for 1, 2, 4 and 8 groups at a fixed total number of kernels. Why does it get
 #    cheaper?
-# 3. Write the backward of `conv2d_im2col` yourself: dW = dYᵀ·cols, dcols = dY·W, and dx by adding
-#    every row of dcols back where its patch came from. Compare with `F.conv2d`'s gradients.
+# 3. Write the backward of `conv2d_im2col` in matrices: dW = dYᵀ·cols, dcols = dY·W, and dx by
+#    adding every row of dcols back where its patch came from (`F.col2im`). Check it with your
+#    `conv2d_backward`: the two must agree.
 # 4. Count the multiplications of conv3 (384 kernels of 3×3×256 on 13×13 maps) per image, by
 #    im2col and by F(2×2, 3×3), whose 2×2 blocks cover 14×14 and drop what overhangs. What
 #    fraction is left, and why is the time saved smaller?

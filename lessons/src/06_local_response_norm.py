@@ -14,6 +14,11 @@
 # our top-1 and top-5 error rates by 1.4% and 1.2%". In the two-column net each column normalises
 # over its own channels. Later work (VGG, 2014) found LRN gave no gain, and batch normalisation
 # replaced it; we build it because AlexNet used it.
+#
+# **You will build** LRN from its formula, the three conventions for its constants, a gradient
+# check that can fail, and, yourself, its backward and PyTorch's convention (both checked).
+# **You need** lesson 2's `Function`, lesson 3's gradient checks, and lesson 5's ReLU, which LRN
+# follows in AlexNet.
 
 # %%
 import os
@@ -24,6 +29,7 @@ import matplotlib.pyplot as plt
 import minialex
 import minialex.functional as F
 import minialex.nn
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -54,7 +60,8 @@ print("F.local_response_norm_naive == F.local_response_norm:", np.allclose(naive
 # %% [markdown]
 # ## 2. Three conventions for the same constants
 #
-# The formula is simple, but implementations disagree on what "alpha" means (PAPER.md):
+# The formula is simple, but implementations disagree on what "alpha" means
+# ([the paper in our own words](../docs/paper.md), on LRN):
 #
 # | source | denominator | AlexNet constants |
 # |---|---|---|
@@ -130,8 +137,8 @@ print("neighbours 4, 5, 7, 8 are suppressed; channels 0-3 and 9-11 only by their
 # ∂L/∂a_j = g_j · s_j^−β − 2αβ · a_j · Σ_{i: j ∈ window(i)} g_i · b_i / s_i
 #
 # A gradient check with the paper's α = 1e-4 on activations near 1 would barely see the second
-# term (α·Σ ≪ k), so a backward that forgot it might pass a loose check. Check with a large α, where a wrong
-# formula shows (`../shared/STYLE.md`, the project's style notes beside this repository, habit 6).
+# term (α·Σ ≪ k), so a backward that forgot it might pass a loose check. Check with a large α,
+# where a wrong formula shows: a gradient check is only worth something if it can fail.
 
 # %%
 x64 = rng.standard_normal((2, 7, 3, 3))
@@ -165,14 +172,17 @@ class LRNForgetsNeighbours(minialex.Function):
         return g * (2.0 + self.alpha * window_sq(a)) ** -0.75
 
 
+wrong = {}
 for alpha in (1e-4, 0.5):
-    rep = minialex.gradcheck(lambda t: LRNForgetsNeighbours(alpha)(t), [x64],
-                             name=f"wrong lrn alpha={alpha}", raise_on_failure=False)
-    print(rep)
+    wrong[alpha] = minialex.gradcheck(lambda t: LRNForgetsNeighbours(alpha)(t), [x64],
+                                      name=f"wrong lrn alpha={alpha}", raise_on_failure=False)
+    print(wrong[alpha])
+# what the next paragraph says, checked against the two runs above
+assert 1e-5 < wrong[1e-4].max_rel_error < 0.01 and wrong[0.5].max_rel_error > 0.5
 
 # %% [markdown]
-# With α = 1e-4 the wrong backward is off by about 1% at worst: caught by gradcheck's strict float64
-# tolerance, but a looser one (1e-2 is common for float32 checks) would let it through. With α = 0.5
+# With α = 1e-4 the wrong backward is off by less than 1% at worst: caught by gradcheck's strict
+# float64 tolerance (1e-5), but a looser one (1e-2 is common for float32 checks) would let it through. With α = 0.5
 # the error is of order 1 — unmistakable. minialex's tests check LRN with a large α for this reason.
 #
 # ## 5. As a layer
@@ -197,12 +207,42 @@ plt.show()
 # short budget) the test error rose by 0.7 points, 14.3% against 13.7%: the same direction as §3.3's
 # 1.4 points, half the size.
 #
+# ## Your turn (checked)
+#
+# **Task 1.** Write `lrn_backward(a, g, size, alpha, beta, k)`: the gradient ∂L/∂a of
+# L = Σ LRN(a)·g, for a and g of shape (N, C, H, W), from the formula of section 4. (Hint: the
+# windows are symmetric, so "every i whose window contains j" is j's own window; `window_sq` above
+# shows how to sum over one.) The check uses a large α too, so forgetting the second term fails.
+
+# %%
+def lrn_backward(a, g, size, alpha, beta, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_lrn_backward(lrn_backward);
+
+# %% [markdown]
+# **Task 2.** Write `lrn_pytorch(x, size, alpha, beta, k)`: LRN in PyTorch's and Caffe's
+# convention (α divided by the window size), by calling `F.local_response_norm` (x is a NumPy
+# array; return one). Then `lrn_pytorch(x, 5, 5e-4, 0.75, 2)` is the paper's layer.
+
+# %%
+def lrn_pytorch(x, size, alpha, beta, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_lrn_pytorch(lrn_pytorch);
+
+# %% [markdown]
+# ## What you built
+#
+# Local response normalisation from §3.3's formula, its three conventions, where it starts to
+# bite (activations in the tens to hundreds), and its backward, checked with constants large
+# enough to catch a wrong one. Lesson 7 adds the layer that follows it in conv1 and conv2's blocks.
+#
 # ## Exercise
 #
-# 1. Write `lrn_pytorch(x, size, alpha, beta, k)` with the divided-by-size convention by calling
-#    `F.local_response_norm`, and check that `lrn_pytorch(x, 5, 5e-4, 0.75, 2)` equals the paper
-#    form.
-# 2. The paper normalises across channels. Write a version that normalises across a 5×5 spatial
+# 1. The paper normalises across channels. Write a version that normalises across a 5×5 spatial
 #    neighbourhood within one channel instead, and compare the outputs on the example of section 3.
-# 3. In the two-column net each column normalises its own 48 channels. How many channels' outputs
+# 2. In the two-column net each column normalises its own 48 channels. How many channels' outputs
 #    change if you apply LRN to all 96 channels at once instead? (Hint: only the window edges.)

@@ -15,6 +15,10 @@
 #
 # The subtle part is the backward pass: a pixel can be the maximum of *several* windows, and then it
 # must receive the gradient of **every** one of them.
+#
+# **You will build** max pooling by loops, forward and backward, the picture of gradients
+# through overlapping windows, and, yourself, a backward that adds (checked). **You need** lesson
+# 3's gradient checks and lesson 4's output-size formula.
 
 # %%
 import os
@@ -24,6 +28,7 @@ import matplotlib.pyplot as plt
 
 import minialex
 import minialex.functional as F
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -173,13 +178,39 @@ for name, a in (("3x3/2", am3), ("2x2/2", am2)):
 # **On a whole network.** `python cli.py train --data fashion-mnist --without overlap` pools 2×2 with
 # stride 2 everywhere (the maps keep their sizes, as computed above). In the ablation of
 # [docs/ablation.md](../docs/ablation.md) the test error rose by 0.6 points on average (§3.4: 0.4),
-# but one seed's run was as good as the full net's: two seeds cannot separate half a point.
+# but one seed's run was within 0.2 points of the full net's: two seeds cannot separate half a
+# point.
+#
+# ## Your turn (checked)
+#
+# **Task.** Write `max_pool_backward(x, gy, size, stride)`: the gradient of L = Σ maxpool(x)·gy
+# with respect to x (N, C, H, W), for square windows of side `size` and no padding. Find each
+# window's maximum again (the first one, in row-major order, as `np.argmax` gives it) and send the
+# window's gradient there. The check uses 3×3/2 windows, where one pixel can win two or four.
+
+# %%
+def max_pool_backward(x, gy, size, stride):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_max_pool_backward(max_pool_backward);
+
+# %% [markdown]
+# ## What you built
+#
+# Max pooling with overlapping windows, forward and backward, a backward that adds where windows
+# share a winner, and a gradient check that catches one that assigns. With lessons 4–7 you have
+# every layer of AlexNet's convolutional part; lesson 8 adds the trick of its fully connected part.
 #
 # ## Exercise
 #
-# 1. Compute the sizes for a 3×3/2 pooling with 1 pixel of padding and for 3×3/3. Which one keeps
-#    AlexNet's 55 → 27 → 13 → 6?
-# 2. `F.max_pool2d` saves one small integer per output (the offset of the maximum inside its
-#    window) instead of the whole input. Why is that enough for the backward pass?
-# 3. Train the lesson-5 network with 2×2/2 instead of 3×3/2 pooling and compare the gap between
-#    training and test error after the same number of steps. Does it overfit more, as §3.4 says?
+# 1. With stride 2 and no padding, which window sides z keep AlexNet's 55 → 27 → 13 → 6? Show that
+#    only z = 2 and z = 3 do. Then compute the sizes for 3×3/2 with 1 pixel of padding and for
+#    3×3/3: what do they give instead?
+# 2. On a GPU `F.max_pool2d` saves one small integer per output (the offset of the maximum inside
+#    its window) and the backward reads it; on the CPU it saves the input and output and finds the
+#    winners again. Why is the offset enough for the backward pass, and what does each way cost in
+#    memory and in time for pool1 at batch 128?
+# 3. Lesson 5's network pools 2×2/2. Train it with 3×3/2 pooling instead (it needs padding 1 to
+#    keep the sizes: check with `out_size`) and compare the gap between training and test error
+#    after the same number of steps. Does the 2×2/2 net overfit more, as §3.4 says?

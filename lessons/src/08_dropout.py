@@ -16,6 +16,10 @@
 # approximation to taking the geometric mean of the predictive distributions produced by the
 # exponentially-many dropout networks." Used on fc6 and fc7. "Without dropout, our network exhibits
 # substantial overfitting. Dropout roughly doubles the number of iterations required to converge."
+#
+# **You will build** dropout in both of its forms (checked), a small net that overfits with and
+# without it, and the ensemble that the test-time rule stands in for. **You need** lesson 2's
+# autograd, lesson 3's gradient check, and lesson 5's training loop.
 
 # %%
 import os
@@ -28,6 +32,7 @@ import minialex.functional as F
 import minialex.nn as nn
 from minialex.data import DataLoader, open_dataset
 from minialex.optim import SGD
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -147,6 +152,10 @@ for drop in (False, True):
     it, tr, va = results[drop][1][-1]
     print(f"{'dropout' if drop else 'no dropout':10s} after {int(it)} iterations: training error "
           f"{tr:.1%}, validation error {va:.1%}, gap {va - tr:.1%}")
+# What the next paragraph says, checked against this run: without dropout the training error is
+# lower and the gap to validation wider.
+(_, tr0, va0), (_, tr1, va1) = results[False][1][-1], results[True][1][-1]
+assert tr0 < tr1 and va0 - tr0 > va1 - tr1, "the text below no longer matches this run"
 
 # %% [markdown]
 # Without dropout the training error goes to (nearly) zero while the validation error stops
@@ -199,6 +208,27 @@ print(f"one thinned net: {val_error[0]:.1%} error; {ks[-1]} averaged: {val_error
 # training error stayed near validation error: a net that has not yet overfit has nothing for dropout
 # to cure. In the full 24-epoch recipe training error does fall below validation error, which is
 # where dropout starts to earn its place.
+#
+# ## Your turn (checked)
+#
+# **Task.** Write `dropout(x, keep, p, training, mode)` for both forms of section 1's table: `keep`
+# is the 0/1 mask already drawn (1 with probability 1 − p), `training` says which column of the
+# table applies, and `mode` is `"paper"` or `"inverted"`. The check compares all four cases with
+# `F.dropout` at p = 0.5 and at p = 0.2.
+
+# %%
+def dropout(x, keep, p, training, mode):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_dropout(dropout);
+
+# %% [markdown]
+# ## What you built
+#
+# Dropout in the paper's form and the inverted one, a run that shows what it does to overfitting,
+# and the ensemble of thinned networks that one scaled pass approximates. Lesson 9 attacks
+# overfitting from the data's side.
 #
 # ## Exercise
 #

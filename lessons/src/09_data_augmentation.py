@@ -14,6 +14,10 @@
 # and their reflections), softmax averaged. (2) PCA on the RGB pixel values of the training set; to
 # each image add [p1 p2 p3][α1λ1, α2λ2, α3λ3]ᵀ with α_i ~ N(0, 0.1) drawn once per presentation. "This
 # scheme reduces the top-1 error rate by over 1%."
+#
+# **You will build** the mean image, random crops and reflections, the ten test patches, and PCA
+# lighting from scratch (checked against minialex's). **You need** lesson 1's arrays; the loader
+# built here feeds the training runs of lessons 12 and 13.
 
 # %%
 import os
@@ -22,6 +26,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 from minialex.data import DataLoader, compute_stats, open_dataset
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -131,7 +136,7 @@ plt.show()
 # along colour contrasts. The augmentation shifts every pixel of an image by the same RGB vector
 # Σ α_i λ_i p_i, α_i ~ N(0, 0.1): a change of illumination intensity and colour. minialex computes
 # the PCA on the [0, 1] pixel scale (the convention of fb.resnet.torch; see
-# `minialex/data/stats.py` and PAPER.md).
+# `minialex/data/stats.py` and [the paper in our own words](../docs/paper.md), on PCA lighting).
 
 # %%
 def rgb_pca(ds, count):
@@ -209,6 +214,28 @@ plt.show()
 # full recipe keeps only a small margin (crops of 51 from 54 pixels, not 58; docs/training.md). The
 # paper's claim is about a network that would otherwise overfit; one that underfits pays for every
 # harder training image.
+#
+# ## Your turn (checked)
+#
+# **Task.** Write `lighting_shift(images, alpha)`: from a stack of uint8 images (N, H, W, 3), the
+# PCA of their RGB values on the [0, 1] scale, then for each row of `alpha` (n, 3) the shift
+# [p1 p2 p3][α1λ1, α2λ2, α3λ3]ᵀ, an (n, 3) array. Order the components by falling eigenvalue and
+# turn each eigenvector so that its components sum to a positive number, as minialex does
+# (`rgb_pca` above does both). The check compares with `compute_stats(images).lighting(alpha)`.
+
+# %%
+def lighting_shift(images, alpha):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_lighting(lighting_shift);
+
+# %% [markdown]
+# ## What you built
+#
+# The paper's preprocessing (the mean subtracted) and its three augmentations (random crops,
+# reflections, PCA lighting), the ten test patches, and the loader that applies them to every
+# batch. Lesson 10 turns to the hardware the paper trained on.
 #
 # ## Exercise
 #

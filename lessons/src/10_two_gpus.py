@@ -17,6 +17,11 @@
 # minialex runs the two columns on two devices: `cuda:0` and `cuda:1` on a two-GPU machine, and on a
 # laptop the logical devices `cpu:0` and `cpu:1` (lesson 1), which enforce the same rules: an op
 # refuses inputs from two devices, and `minialex.to_device` is the only way across — logged.
+#
+# **You will build** a training step of a two-column AlexNet on two devices, the bytes it moves
+# counted two ways, and a grouped convolution from ungrouped ones (checked). **You need** lesson
+# 1's devices and transfer log, lesson 4's grouped convolution, and lessons 5–8's layers, which the
+# `mini` AlexNet here is made of (lesson 11 assembles it in full).
 
 # %%
 import os
@@ -28,6 +33,7 @@ import matplotlib.pyplot as plt
 import minialex
 import minialex.functional as F
 from minialex.models import AlexNet, get_preset
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -99,7 +105,7 @@ for layer, n in paper.items():
     print(f"{layer:6s} {n / 2**20:8.2f} MiB per step")
 total = sum(paper.values())
 print(f"total  {total / 2**20:8.2f} MiB per step")
-step_time = 128 / 230  # §5 era: about 230 images/s on two GTX 580s (PAPER.md)
+step_time = 128 / 230  # 90 epochs of 1.2M images in five to six days: about 230 images/s (§5)
 for name, bw in (("PCIe 2.0 x16, ~6 GB/s", 6e9), ("NVLink-class, ~300 GB/s", 300e9)):
     print(f"at {name}: {total / bw * 1e3:6.2f} ms of a {step_time * 1e3:.0f} ms step")
 
@@ -241,6 +247,27 @@ else:
 # trains `OneColumnAlexNet` (half the kernels in conv1–conv4, conv5 and the fc layers at full width,
 # as §3.2's footnote says). In the ablation of [docs/ablation.md](../docs/ablation.md) it ended 0.5
 # points behind the two columns on average (§3.2: 1.7), one seed level with them.
+#
+# ## Your turn (checked)
+#
+# **Task.** Write `grouped_conv(x, w, b, groups)` with padding 1, the way section 5 did for two
+# columns but for any number of groups, calling `F.conv2d` *without* its `groups` argument: cut
+# the input's channels and the kernels into `groups` equal slices, convolve each slice with its
+# own kernels, and stack the outputs in order. x, w, b are NumPy arrays; return one.
+
+# %%
+def grouped_conv(x, w, b, groups):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_grouped_conv(grouped_conv);
+
+# %% [markdown]
+# ## What you built
+#
+# AlexNet's two columns on two devices, the copies between them from the transfer log and by
+# arithmetic, and the equivalence with grouped convolutions on one device. Lesson 11 assembles the
+# whole network and counts its parameters and work.
 #
 # ## Exercise
 #

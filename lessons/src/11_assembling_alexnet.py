@@ -11,8 +11,13 @@
 # five are convolutional and the remaining three are fully-connected." conv1: 96 kernels of
 # 11×11×3, stride 4, on a 224×224×3 image; conv2: 256 of 5×5×48; conv3: 384 of 3×3×256; conv4:
 # 384 of 3×3×192; conv5: 256 of 3×3×192; fc6 and fc7: 4096 each; fc8: 1000-way softmax. LRN
-# follows conv1 and conv2, max pooling follows both LRNs and conv5, ReLU follows every layer.
-# §4: "Our neural network architecture has 60 million parameters."
+# follows conv1 and conv2, max pooling follows both LRNs and conv5, and "the ReLU non-linearity is
+# applied to the output of every convolutional and fully-connected layer" — except the last, fc8,
+# whose outputs go to the softmax. §4: "Our neural network architecture has 60 million parameters."
+#
+# **You will build** the paper's network from lessons 4–10's pieces, its parameter count by hand,
+# and, yourself, the parameters and multiply-adds of any preset (checked). **You need** lesson 4's
+# convolution sizes, lessons 5–8's layers and lesson 10's two columns.
 
 # %%
 import os
@@ -23,7 +28,8 @@ import matplotlib.pyplot as plt
 
 import minialex
 import minialex.functional as F
-from minialex.models import AlexNet, count_parameters, describe, table
+from minialex.models import AlexNet, count_parameters, describe, get_preset, table
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 
@@ -121,7 +127,7 @@ print(f"conv layers: {conv_share:.1%} of the parameters, {work_share:.1%} of the
 #
 # §3.5 says the input is 224×224×3 and Figure 2 shows 55×55 maps after conv1. But an 11-wide
 # window with stride 4 fits (224 − 11)/4 + 1 = 54.25 times. The implementations answer differently
-# (PAPER.md):
+# ([the paper in our own words](../docs/paper.md), on 224 and 227):
 #
 # * Caffe crops **227**×227, no padding: (227 − 11)/4 + 1 = 55 exactly. **minialex does this.**
 # * torchvision pads a 224 image by 2 on every side: ⌊(228 − 11)/4⌋ + 1 = 55.
@@ -191,6 +197,29 @@ probs = F.softmax(logits).numpy()[0]
 print("an untrained net is nearly uniform over 1000 classes: max p =", probs.max().round(5))
 
 # %% [markdown]
+# ## Your turn (checked)
+#
+# **Task.** Write `count(preset, num_classes)` returning `(parameters, multiply-adds per image)`
+# for any AlexNet preset, from `p = get_preset(preset)`: `p.channels` (kernels per column in
+# conv1..conv5), `p.fc` (neurons per column in fc6 and fc7), `p.conv1_kernel` (conv1's side; conv2
+# is 5×5, conv3–conv5 3×3) and `p.spatial_sizes()` (the side of each layer's output, e.g.
+# `["conv3"]`, `["pool5"]`). Mind which layers read both columns. Count both columns; fc8 is one
+# layer of `num_classes` neurons. The check tries `paper`, `mini` and `tiny`.
+
+# %%
+def count(preset, num_classes):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_counts(count);
+
+# %% [markdown]
+# ## What you built
+#
+# The paper's AlexNet, layer by layer: 60,965,224 parameters counted by hand, where they sit (the
+# fc layers) and where the work is (the convolutions), the 224/227 puzzle and a slip in Figure 2's
+# caption. Lesson 12 trains it.
+#
 # ## Exercise
 #
 # 1. Which layer would you shrink to halve the parameter count with the least change in the

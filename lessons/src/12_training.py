@@ -18,6 +18,11 @@
 # the learning rate by 10 when the validation error rate stopped improving with the current
 # learning rate. The learning rate was initialized at 0.01 and reduced three times prior to
 # termination." About 90 epochs over 1.2 million images, five to six days on two GTX 580 GPUs.
+#
+# **You will build** the §5 update from scratch next to minialex's SGD, the plateau schedule, a
+# short real run with a checkpoint, and an exact resume; and, yourself, the update of a whole
+# model's parameters with biases left undecayed (checked). **You need** lesson 2's autograd,
+# lesson 9's loader and lesson 11's AlexNet.
 
 # %%
 import os
@@ -34,7 +39,8 @@ from minialex.data import DataLoader, open_dataset
 from minialex.models import AlexNet
 from minialex.checkpoint import read_extra
 from minialex.optim import SGD, ReduceOnPlateau
-from minialex.rng_state import generator_states, restore_generator_states
+from minialex.tools import exercises
+from minialex.train.rng_state import generator_states, restore_generator_states
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -234,6 +240,28 @@ shutil.rmtree(workdir)  # the lesson's temporary folder
 # averaging the softmax of ten patches per image (§4.1), which is worth about 0.6 points there.
 # `train --without TRICK` leaves one of the paper's tricks out, and
 # [docs/ablation.md](../docs/ablation.md) measures all six.
+#
+# ## Your turn (checked)
+#
+# **Task.** Write `sgd_update(weights, velocities, grads, lr, momentum, weight_decay)` for a whole
+# model: three dicts from parameter name to array, and the step's hyper-parameters. Return two
+# new dicts `(weights, velocities)` after one §5 step, with no weight decay for the parameters
+# whose name ends in `bias` (section 3). The check runs five steps against `minialex.optim.SGD`,
+# the learning rate divided by 10 after the third.
+
+# %%
+def sgd_update(weights, velocities, grads, lr, momentum, weight_decay):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_sgd_update(sgd_update);
+
+# %% [markdown]
+# ## What you built
+#
+# The paper's SGD with momentum and weight decay, the learning-rate schedule, a training run of a
+# real AlexNet with a checkpoint any HDF5 reader can open, and a resume that repeats the run
+# exactly. Lesson 13 trains a net a little longer and looks inside it.
 #
 # ## Exercise
 #

@@ -20,6 +20,10 @@
 # built-in shapes? On their cluttered backgrounds the `mini` net needs many epochs before it beats
 # chance — fine for `python cli.py train`, too long for a lesson. Fashion-MNIST is learned within a
 # few hundred steps.)
+#
+# **You will build** a short training run, Figure 3's kernels per column, Figure 4's top-5
+# predictions and its nearest neighbours, with a nearest-neighbour search of your own (checked).
+# **You need** lesson 9's data, lesson 11's AlexNet and lesson 12's training loop.
 
 # %%
 import os
@@ -31,10 +35,11 @@ import matplotlib.pyplot as plt
 import minialex
 import minialex.functional as F
 from minialex.data import DataLoader, open_dataset
-from minialex.evaluate import class_probabilities, colourfulness, last_hidden_features, nearest
 from minialex.models import AlexNet
 from minialex.optim import SGD
-from minialex.viz import filters_grid
+from minialex.tools import exercises
+from minialex.tools.viz import filters_grid
+from minialex.train.evaluate import class_probabilities, colourfulness, last_hidden_features, nearest
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 
@@ -80,7 +85,7 @@ ax.plot(losses); ax.set_xlabel("step"); ax.set_ylabel("training loss"); plt.show
 # %% [markdown]
 # ## 2. Figure 3: the first layer's kernels, per column
 #
-# `minialex.viz.filters_grid` draws each conv1 kernel (11×11×3 in the paper, 7×7×3 in the `mini`
+# `minialex.tools.viz.filters_grid` draws each conv1 kernel (11×11×3 in the paper, 7×7×3 in the `mini`
 # preset trained here) as a small RGB image (each stretched to its
 # own range), one block per column. `colourfulness` measures how much of a kernel's energy differs
 # between R, G and B (0 for a grey kernel).
@@ -126,8 +131,9 @@ plt.tight_layout(); plt.show()
 # ## 4. Figure 4 (right): nearest neighbours in feature space
 #
 # `last_hidden_features` gives each image's last hidden layer (fc7 after ReLU, both columns: 512
-# numbers for `mini`, 4096 for the paper's net). For a few validation images, find the training
-# images with the nearest vectors — and, for comparison, the nearest in raw pixels.
+# numbers for `mini`, 4096 for the paper's net). For a few validation images, find the six training
+# images with the nearest vectors, as Figure 4 shows six — and, for comparison, the nearest in raw
+# pixels.
 
 # %%
 search = 300 if CI else 1500
@@ -136,11 +142,12 @@ train_images, train_labels = next(iter(DataLoader(train_set, batch_size=search, 
 train_features = last_hidden_features(model, train_images)
 query_ids = [0, 1, 2, 3]
 query_features = last_hidden_features(model, val_images[query_ids])
-by_features = nearest(query_features, train_features, k=5)
+neighbours = 6                       # Figure 4: "the six images from the training set"
+by_features = nearest(query_features, train_features, k=neighbours)
 by_pixels = nearest(val_images[query_ids].reshape(len(query_ids), -1),
-                    train_images.reshape(search, -1), k=5)
+                    train_images.reshape(search, -1), k=neighbours)
 
-fig, axes = plt.subplots(2 * len(query_ids), 6, figsize=(9, 3 * len(query_ids)))
+fig, axes = plt.subplots(2 * len(query_ids), 1 + neighbours, figsize=(10.5, 3 * len(query_ids)))
 for r, q in enumerate(query_ids):
     for row, (found, kind) in enumerate(((by_features[r], "features"), (by_pixels[r], "pixels"))):
         ax_row = axes[2 * r + row]
@@ -169,6 +176,28 @@ print(f"neighbours of the same class: by features {same_f:.0%}, by pixels {same_
 # last hidden layer is a representation of the image's content, which is why features of
 # ImageNet-trained networks became the standard starting point for other tasks.
 #
+# ## Your turn (checked)
+#
+# **Task.** Write `nearest(queries, keys, k)`: for queries (Q, D) and keys (M, D), the indices of
+# the k keys nearest to each query in Euclidean distance, nearest first, as a (Q, k) integer
+# array. (Hint: |q − x|² for every pair at once by broadcasting, then `np.argsort`.) This cell's
+# `nearest` replaces minialex's from here on, so the exercises below use yours.
+
+# %%
+def nearest(queries, keys, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_nearest(nearest);
+
+# %% [markdown]
+# ## What you built
+#
+# A briefly trained AlexNet looked at three ways: its first-layer kernels per column (Figure 3),
+# its top-5 predictions and its nearest neighbours in feature space against pixel space (Figure
+# 4). With lessons 1–13 you have built, trained and inspected the whole network; lessons 14 and 15
+# look at the hardware that makes it fast: a GPU's kernels, and many machines.
+#
 # ## Exercise
 #
 # 1. Train for longer (`steps = 1000`, a few minutes) and redraw Figure 3. Do the columns specialise?
@@ -176,4 +205,5 @@ print(f"neighbours of the same class: by features {same_f:.0%}, by pixels {same_
 # 2. Train on the built-in shapes instead (`open_dataset("builtin", ...)`, colour images) for a few
 #    thousand steps with `python cli.py train`, then `python cli.py filters RUN/best.h5`. Do the
 #    two columns differ in `colourfulness`?
-# 3. Replace Euclidean distance by cosine similarity in `nearest`. Do the neighbours change?
+# 3. Write a cosine-similarity version of your `nearest` and redraw section 4 with it. Do the
+#    neighbours change?

@@ -7,14 +7,18 @@
 # threads run the *same* small function at once, each on its own element. That function is a
 # **kernel**. minialex's kernels live in `minialex/kernels/*.cu`, a few dozen lines each.
 #
-# You do not need a GPU for this lesson. `minialex.kernels.host` compiles the very same `.cu` files
-# with your C++ compiler (g++) and runs the GPU's threads one after another on the CPU. That is far
+# You do not need a GPU for this lesson. `minialex.tools.cuda_host` compiles the very same `.cu`
+# files with your C++ compiler (g++) and runs the GPU's threads one after another on the CPU. That is far
 # too slow to train with, but it is the same code, so you can read a kernel, run it on a tiny input
 # and compare it with the NumPy you already know. The test suite does exactly this for every
 # kernel.
 #
 # This lesson follows the GPU path of lesson 4's convolution: im2col on the GPU, the
 # layout change after the matrix product, and the ReLU folded into it.
+#
+# **You will build** kernels read, launched and checked on the CPU, the whole GPU convolution run
+# through them, and a ReLU kernel of your own (checked by compiling and running it). **You need**
+# lesson 4's im2col, lesson 5's ReLU and lesson 11's layer sizes; a C++ compiler, not a GPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -24,9 +28,11 @@ from minialex import Tensor, kernels
 import minialex.functional as F
 from minialex.kernels import conv_gpu
 from minialex.functional.conv import im2col
-from minialex.kernels import host
+from minialex.tools import cuda_host
+from minialex.tools import exercises
 
-print("C++ compiler for the host runs:", host.compiler() or "none (install g++ to run this lesson)")
+print("C++ compiler for the host runs:",
+      cuda_host.compiler() or "none (install g++ to run this lesson)")
 rng = np.random.default_rng(0)
 
 # %% [markdown]
@@ -51,7 +57,7 @@ __global__ void who(T* __restrict__ out, const long long total) {
     }
 }
 """
-module = host.HostModule(WHO, "who.cu")
+module = cuda_host.HostModule(WHO, "who.cu")
 out = np.full(20, -1.0)
 module.get_function("who", np.float64)((2,), (4,), (out, np.int64(out.size)))   # grid 2, block 4
 print(out.astype(int).reshape(4, 5))
@@ -102,14 +108,14 @@ print(source[start:source.index("\n}\n", start) + 3])
 # `out`: both coalesced. And the products the convolution needs, `Y^T = W @ colsT` forward and
 # `dW = dY^T @ colsT^T` backward, read colsT as it lies.
 #
-# Now run it. `host.emulate()` makes `minialex.kernels` work on NumPy arrays, with every CUDA
-# kernel executed on the CPU from its `.cu` source:
+# Now run it. `cuda_host.emulate()` makes `minialex.kernels` work on NumPy arrays, with every
+# CUDA kernel executed on the CPU from its `.cu` source:
 
 # %%
 x = rng.standard_normal((2, 3, 9, 9))                    # N=2 images, C=3 channels, 9x9
 kh = kw = 3
 oh = ow = 7                                              # (9 - 3) // 1 + 1
-with host.emulate():
+with cuda_host.emulate():
     cols_t = kernels.im2col_t(x, 0, 3, kh, kw, 1, 1, 0, 0, oh, ow)
 print("colsT shape:", cols_t.shape, " = (C*kh*kw, N*OH*OW)")
 print("same as NumPy im2col(x).T:", np.array_equal(cols_t, im2col(x, 3).T))
@@ -124,7 +130,7 @@ print("same as NumPy im2col(x).T:", np.array_equal(cols_t, im2col(x, 3).T))
 # widths, and says so:
 
 # %%
-fn = host.get_function("im2col_t", np.float64)
+fn = cuda_host.get_function("im2col_t", np.float64)
 good = [np.int32(v) for v in (3, 0, 27, 98, 9, 9, 3, 3, 1, 1, 0, 0, 7, 7)]
 bad = [np.int64(3)] + good[1:]                           # C_total as a 64-bit integer
 try:
@@ -156,7 +162,7 @@ k, n, p = 4, 2, 3
 src = rng.standard_normal((k, n * p))
 src[1, 2] = np.nan
 bias = rng.standard_normal(k)
-with host.emulate():
+with cuda_host.emulate():
     y = kernels.knp_to_nchw(src, bias, n, k, p, relu=True)
 expected = np.maximum(src.reshape(k, n, p).transpose(1, 0, 2) + bias[:, None], 0)
 print("equal to max(0, layout change + bias), NaN included:",
@@ -183,7 +189,7 @@ print(f"saved at ~4 TB/s (an H200's memory): {4 * total / 4e12 * 1e3:.2f} ms per
 # backward. One detail is there for the GPU's sake: the products' shared dimension C·kh·kw is
 # padded with zeros to a multiple of 8 (`conv_gpu.PAD_K`), so that every matrix row starts on a
 # 32-byte boundary, which the fastest matrix-product kernels want (conv1's 3·11·11 = 363 becomes
-# 368; the zeros change no sum). Under `host.emulate()` all of it runs exactly as on a GPU, and
+# 368; the zeros change no sum). Under `cuda_host.emulate()` all of it runs exactly as on a GPU, and
 # must agree with the NumPy convolution of lesson 4 — here conv2's geometry (5×5, padding 2, two
 # groups), made small, whose 2·5·5 = 50 is padded to 56:
 
@@ -191,7 +197,7 @@ print(f"saved at ~4 TB/s (an H200's memory): {4 * total / 4e12 * 1e3:.2f} ms per
 x = rng.standard_normal((2, 4, 9, 7))
 w = rng.standard_normal((6, 2, 5, 5))
 b = rng.standard_normal(6)
-with host.emulate():
+with cuda_host.emulate():
     y_gpu = conv_gpu.conv2d_forward(x, w, b, (1, 1), (2, 2), 2, relu=True)
     gy = rng.standard_normal(y_gpu.shape)
     gx, gw, gb = conv_gpu.conv2d_backward(x, w, gy, (1, 1), (2, 2), 2, True, True, y_gpu)
@@ -214,6 +220,9 @@ layers = ["conv1", "relu1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", 
           "pool5", "fc6", "fc7", "fc8", "loss"]
 minialex_ms = [5.92, 0.64, 1.13, 0.93, 8.47, 0.71, 0.58, 3.50, 3.67, 3.06, 0.24, 1.00, 0.51, 0.42, 0.86]
 pytorch_ms = [3.47, 0.63, 3.56, 0.74, 4.87, 2.46, 0.48, 2.53, 2.92, 2.52, 0.29, 0.90, 0.54, 0.49, 0.24]
+convs = [i for i, name in enumerate(layers) if name.startswith("conv")]
+print(f"the convolutions: {sum(minialex_ms[i] - pytorch_ms[i] for i in convs):.1f} ms more in "
+      f"minialex | LRN: {sum(pytorch_ms[i] - minialex_ms[i] for i in (2, 5)):.1f} ms less")
 pos = np.arange(len(layers))
 fig, ax = plt.subplots(figsize=(10, 3.5))
 ax.bar(pos - 0.2, minialex_ms, 0.4, label="minialex (im2col + cuBLAS, own kernels)")
@@ -225,12 +234,13 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# The convolutions are where minialex loses (8.3 ms in all), and LRN where it wins (its kernel
+# The convolutions are where minialex loses (printed above), and LRN where it wins (its kernel
 # reads each pixel's five neighbours in one pass). The loss bar is too tall: that run checked the
 # labels on every call, which waits for the GPU; the training step skips the check, and the
 # benchmark now does too. It was also about fifteen small kernels (max, subtract, exp, sum, log,
-# ...) for a matrix of only 128 × 1000; `kernels/loss.cu` now does it in three (one block per row,
-# as in exercise 4), not yet timed on a GPU. For the whole training step: 28.9 ms in minialex
+# ...) for a matrix of only 128 × 1000; `kernels/loss.cu` now does it in two kernels, a forward
+# with one block per row (as in exercise 3) and a backward, three launches with CuPy's sum for the
+# mean; not yet timed on a GPU. For the whole training step: 28.9 ms in minialex
 # and 24.5 ms in PyTorch with cuDNN, in float32 (README, "Performance"). The
 # floor for the step is the arithmetic: 529 billion floating-point operations, 10.6 ms at the
 # 50 TFLOPS a float32 matrix product reaches on that card (`benchmarks/NOTES.md`). Neither
@@ -238,16 +248,39 @@ plt.show()
 # unfolded columns that im2col does. `benchmarks/conv_gemms.py` times every piece of the
 # convolution above on a GPU, to find where the rest goes.
 #
+# ## Your turn (checked)
+#
+# **Task.** Write `relu_forward` as a CUDA kernel: out[i] = max(0, x[i]) for every i < total, one
+# element per thread with a grid-stride loop (section 1), and a NaN kept as NaN (section 4). The
+# signature is given (`exercises.RELU_SIGNATURE`); write the body. The check compiles your source
+# with the host runner and launches 3 blocks of 32 threads on 1000 elements, in float32 and
+# float64.
+
+# %%
+RELU_SOURCE = exercises.RELU_SIGNATURE + """ {
+    // your code here
+}
+"""
+
+exercises.check_relu_kernel(RELU_SOURCE);
+
+# %% [markdown]
+# ## What you built
+#
+# CUDA kernels read and run on the CPU from their own `.cu` source: threads, blocks and
+# grid-stride loops, im2col as a kernel, why argument widths matter, the ReLU folded into the
+# layout pass, the whole GPU convolution checked against NumPy, and a kernel of your own. Lesson 15
+# goes from one device to many.
+#
 # ## Exercises
 #
 # 1. Change `who` to a 2-D grid, like `im2col_t`: rows by `blockIdx.y`, columns by the x threads.
 #    Print the ownership table of a (3, 8) array with grid (1, 3) and block (4,).
 # 2. Break `im2col_t`: in a copy of `kernels.source("conv.cu")`, replace `+ j;` in the line
-#    computing `ix` with `+ i;`, build it with `host.HostModule`, and compare with `im2col(x).T`.
+#    computing `ix` with `+ i;`, build it with `cuda_host.HostModule`, and compare with
+#    `im2col(x).T`.
 #    Which entries go wrong, and why do the ones where i == j survive?
-# 3. Write `relu_forward` as a kernel (one thread per element, grid-stride loop) and check it
-#    against `np.maximum(x, 0)`, NaN included.
-# 4. Threads of a block can cooperate: a `__shared__ T partial[64];` array is shared by the block,
+# 3. Threads of a block can cooperate: a `__shared__ T partial[64];` array is shared by the block,
 #    and `__syncthreads()` makes every thread wait for the others. Write a kernel that sums each
 #    block's share of an array with a tree reduction in shared memory (the host runner then runs
 #    the block's threads at once, on CPU threads, with a real barrier). What goes wrong if you

@@ -18,7 +18,11 @@
 #
 # minialex does both: `--devices cpu:0,cpu:1` (or two GPUs) splits the columns, and
 # `mpiexec -n N python -m mpi4py cli.py train` replicates the pair of columns N times
-# (`minialex/distributed.py`, docs/distributed.md).
+# (`minialex/tools/distributed.py`, docs/distributed.md).
+#
+# **You will build** both schemes' byte counts per step, measured (the transfer log, and a real
+# two-process allreduce when MPI is installed) and by arithmetic (checked). **You need** lesson
+# 10's columns and transfer log, lesson 11's parameter count and lesson 12's training step.
 
 # %%
 import os
@@ -32,7 +36,8 @@ import matplotlib.pyplot as plt
 
 import minialex
 import minialex.functional as F
-from minialex.models import AlexNet
+from minialex.models import AlexNet, count_parameters, get_preset
+from minialex.tools import exercises
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 rng = np.random.default_rng(0)
@@ -80,7 +85,7 @@ print(f"paper: {paper_one:,} bytes per image, {128 * paper_one / 1e6:.0f} MB at 
 SCRIPT = '''
 import numpy as np
 import minialex, minialex.functional as F
-from minialex.distributed import checksum, world
+from minialex.tools.distributed import checksum, world
 from minialex.models import AlexNet
 from minialex.optim import SGD
 w = world()
@@ -158,19 +163,58 @@ ax.legend(fontsize=8)
 plt.show()
 cross = int(np.ceil((dp_bytes - mini_one) / per_image)) + 1
 print(f"above about {cross} images per step the columns exchange more bytes than a replica sends")
+paper_grads = 4 * paper_params
+print(f"paper: {paper_grads / 1e6:.0f} MB of gradients per step, "
+      f"{paper_grads / (128 * paper_one):.1f} times the columns' {128 * paper_one / 1e6:.0f} MB at "
+      f"batch 128; they cross at about {paper_grads // paper_one + 1} images per step")
 
 # %% [markdown]
-# For the paper's network (printed in section 1) the gradients are about 244 MB per step, four
-# times the columns' crossings at batch 128; the crossover is near 500 images. That is why 2012's answer was model parallelism over a fast local link, while today's data parallelism
+# For the paper's network (the cell's last line) the gradients are several times the columns'
+# crossings at the paper's batch of 128, and the two cross only at a batch of several hundred
+# images. That is why 2012's answer was model parallelism over a fast local link, while today's
+# data parallelism
 # needs fast links between GPUs (NVLink, InfiniBand, which NCCL drives) and large batches to pay
 # for it, with the learning rate scaled to the global batch (`--lr-scaling linear`, Goyal et al.
 # 2017).
+#
+# ## Your turn (checked)
+#
+# **Task 1.** Write `allreduce_bytes(preset, num_classes, itemsize)`: the bytes of gradients one
+# rank hands to the allreduce per step, for an AlexNet preset, without building the model.
+# (Lesson 11's count, or `count_parameters(preset, num_classes)`.)
+
+# %%
+def allreduce_bytes(preset, num_classes, itemsize):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_allreduce_bytes(allreduce_bytes);
+
+# %% [markdown]
+# **Task 2.** Write `crossover_batch(preset, num_classes)`: the smallest batch per process at which
+# the two columns exchange more bytes per step than one rank's float32 gradients, by arithmetic
+# from `get_preset(preset)` (lesson 10's `crossing_bytes` shows which outputs cross, and how often).
+
+# %%
+def crossover_batch(preset, num_classes):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_crossover_batch(crossover_batch);
+
+# %% [markdown]
+# ## What you built
+#
+# Model parallelism (activations between columns, growing with the batch) against data parallelism
+# (gradients between replicas, the size of the model), both counted by the framework and by hand,
+# and the batch where they cross. That closes the course: from arrays to a network trained on
+# several devices, every piece checked.
 #
 # ## Exercise
 #
 # 1. Run the script with 3 ranks (`mpiexec -n 3`). Does a rank's count change? Why not?
 # 2. With `dropout` on (the model in training mode, as above) the ranks draw different masks: how
-#    does `minialex/distributed.py` make sure of it, and why would equal masks be a waste?
+#    does `minialex/tools/distributed.py` make sure of it, and why would equal masks be a waste?
 # 3. `benchmarks/scaling.py` times 1 process × 2 threads against 2 processes × 1 thread. Predict,
 #    from this lesson's byte count and a memory bandwidth of ~10 GB/s, the allreduce's share of a
 #    `mini` step of about 0.3 s, then measure it.
