@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Entry point: ``python cli.py --help``. The commands live in ``minialex/cli.py``; the installed
+"""Entry point: ``python cli.py --help``. The commands live in ``minialex/tools/cli.py``; the installed
 ``minialex`` console script runs the same click group."""
 
 import os
@@ -12,7 +12,7 @@ if _LOCAL and int(_LOCAL) > 1 and not any(v in os.environ for v in _THREADS):
     for _v in _THREADS:
         os.environ[_v] = str(max(1, (os.cpu_count() or 1) // int(_LOCAL)))
 
-from minialex.cli import main  # noqa: E402
+from minialex.tools.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

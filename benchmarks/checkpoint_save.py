@@ -1,5 +1,5 @@
 """What writing a checkpoint whole costs: minialex.save (the HDF5 file built in memory, then
-written, fsynced and renamed by checkpoint.write_atomic) against h5py writing the same datasets
+written, fsynced and renamed by files.write_atomic) against h5py writing the same datasets
 straight to disk (what save did before issue 16), for the paper preset's weights and momentum.
 
     python benchmarks/checkpoint_save.py [--preset paper] [--dir /path/on/the/disk/to/measure]

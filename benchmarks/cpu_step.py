@@ -26,7 +26,7 @@ The per-layer table times each layer's forward and backward inside real steps: f
 ``Function`` call (autograd's ``Function.method``), for PyTorch module hooks. PyTorch is imported
 only here, only if installed; it is never a dependency of minialex.
 
-minialex sets glibc's malloc to keep freed memory for the next step (``utils.MMAP_THRESHOLD``).
+minialex sets glibc's malloc to keep freed memory for the next step (``minialex.cpu.MMAP_THRESHOLD``).
 That holds for the whole process, so PyTorch's steps here get it too: its paper step at batch 16
 took about 580 ms here and about 700 ms alone in a process with glibc's defaults, where it faulted
 about 108,000 pages in per step (2026-11-30). The ratios compare the two on the same allocator.
@@ -68,12 +68,15 @@ import numpy  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import minialex  # noqa: E402
+import minialex.cpu  # noqa: E402
 import minialex.functional as F  # noqa: E402
 from minialex import autograd  # noqa: E402
 from minialex.models import AlexNet  # noqa: E402
 from minialex.models.presets import PRESETS  # noqa: E402
-from minialex.functional import utils  # noqa: E402
+from minialex import cpu as utils  # noqa: E402
 from minialex.optim import SGD  # noqa: E402
+
+minialex.cpu.configure()   # every core, OpenBLAS held to one thread, as the CLI runs
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 
@@ -239,7 +242,6 @@ class BaselineSteps:
         self.x, self.y, self.threads = old.Tensor(same_data.x.data.copy()), same_data.y, threads
 
     def __call__(self):
-        from minialex.functional import utils
         if utils._BLAS:
             utils._BLAS(self.threads)            # back to 1 at the next minialex step below
         self.opt.zero_grad()
@@ -342,9 +344,8 @@ def main(args):
     torch.set_num_threads(args.threads)
     print(f"CPU training step, {args.threads} thread(s) each; minialex (NumPy {numpy.__version__}) "
           f"against PyTorch {torch.__version__}; medians of {args.rounds} x {args.steps} steps")
-    from minialex.functional import utils
     if utils.MALLOC_TUNED:   # process-wide: PyTorch's arrays come from the same malloc
-        print("glibc malloc keeps freed memory (minialex.functional.utils.MMAP_THRESHOLD), for "
+        print("glibc malloc keeps freed memory (minialex.cpu.MMAP_THRESHOLD), for "
               "both frameworks: PyTorch alone in its own process may be slower")
     rows = []
     for preset in args.presets.split(","):

@@ -30,8 +30,11 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import minialex  # noqa: E402
+import minialex.cpu  # noqa: E402
 import minialex.functional as F  # noqa: E402
 from minialex import Tensor  # noqa: E402
+
+minialex.cpu.configure()   # every core, OpenBLAS held to one thread, as the CLI runs
 
 
 def layer_specs(batch, relu_in_conv=False):

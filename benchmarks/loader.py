@@ -17,7 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from minialex.data import DataLoader, open_dataset, prepare_cache  # noqa: E402
+from minialex.data import DataLoader, open_dataset  # noqa: E402
+from minialex.tools.prepare import prepare_cache  # noqa: E402
 
 
 def measure(ds, workers, batch_size, input_size, batches, device):

@@ -26,13 +26,15 @@ def worker(args) -> None:
     """One process of a configuration (under mpiexec or alone): prints one JSON line on rank 0."""
     sys.path.insert(0, ROOT)
     import numpy
+    import minialex.cpu
     from minialex import functional as F
     from minialex.autograd import Tensor
     from minialex.data import DataLoader, open_dataset
-    from minialex.distributed import world
+    minialex.cpu.configure()
+    from minialex.tools.distributed import world
     from minialex.models import AlexNet, get_preset
     from minialex.optim import SGD
-    from minialex.run_setup import parse_devices
+    from minialex.train.setup import parse_devices
     w = world()
     rank, size = (w.rank, w.size) if w else (0, 1)
     spec = args.devices

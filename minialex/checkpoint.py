@@ -24,7 +24,7 @@ Reading with plain h5py::
     with h5py.File('alexnet.h5') as f:
         w = f['model/column0/conv1/weight'][...]      # (48, 3, 11, 11)
 
-Writes are atomic and durable: ``save`` builds the whole file in memory, then ``write_atomic`` (the
+Writes are atomic and durable: ``save`` builds the whole file in memory, then ``files.write_atomic`` (the
 one function every checkpoint write goes through: last.h5, the best.h5 copy) writes the bytes to a
 temporary ``.NAME.XXXX.tmp`` in the same folder, fsyncs it, renames it over the old file and fsyncs
 the folder. A crash, a kill or a power cut leaves the old checkpoint or the new one, whole; a full
@@ -34,17 +34,18 @@ WriteError saying what could not be written, where, and how much room it needed.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, Optional
 
 import numpy
 
+from . import __version__
 from .backend import as_numpy
+from .files import WriteError, size_text, write_atomic  # noqa: F401  (WriteError: part of its API)
+from .models import build_model, upgrade_state
+
 
 FORMAT_VERSION = 1
 #: Root attributes that belong to the format itself, not to the caller's meta.
@@ -53,77 +54,6 @@ _RESERVED = ("format_version", "created_by", "model", "preset", "config", "json_
 
 class CheckpointError(RuntimeError):
     """A file is not a minialex checkpoint, is damaged, or does not fit the model."""
-
-
-class WriteError(RuntimeError):
-    """A file could not be written (a full disk, a file-size limit, an I/O error): one line naming
-    the file, the reason and the room it needed. ``errno`` is the OSError's."""
-
-    def __init__(self, message: str, errno_: Optional[int] = None):
-        super().__init__(message)
-        self.errno = errno_
-
-
-def size_text(n: float) -> str:
-    """Bytes for people: 13.8 GB, 150.2 MB, 48 kB, 512 bytes."""
-    return (f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else
-            f"{n / 1e3:.0f} kB" if n >= 1e3 else f"{int(n)} bytes")
-
-
-def write_error(e: OSError, path: str, what: str, size: int, kept: str = "") -> WriteError:
-    """The one line for an OSError met while writing ``size`` bytes of ``what`` to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        free = f", {size_text(shutil.disk_usage(folder).free)} free there"
-    except OSError:
-        free = ""
-    why = (e.strerror or str(e)).lower() if e.errno != errno.EFBIG else \
-        "file too large (a file-size limit: ulimit -f)"
-    return WriteError(f"cannot write {path}: {why}; {size_text(size)} needed for {what}{free}"
-                      + (f"; {kept}" if kept else ""), e.errno)
-
-
-def write_atomic(path, write, size: int, what: str = "the checkpoint") -> str:
-    """Write a file whole or not at all: ``write(fh)`` fills ``.NAME.XXXX.tmp`` beside ``path``,
-    which is fsynced, renamed over ``path``, and the folder fsynced, so that after a crash or a
-    power cut ``path`` is the old file or the new one. On any OSError (ENOSPC, EFBIG, EIO...) or
-    interruption the temporary file is removed and ``path`` left as it was; an OSError becomes a
-    WriteError naming ``path``, the reason and ``size`` (the bytes it needed). Returns ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp, renamed = None, False
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
-        mask = os.umask(0)   # mkstemp makes the file 0600: give it the mode of any file the
-        os.umask(mask)       # user creates (usually 0644), so a checkpoint can be shared
-        os.fchmod(fd, 0o666 & ~mask)
-        with open(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())        # the bytes are on disk before the name points to them
-        os.replace(tmp, path)
-        tmp, renamed = None, True
-        if hasattr(os, "O_DIRECTORY"):   # ... and the rename survives a power cut (not Windows)
-            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except OSError as e:
-        _remove(tmp)                     # first: the free space then counts its room back
-        kept = (f"{os.path.basename(path)} is left as it was"
-                if os.path.exists(path) and not renamed else "")
-        raise write_error(e, path, what, size, kept) from None
-    finally:
-        _remove(tmp)
-    return path
-
-
-def _remove(tmp: Optional[str]) -> None:
-    if tmp is not None and os.path.exists(tmp):
-        os.remove(tmp)
 
 
 def _h5py():
@@ -254,7 +184,6 @@ def save(path, model, optimizer=None, extra: Optional[Dict[str, Any]] = None, **
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
-        from . import __version__
         f.attrs["created_by"] = f"minialex {__version__}"
         f.attrs["model"] = type(model).__name__
         f.attrs["preset"] = str(getattr(model, "preset", ""))
@@ -384,7 +313,6 @@ def load(path, model=None, optimizer=None, devices=None):
     Without ``model``, the stored class, preset and config rebuild it (on ``devices``, default
     ``minialex.default_devices()``). With ``optimizer``, its state is restored too.
     """
-    from .models import build_model, upgrade_state   # old model classes convert on read
     path = os.fspath(path)
     meta = read_meta(path)
     state = upgrade_state(meta.get("model", ""), read_state(path))

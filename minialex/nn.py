@@ -28,7 +28,7 @@ import numpy
 
 from . import functional as F
 from .autograd import Tensor
-from .backend import as_device, as_numpy, copy_array, is_cupy_array
+from .backend import as_device, as_numpy, copy_array, cupy, is_cupy_array
 from .functional.dropout import MODES as DROPOUT_MODES
 from .functional.utils import pair, shape_of
 
@@ -347,7 +347,6 @@ class Dropout(Module):
     def _generator_for(self, x):
         if not is_cupy_array(x.data if isinstance(x, Tensor) else x):
             return self.generator
-        from .backend import cupy
         dev = x.data.device.id
         if dev not in self._gpu_generators:
             seed = int(self.generator.integers(2 ** 63))

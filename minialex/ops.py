@@ -17,7 +17,8 @@ from typing import Sequence, Tuple
 import numpy
 
 from .autograd import Function, Tensor, _as_array
-from .backend import as_numpy, get_array_module
+from .backend import as_numpy, cupy, get_array_module
+
 
 def _contiguous(a):
     """``a`` in C order, copied only if it is not. (``xp.ascontiguousarray`` would turn a 0-d
@@ -392,7 +393,6 @@ def _is_basic_index(index) -> bool:
 
 def cupy_add_at(g, index, gy):
     """g[index] += gy, unbuffered, on CuPy: ``cupy.add.at`` (CuPy >= 13) or ``cupyx.scatter_add``."""
-    from .backend import cupy
     if hasattr(cupy.add, "at"):
         cupy.add.at(g, index, gy)
     else:

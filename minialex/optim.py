@@ -23,14 +23,14 @@ Both keep their state in ``state_dict()`` so that a resumed run continues exactl
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Dict, List, Optional, Tuple
 
 import numpy
 
-from . import kernels
+from . import cpu, kernels
 from .backend import as_numpy, get_array_module
-from .functional import utils
 
 
 class OptimizerError(ValueError):
@@ -82,9 +82,9 @@ def update_in_blocks(w, v, g, lr: float, momentum: float, decay_lr: float) -> No
         return
     w, v, g = w.reshape(-1), v.reshape(-1), g.reshape(-1)       # views of w and v
     blocks = [slice(start, start + BLOCK) for start in range(0, w.size, BLOCK)]
-    shares = min(utils.THREADS, len(blocks)) if w.size >= SHARED else 1
-    utils.in_parallel(lambda share: _update(w, v, g, blocks[share], lr, momentum, decay_lr),
-                      utils.equal_slices(len(blocks), shares))
+    shares = min(cpu.THREADS, len(blocks)) if w.size >= SHARED else 1
+    cpu.in_parallel(lambda share: _update(w, v, g, blocks[share], lr, momentum, decay_lr),
+                      cpu.equal_slices(len(blocks), shares))
 
 
 def _update(w, v, g, blocks, lr, momentum, decay_lr):
@@ -130,6 +130,9 @@ class SGD:
         self.weight_decay = float(weight_decay)
         self.decay_biases = bool(decay_biases)
         self.steps = 0
+        #: Functions ``hook(optimizer)`` run by ``step`` before the update, once the gradients are
+        #: in: data-parallel training averages them over the processes here (minialex.train.world).
+        self.hooks: List = []
         self.velocity: Dict[str, object] = {}
         for name, p in self.params:
             xp = get_array_module(p.data)
@@ -152,7 +155,9 @@ class SGD:
             p.grad = None
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient (after the ``hooks``)."""
+        for hook in self.hooks:
+            hook(self)
         lr, mu = self.lr, self.momentum
         for name, p in self.params:
             g = p.grad
@@ -315,6 +320,5 @@ def make_schedule(name: str, optimizer: SGD, **options):
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}")
     cls = SCHEDULES[name]
-    import inspect
     accepted = inspect.signature(cls).parameters
     return cls(optimizer, **{k: v for k, v in options.items() if k in accepted and v is not None})

@@ -6,6 +6,10 @@ import numpy
 import pytest
 
 import minialex
+import minialex.cpu
+
+# The tests run the ops as `python cli.py` does: on every core, OpenBLAS held to one thread.
+minialex.cpu.configure()
 
 BACKENDS = [
     pytest.param("cpu", id="numpy"),

@@ -38,7 +38,7 @@ def test_paper_preset_has_the_papers_60965224_parameters(paper_model):
     assert count_parameters("paper", 1000) == 60_965_224
     assert paper_model.num_parameters() == 60_965_224
     assert sum(r.params for r in describe("paper", 1000)) == 60_965_224
-    # §3.5 per layer (the PAPER.md table)
+    # §3.5 per layer (the table in docs/paper.md)
     per_layer = {r.layer: r.params for r in describe("paper", 1000) if r.params}
     assert per_layer == {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936,
                          "conv5": 442_624, "fc6": 37_752_832, "fc7": 16_781_312,

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from minialex import cli
-from minialex.cli import main
+from minialex.tools import cli
+from minialex.tools.cli import main
 
 TINY = ["--preset", "tiny", "--train-images", "192", "--val-images", "64", "--batch-size", "32",
         "--no-progress"]
@@ -275,7 +275,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_ctrl_c_during_train_saves_and_exits_130(tmp_path, monkeypatch):
-    from minialex import train as train_module
+    from minialex.train import loop as train_module
     real_step = train_module.Trainer.train_step
     calls = []
 
@@ -317,7 +317,7 @@ def test_real_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
 
 
 def test_an_evaluation_of_broken_weights_says_so():
-    from minialex.evaluate import EvalResult
+    from minialex.train.evaluate import EvalResult
     assert "warning" not in EvalResult(0.5, 0.2, 0.05, 10).table()
     assert "not finite" in EvalResult(float("nan"), 0.9, 0.5, 10).table().splitlines()[-1]
     assert "n/a" in EvalResult(0.5, 0.2, 0.0, 10, classes=3).table()

@@ -116,7 +116,7 @@ def test_conv2d_fast_matches_naive(device, rng, n, c, h, w, k, kernel, stride, p
 def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monkeypatch):
     """Cache-sized slices, a multiple of the threads; a batch under one chunk is one slice, or
     one per thread once it is worth a thread's start (SPLIT_BYTES)."""
-    from minialex.functional import utils
+    from minialex import cpu as utils
     monkeypatch.setattr(utils, "THREADS", 2)
     monkeypatch.setattr(utils, "SPLIT_BYTES", 1000)
     assert utils.batch_parts(64, 10, 1 << 20) == [slice(0, 64)]             # 640 bytes
@@ -133,7 +133,8 @@ def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monk
 def test_a_conv_goes_to_the_threads_by_its_multiply_adds(monkeypatch):
     """A conv whose columns fit one chunk is shared among the threads only from SPLIT_MACS
     multiply-adds on (tiny's conv2 at batch 128 has 3.8 million: the hand-overs would cost more)."""
-    from minialex.functional import conv, utils
+    from minialex import cpu as utils
+    from minialex.functional import conv
     monkeypatch.setattr(utils, "THREADS", 2)
     op = conv.Conv2d((1, 1), (1, 1), 1)
     x, w = numpy.zeros((8, 4, 9, 9), numpy.float32), numpy.zeros((6, 4, 3, 3), numpy.float32)
@@ -150,12 +151,12 @@ def test_one_thread_holds_openblas_to_one_thread_too():
     """MINIALEX_THREADS=1 alone also stops OpenBLAS's own threads (they spin on the other cores)."""
     import glob
     import sys
-    from minialex.functional import utils
+    from minialex import cpu as utils
     libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy.libs",
                                   "*openblas*"))
     if utils._BLAS is None or not libs:
         pytest.skip("NumPy's BLAS is not the bundled OpenBLAS")
-    code = (f"import ctypes, minialex.functional.utils; print(ctypes.CDLL({libs[0]!r})"
+    code = (f"import ctypes, minialex.cpu; minialex.cpu.configure(); print(ctypes.CDLL({libs[0]!r})"
             ".scipy_openblas_get_num_threads64_())")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], env=dict(env, MINIALEX_THREADS="1"),
@@ -164,14 +165,15 @@ def test_one_thread_holds_openblas_to_one_thread_too():
 
 
 def test_freed_arrays_stay_with_the_process():
-    """With glibc, the pages of a step's freed arrays serve the next step's (utils.MMAP_THRESHOLD,
+    """With glibc, the pages of a step's freed arrays serve the next step's (cpu.MMAP_THRESHOLD,
     TRIM_THRESHOLD): twenty 1 MB arrays made and freed five times fault their pages in once.
     MINIALEX_MALLOC=default leaves glibc to give them back and fault them in every time."""
     import sys
-    from minialex.functional import utils
+    from minialex import cpu as utils
     if not utils.MALLOC_TUNED:
         pytest.skip("no glibc malloc to tune (or MINIALEX_MALLOC=default)")
-    code = ("import resource, numpy, minialex.functional.utils\n"
+    code = ("import resource, numpy, minialex.cpu\n"
+            "minialex.cpu.configure()\n"
             "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
             "before = faults()\n"
             "for _ in range(5):\n"
@@ -197,7 +199,8 @@ def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, thre
     """The CPU conv splits the batch into cache-sized chunks shared among threads, and a GEMM with
     few kernels into blocks of columns: any split gives the naive conv's result, and the same
     split gives the same bits twice (exact resume)."""
-    from minialex.functional import conv, utils
+    from minialex import cpu as utils
+    from minialex.functional import conv
     monkeypatch.setattr(utils, "THREADS", threads)
     monkeypatch.setattr(utils, "SPLIT_BYTES", split_bytes)
     monkeypatch.setattr(conv, "SPLIT_MACS", split_bytes)          # 0: split even this small conv

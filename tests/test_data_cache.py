@@ -6,7 +6,8 @@ import numpy
 import pytest
 
 import minialex.data.builtin as builtin
-from minialex.data import DataError, DataFileNotFoundError, DataLoader, open_dataset, prepare_cache
+from minialex.data import DataError, DataFileNotFoundError, DataLoader, open_dataset
+from minialex.tools.prepare import prepare_cache
 from minialex.data.stats import compute_stats
 
 from test_data_sources import make_image_folder
@@ -117,7 +118,7 @@ def test_bad_cache_files(tmp_path):
 def test_prepare_command(tmp_path):
     from click.testing import CliRunner
 
-    from minialex.cli import main
+    from minialex.tools.cli import main
     out = tmp_path / "cli.h5"
     r = CliRunner().invoke(main, ["prepare", "builtin", "--out", str(out), "--base-size", "16",
                                   "--limit", "20", "--no-progress"])

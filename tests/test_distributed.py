@@ -1,4 +1,4 @@
-"""Data-parallel training (minialex/distributed.py, issue 17).
+"""Data-parallel training (minialex/tools/distributed.py, issue 17).
 
 Two kinds of tests:
 - plain ones, run by ``pytest``: the world of one, the loader's shards, the refused world size,
@@ -25,7 +25,7 @@ import numpy
 import pytest
 
 import minialex
-from minialex import distributed
+from minialex.tools import distributed
 from minialex.data import DataLoader, open_dataset
 
 W = distributed.world()
@@ -78,8 +78,9 @@ def _job(args, timeout=120, n=2):
 # --------------------------------------------------------------------------------------------
 
 def test_a_world_of_one_never_imports_mpi4py():
-    code = ("import sys, minialex.train, minialex.cli, minialex.distributed as d; "
-            "assert d.world() is None; assert 'mpi4py' not in sys.modules; print('ok')")
+    code = ("import sys, minialex.train, minialex.tools.cli, minialex.tools.distributed as d; "
+            "w = d.world(); assert type(w) is minialex.train.World and w.size == 1; "
+            "assert 'mpi4py' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], env=_clean_env(), cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
@@ -134,14 +135,14 @@ def _set_world_size(path, size):
 def test_an_error_on_one_rank_ends_the_job_at_once(tmp_path):
     script = tmp_path / "fail.py"
     script.write_text(
-        "from minialex import distributed\n"
+        "from minialex.tools import distributed\n"
         "from minialex.train import TrainConfig, train\n"
         "w = distributed.world()\n"
         "def hook(step, loss):\n"
         "    if w.rank == 1 and step == 2:\n"
         "        raise MemoryError('no memory left (test)')\n"
         f"train(TrainConfig(preset='tiny', train_images=128, val_images=40, batch_size=16, "
-        f"epochs=3, out={str(tmp_path / 'run')!r}, progress=False), on_step=hook)\n")
+        f"epochs=3, out={str(tmp_path / 'run')!r}, progress=False), on_step=hook, world=w)\n")
     rc, seconds, out = _job([str(script)], timeout=60)
     assert rc != 0 and seconds < 30, out
     assert "error: rank 1 of 2: MemoryError: no memory left (test)" in out, out
@@ -255,7 +256,7 @@ def test_two_processes_at_b_equal_one_at_2b_and_stay_bit_identical():
 
 @in_job
 def test_sharded_validation_counts_equal_one_process():
-    from minialex.evaluate import evaluate
+    from minialex.train.evaluate import evaluate
     val = open_dataset("builtin", "val", seed=0, base_size=38, num_val=45)   # uneven on purpose
     model, _ = _tiny_model(0)
     mine = evaluate(model, DataLoader(val, 8, input_size=33, train=False, shard=(W.rank, 2)),
@@ -324,7 +325,7 @@ def _train(out, **options):
     cfg.update(options)
     hook = options.pop("on_step", None)
     trainer = Trainer(TrainConfig(**{k: v for k, v in cfg.items() if k != "on_step"}),
-                      echo=lambda _: None, on_step=hook)
+                      echo=lambda _: None, on_step=hook, world=distributed.world())
     return trainer, trainer.run()
 
 

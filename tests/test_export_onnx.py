@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 import minialex
 from minialex.autograd import no_grad
-from minialex.cli import main
+from minialex.tools.cli import main
 from minialex.models import AlexNet, OneColumnAlexNet
 
 onnx = pytest.importorskip("onnx")
-from minialex.export_onnx import build_graph, parameter_count  # noqa: E402
+from minialex.tools.export_onnx import build_graph, parameter_count  # noqa: E402
 
 MEAN = numpy.array([0.45, 0.5, 0.55])
 
@@ -103,7 +103,7 @@ def test_the_paper_preset_graph():
 
 
 def test_what_cannot_be_exported_is_refused():
-    from minialex.export_onnx import ExportError
+    from minialex.tools.export_onnx import ExportError
     with pytest.raises(ExportError, match="two-column AlexNet only"):
         build_graph(OneColumnAlexNet(num_classes=10, preset="tiny"))
     with pytest.raises(ExportError, match="float32 graphs"):

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from minialex.cli import main
-from minialex.data import open_dataset, prepare_cache
-from minialex.data import imagenet_archives as ia
+from minialex.tools.cli import main
+from minialex.data import open_dataset
+from minialex.tools.prepare import prepare_cache
+from minialex.tools import imagenet_archives as ia
 
 scipy_io = pytest.importorskip("scipy.io")
 
@@ -154,8 +155,9 @@ def test_an_interrupted_prepare_resumes_to_the_same_cache(tmp_path, monkeypatch)
 
 
 def test_out_of_order_reads_reach_the_same_images(tmp_path):
-    ds = open_dataset("ilsvrc2012:" + write_archives(tmp_path / "a"), "train", base_size=8,
-                      limit=5)                             # the first image of each class, ...
+    from minialex.data.dataset import Subset, balanced_indices
+    full = ia.ArchiveImageNet(write_archives(tmp_path / "a"), "train", base_size=8)
+    ds = Subset(full, balanced_indices(full.labels, 5))    # the first image of each class, ...
     assert [colour_label(ds.load(i)[0]) for i in range(5)] == ds.labels.tolist()
 
 

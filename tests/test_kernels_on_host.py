@@ -13,7 +13,7 @@ import minialex.functional as F
 from minialex import Tensor, gradcheck, kernels
 from minialex.kernels import conv_gpu
 from minialex.functional.conv import col2im, im2col
-from minialex.kernels import host
+from minialex.tools import cuda_host as host
 
 pytestmark = pytest.mark.skipif(not host.compiler(), reason="needs a C++ compiler (g++)")
 

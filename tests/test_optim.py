@@ -40,7 +40,7 @@ def test_sgd_matches_the_paper_formula(device, rng):
     ((SHARED + 3 * BLOCK + 5,), "C", 2), ((3, SHARED // 3 + 7), "C", 3)])
 def test_the_blocked_update_is_bit_for_bit_the_four_lines(rng, monkeypatch, shape, order, threads):
     """Also when a large parameter's blocks are shared among the threads (optim.SHARED)."""
-    from minialex.functional import utils
+    from minialex import cpu as utils
     monkeypatch.setattr(utils, "THREADS", threads)
     w, v, g = (numpy.asarray(rng.standard_normal(shape), numpy.float32, order=order) for _ in range(3))
     w0, v0 = w.copy(), v.copy()

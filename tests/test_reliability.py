@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 import minialex
 from minialex.checkpoint import WriteError, read_meta
-from minialex.cli import main
+from minialex.tools.cli import main
 from minialex.data.cache import CacheDataset
-from minialex.run_folder import append_line
+from minialex.files import append_line
 
 resource = pytest.importorskip("resource", reason="POSIX only: file locks, file-size limits")
 
@@ -97,7 +97,7 @@ def test_a_second_prepare_of_one_cache_is_refused(tmp_path):
     cache = tmp_path / "c.h5"
     a = start(f"""
         import time
-        from minialex.data import prepare_cache
+        from minialex.tools.prepare import prepare_cache
         def echo(line):
             print("ready", flush=True)
             time.sleep(300)
@@ -155,11 +155,11 @@ def checkpoint_size(tmp_path_factory):
 
 
 def train_process(out, epochs=3, limit=None):
-    """``python -m minialex.cli train`` in its own process (an HDF5 crash would kill pytest)."""
+    """``python -m minialex.tools.cli train`` in its own process (an HDF5 crash would kill pytest)."""
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # EFBIG instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return subprocess.run([sys.executable, "-m", "minialex.cli", "train", "--out", str(out),
+    return subprocess.run([sys.executable, "-m", "minialex.tools.cli", "train", "--out", str(out),
                            "--epochs", str(epochs), *TINY], env=ENV, capture_output=True,
                           text=True, timeout=300, preexec_fn=limit_file_size if limit else None)
 
@@ -193,7 +193,7 @@ def test_a_full_disk_at_the_copy_to_best_stops_in_one_line(small_disk, checkpoin
     assert_kept(out, epoch=1)
     assert not (out / "best.h5").exists()
     subprocess.run(["mount", "-o", "remount,size=2m", str(out.parent)], check=True)   # room
-    from minialex.run_folder import inherit_best
+    from minialex.train.run_folder import inherit_best
     inherit_best(str(out), str(out))          # what --resume does first: the missing copy
     assert read_meta(out / "best.h5")["epoch"] == 1
 
@@ -236,14 +236,14 @@ def test_a_full_disk_while_preparing_a_cache_stops_in_one_line_and_resumes(small
     # 40 kB of the disk before the first image is written
     script = f"""
         import os, sys
-        from minialex.data import prepare
+        from minialex.tools import prepare
         checked = prepare._check_room
         def check_then_fill(*a):
             checked(*a)
             with open({str(disk / 'ballast')!r}, "wb") as fh:
                 fh.write(b"\\0" * (os.statvfs({str(disk)!r}).f_bavail * 4096 - 40960))
         prepare._check_room = check_then_fill
-        from minialex.cli import main
+        from minialex.tools.cli import main
         main({args!r})
     """
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=ENV,

@@ -11,8 +11,8 @@ import pytest
 
 import minialex
 from minialex.checkpoint import read_extra, read_meta
-from minialex.run_setup import choose_preset, parse_devices
-from minialex.stop_flag import StopFlag
+from minialex.train.setup import choose_preset, parse_devices
+from minialex.train.stop_flag import StopFlag
 from minialex.train import TrainConfig, TrainingError, train
 
 # 192 training images in batches of 32: 6 steps per epoch, about a second on the tiny preset.
@@ -53,7 +53,7 @@ def test_short_run_writes_a_loadable_checkpoint_and_metrics(tmp_path):
 def test_the_run_ends_with_best_h5_on_the_test_split_centre_crop_and_ten_patches(tmp_path):
     """The final test figures are best.h5's, as ``evaluate --split test`` (with and without
     ``--ten-crop``) gives them on the same images, and logged as the last record."""
-    from minialex.inference import evaluate_checkpoint
+    from minialex.tools.inference import evaluate_checkpoint
     out = tmp_path / "run"
     result = train(TrainConfig(epochs=2, out=str(out), **SMALL), echo=quiet)
     test = result.test
@@ -132,7 +132,7 @@ def test_weights_spoiled_by_the_last_step_of_an_epoch_are_never_saved(tmp_path):
 
 
 def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatch):
-    from minialex import run_folder
+    from minialex import files
     src, dst = tmp_path / "last.h5", tmp_path / "best.h5"
     src.write_bytes(b"new" * 1000)
     dst.write_bytes(b"old")
@@ -141,14 +141,14 @@ def test_an_interrupted_copy_of_best_leaves_no_partial_file(tmp_path, monkeypatc
         fh.write(b"ne")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_folder.shutil, "copyfileobj", copy_half_then_ctrl_c)
+    monkeypatch.setattr(files.shutil, "copyfileobj", copy_half_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        run_folder.copy_atomic(str(src), str(dst))
+        files.copy_atomic(str(src), str(dst))
     assert dst.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["best.h5", "last.h5"]
 
 
 def test_a_second_ctrl_c_while_validating_stops_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    import minialex.evaluate as evaluate_module
+    from minialex.train import loop as evaluate_module   # the loop's own name for evaluate
     out = tmp_path / "r"
     train(TrainConfig(epochs=1, out=str(out), **SMALL), echo=quiet)
     good = (out / "last.h5").read_bytes()
@@ -196,7 +196,7 @@ def test_an_out_that_is_a_file_is_refused(tmp_path):
 
 
 def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
-    from minialex import train as train_module
+    from minialex.train import loop as train_module
 
     def second_ctrl_c(self):
         raise KeyboardInterrupt
@@ -216,7 +216,7 @@ def test_too_large_a_batch_is_refused_before_any_folder_is_made(tmp_path):
 
 
 def test_a_relative_data_path_is_stored_absolute(tmp_path, monkeypatch):
-    from minialex.data import prepare_cache
+    from minialex.tools.prepare import prepare_cache
     monkeypatch.chdir(tmp_path)
     prepare_cache("builtin", "shapes.h5", base_size=40, progress=False, num_train=64, num_val=32)
     train(TrainConfig(data="shapes.h5", epochs=1, out="r", **{**SMALL, "train_images": None,
@@ -275,7 +275,7 @@ def test_nothing_to_do_leaves_the_finished_run_alone(tmp_path):
 
 
 def test_ctrl_c_while_the_data_is_read_saves_before_the_first_step(tmp_path, monkeypatch):
-    from minialex import train as train_module
+    from minialex.train import loop as train_module
     real = train_module.Trainer._batches_per_epoch
 
     def with_ctrl_c(self):
@@ -292,7 +292,7 @@ def test_two_ctrl_c_after_an_update_save_the_position_after_it(tmp_path, monkeyp
     """Both presses land after the weights were updated but before the step was counted: the
     step is counted first, so the checkpoint's weights and position agree and the resumed run
     matches an uninterrupted one (it does not repeat the batch)."""
-    from minialex import train as train_module
+    from minialex.train import loop as train_module
     full = train(TrainConfig(epochs=1, out=str(tmp_path / "full"), **SMALL), echo=quiet)
     real_topk, calls = train_module._top1_correct, []
 
@@ -344,13 +344,13 @@ def test_preset_and_devices_choice():
 
 
 def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
-    from minialex.data import prepare_cache
-    from minialex.run_setup import default_epochs
+    from minialex.tools.prepare import prepare_cache
+    from minialex.train.setup import default_epochs
     cache = tmp_path / "shapes.h5"
     prepare_cache("builtin", str(cache), base_size=16, progress=False, num_train=20, num_val=10)
     assert default_epochs("builtin", "mini") == default_epochs(str(cache), "mini") == 12
     assert default_epochs("fashion-mnist", "mini") == 20
-    from minialex.run_setup import recipe
+    from minialex.train.setup import recipe
     assert recipe(str(cache), "mini") == {"epochs": 12}          # the paper's lr and plateau
     assert recipe("fashion-mnist", "mini") == {"lr": 0.03, "schedule": "step", "step_size": 8,
                                                "epochs": 20}
@@ -360,7 +360,7 @@ def test_default_epochs_follow_the_data_even_through_a_cache(tmp_path):
 
 
 def test_a_data_recipe_sets_the_batch_and_lr_unless_they_are_given(tmp_path, monkeypatch):
-    from minialex import run_setup
+    from minialex.train import setup as run_setup
     monkeypatch.setitem(run_setup.RECIPES, ("builtin", "tiny"), dict(batch_size=16, lr=0.02))
     small = {k: v for k, v in SMALL.items() if k != "batch_size"}
     lines = []
@@ -384,7 +384,7 @@ def test_two_logical_devices_train_like_one(tmp_path):
 
 
 def test_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
-    from minialex import train as train_module
+    from minialex.train import loop as train_module
 
     class OutOfMemoryError(MemoryError):  # what cupy.cuda.memory raises, by name
         pass
@@ -409,7 +409,7 @@ def test_base_size_sets_the_crop_margin_and_is_kept_on_resume(tmp_path):
     lines = []
     train(TrainConfig(epochs=1, out=out, base_size=36, **SMALL), echo=lines.append)
     assert any("stored 36x36, random 33x33 crops" in line for line in lines)
-    from minialex.inference import load_trained
+    from minialex.tools.inference import load_trained
     assert load_trained(out + "/best.h5").base_size == 36       # evaluate crops as training did
     with pytest.raises(TrainingError, match="trained with --base-size 36, not 40"):
         train(TrainConfig(epochs=2, resume=out, base_size=40, progress=False), echo=quiet)

@@ -5,7 +5,7 @@ import numpy
 import pytest
 from PIL import Image
 
-from minialex import viz
+from minialex.tools import viz
 
 
 def test_kernel_to_rgb_stretches_each_kernel_and_keeps_its_pattern(rng):

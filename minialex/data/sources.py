@@ -5,7 +5,6 @@
     open_dataset("fashion-mnist:/data/fmnist")       ... or from another folder
     open_dataset("/data/imagenet", "train")          an ImageNet-layout folder (folder.py)
     open_dataset("cache.h5", "val")                  a file written by ``prepare`` (cache.py)
-    open_dataset("ilsvrc2012:/data/ilsvrc", "val")   ImageNet's official archives (imagenet_archives.py)
 """
 
 from __future__ import annotations
@@ -13,8 +12,13 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from .builtin import BuiltinDataset
+from .cache import CacheDataset
 from .dataset import SPLITS, Dataset, Subset, balanced_indices
 from .errors import DataError, DataFileNotFoundError
+from .fashion_mnist import DEFAULT_DIR, FashionMNIST
+from .folder import ImageFolder
+
 
 PAPER_BASE_SIZE, PAPER_INPUT_SIZE = 256, 224  # §2 and §4.1: store 256×256, crop 224×224
 
@@ -78,20 +82,17 @@ def open_dataset(spec: str, split: str = "train", *, seed: int = 0, base_size: O
         raise ValueError("open_dataset: num_train/num_val apply to the built-in dataset only; "
                          "use limit= for other sources")
     if spec == "builtin":
-        from .builtin import BuiltinDataset
         ds = BuiltinDataset(split, seed=seed, base_size=base_size, num_train=num_train, num_val=num_val)
     elif spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
-        from .fashion_mnist import DEFAULT_DIR, FashionMNIST
         folder = spec.partition(":")[2] or DEFAULT_DIR
         ds = FashionMNIST(split, folder=folder, base_size=base_size or PAPER_BASE_SIZE)
-    elif spec.startswith("ilsvrc2012:"):     # the official archives, for prepare --imagenet
-        from .imagenet_archives import ArchiveImageNet
-        ds = ArchiveImageNet(spec.partition(":")[2], split, base_size=base_size or PAPER_BASE_SIZE)
+    elif spec.startswith("ilsvrc2012:"):     # the official archives: prepare reads them
+        raise DataError(f"{spec}: the official ILSVRC-2012 archives are read once by prepare: "
+                        f"python cli.py prepare --imagenet {spec.partition(':')[2]} --out "
+                        "imagenet.h5, then train with --data imagenet.h5")
     elif spec.lower().endswith((".h5", ".hdf5")):
-        from .cache import CacheDataset
         ds = CacheDataset(spec, split, base_size=base_size)
     elif os.path.isdir(spec):
-        from .folder import ImageFolder
         ds = ImageFolder(spec, split, base_size=base_size or PAPER_BASE_SIZE,
                          class_names_file=class_names_file)
     elif os.path.exists(spec):

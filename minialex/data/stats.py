@@ -7,7 +7,7 @@ Conventions (chosen once, used everywhere):
   0.0045), so the paper's formula [p1 p2 p3][a1·λ1, a2·λ2, a3·λ3]ᵀ with a ~ N(0, 0.1) can be
   applied *literally* with true eigenvalues of the covariance and gives a shift of a few percent
   of the range. (On the 0–255 scale the literal eigenvalues would be 65025 times larger;
-  cuda-convnet2 avoids that by using standard deviations instead — see PAPER.md.)
+  cuda-convnet2 avoids that by using standard deviations instead — see docs/paper.md.)
 - **Per-channel mean.** ``mean`` is the (3,) mean RGB value over every pixel of every training
   image — the common simplification of the paper's mean *image* (which would tie the statistics
   to one stored size and position). Subtracting it from any crop is position independent.

@@ -22,8 +22,9 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function, Tensor
-from ..backend import is_cupy_array
+from ..backend import cupy, is_cupy_array
 from .utils import check_float, shape_of
+
 
 MODES = ("paper", "inverted")
 
@@ -37,7 +38,6 @@ def draw_keep_mask(shape, p, generator, like):
     if isinstance(generator, numpy.random.Generator):
         keep = generator.random(shape, dtype=numpy.float32) >= p
         if is_cupy_array(like):      # drawn on the host: correct but slow; prefer a CuPy generator
-            from ..backend import cupy
             keep = cupy.asarray(keep)
         return keep
     if not is_cupy_array(like):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy
 
 from ..autograd import Function
-from .utils import check_float, check_ndim, check_same_dtype, parallel_matmul, shape_of
+from ..cpu import parallel_matmul
+from .utils import check_float, check_ndim, check_same_dtype, shape_of
 
 
 class Linear(Function):

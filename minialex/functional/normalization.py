@@ -8,7 +8,7 @@ For activity a at channel i of N, at one position (n, y, x), with window half-wi
 AlexNet: size n = 5, k = 2, alpha = 1e-4, beta = 0.75, after the ReLU of conv1 and conv2 (§3.3).
 In the two-column net each column normalises over its own channels only.
 
-Conventions (see PAPER.md): here ``alpha`` multiplies the sum itself, as in the paper and Chainer.
+Conventions (docs/paper.md, §3.3): here ``alpha`` multiplies the sum itself, as in the paper and Chainer.
 PyTorch's ``LocalResponseNorm`` and Caffe's LRN divide their ``alpha`` by ``size`` first, so
 
     ours(alpha=a, k=k)  ==  torch.nn.LocalResponseNorm(size, alpha=a * size, beta, k=k)
@@ -29,7 +29,8 @@ import numpy
 from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import batch_parts, check_float, check_ndim, in_parallel
+from ..cpu import batch_parts, in_parallel
+from .utils import check_float, check_ndim
 
 
 def check_lrn_args(op, x, size, alpha, beta, k):

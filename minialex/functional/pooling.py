@@ -24,7 +24,8 @@ import numpy
 from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import batch_parts, check_float, check_ndim, in_parallel, output_size, pair, shape_of
+from ..cpu import batch_parts, in_parallel
+from .utils import check_float, check_ndim, output_size, pair, shape_of
 
 
 def check_pool_args(op, x, kernel_size, stride, padding):

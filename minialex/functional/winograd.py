@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import numpy
 
-from . import utils
+from .. import cpu
 from .activation import relu_backward
+from .unfold import fold, unfold
 
 B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
 G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -47,7 +48,6 @@ OUTPUT = numpy.kron(A_T, A_T)        # (4, 16):  vec(A^T M A) = OUTPUT @ vec(M)
 def _tiles(x, padding, th, tw):
     """x (N, C, H, W) zero-padded to (2*th + 2, 2*tw + 2) and cut into 4x4 tiles at stride 2:
     (C*16, th*tw*N), rows (c, tile row, tile column), columns in the order (ty, tx, n)."""
-    from .conv import unfold                   # conv imports this module: import on use
     n, c, h, w = x.shape
     xpad = numpy.zeros((n, c, 2 * th + 2, 2 * tw + 2), x.dtype)
     xpad[:, :, padding:padding + h, padding:padding + w] = x
@@ -56,7 +56,7 @@ def _tiles(x, padding, th, tw):
 
 def _gemms(fn, groups):
     """``fn(g, p)`` for every group g and tile position p, shared among the threads."""
-    utils.in_parallel(lambda item: fn(*item), [(g, p) for g in range(groups) for p in range(16)])
+    cpu.in_parallel(lambda item: fn(*item), [(g, p) for g in range(groups) for p in range(16)])
 
 
 def kernels(weight):
@@ -83,8 +83,8 @@ def forward(x, u, bias, padding, groups, relu, y):
     t = th * tw * n
     v = numpy.empty((c, 16, t), x.dtype)
     tile = TILE.astype(x.dtype)
-    utils.in_parallel(lambda s: numpy.matmul(tile, _tiles(x[:, s], padding, th, tw).reshape(
-        -1, 16, t), out=v[s]), utils.equal_slices(c, utils.THREADS))                                  # V = B^T d B
+    cpu.in_parallel(lambda s: numpy.matmul(tile, _tiles(x[:, s], padding, th, tw).reshape(
+        -1, 16, t), out=v[s]), cpu.equal_slices(c, cpu.THREADS))                                  # V = B^T d B
     m = numpy.empty((16, k, t), x.dtype)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p],
                                      out=m[p, g * kg:(g + 1) * kg]), groups)
@@ -101,7 +101,7 @@ def forward(x, u, bias, padding, groups, relu, y):
                           bias[s, None, None], out=out)
                 if relu:
                     numpy.maximum(out, 0, out=out)
-    utils.in_parallel(kernel_rows, utils.equal_slices(k, utils.THREADS))
+    cpu.in_parallel(kernel_rows, cpu.equal_slices(k, cpu.THREADS))
     return v
 
 
@@ -131,7 +131,7 @@ def backward(gy, x, u, y, v, padding, groups, gx):
         d_blocks = d_blocks.reshape(4, -1)
         gb[s] = d_blocks.reshape(4, -1, t).sum(axis=(0, 2))
         numpy.matmul(output_t, d_blocks, out=dm.reshape(16, -1)[:, s.start * t:s.stop * t])
-    utils.in_parallel(kernel_rows, utils.equal_slices(k, utils.THREADS))
+    cpu.in_parallel(kernel_rows, cpu.equal_slices(k, cpu.THREADS))
     du = numpy.empty(u.shape, gy.dtype)
     _gemms(lambda g, p: numpy.matmul(dm[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p].T,
                                      out=du[p, g * kg:(g + 1) * kg]), groups)
@@ -140,12 +140,11 @@ def backward(gy, x, u, y, v, padding, groups, gx):
     dv = numpy.empty_like(v)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg].T, dm[p, g * kg:(g + 1) * kg],
                                      out=dv[g * cg:(g + 1) * cg, p]), groups)
-    from .conv import fold
     tile_t = TILE.T.astype(gy.dtype)
 
     def channels(s):                           # dd = B dV B^T, tiles added back in place
         dd = numpy.matmul(tile_t, dv[s]).reshape(-1, t)
         part = fold(dd, (n, s.stop - s.start, 2 * th + 2, 2 * tw + 2), 4, 2, 0, batch_last=True)
         gx[:, s] = part[:, :, padding:padding + h, padding:padding + w]
-    utils.in_parallel(channels, utils.equal_slices(c, utils.THREADS))
+    cpu.in_parallel(channels, cpu.equal_slices(c, cpu.THREADS))
     return du, gb

@@ -18,7 +18,7 @@ pass):
 Why this layout: in colsT neighbouring GPU threads handle neighbouring output positions, so the
 im2col reads and writes and the col2im reads are coalesced, and every GEMM reads its operands
 as they lie (a transposed operand is a flag to cuBLAS, not a copy). All GEMMs are 2-D, where
-CuPy applies TF32 when asked (../shared/BASELINES.md); the shared dimension C/groups*kh*kw is padded to a
+CuPy applies TF32 when asked (docs/performance.md); the shared dimension C/groups*kh*kw is padded to a
 multiple of 8 (``PAD_K``) so that the operands' rows are aligned. The columns are *recomputed* in
 the backward pass instead of being kept from the forward: for AlexNet at batch 128 they would hold about 2.4 GB
 (conv1's alone are 560 MB), and unfolding again costs a fraction of a millisecond.

@@ -8,13 +8,16 @@
 - ``build_model``      rebuild a model from its ``config`` (used by ``minialex.load``)
 """
 
-from .presets import PAPER_INPUT_SIZE, PRESETS, LayerShape, Preset, get_preset
-from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
-from .summary import LayerRow, count_parameters, describe, table
+import numpy
+
 from .alexnet import DROPOUT_SITES, AlexNet, Column
-from .one_column import OneColumnAlexNet
-from .legacy import RENAMED_CLASSES, upgrade_state
 from .common import MODEL_TRICKS, WITHOUT, check_without
+from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
+from .legacy import RENAMED_CLASSES, upgrade_state
+from .one_column import OneColumnAlexNet
+from .presets import PAPER_INPUT_SIZE, PRESETS, LayerShape, Preset, get_preset
+from .summary import LayerRow, count_parameters, describe, table
+
 
 MODEL_CLASSES = {"AlexNet": AlexNet, "OneColumnAlexNet": OneColumnAlexNet}
 
@@ -36,7 +39,6 @@ def build_model(config: dict, devices=None):
     one-column net; default ``minialex.default_devices()``. A class minialex no longer has is
     rebuilt as the class that reads its checkpoints now (legacy.py).
     """
-    import numpy
     cfg = dict(config)
     name = cfg.pop("class", "AlexNet")
     name = RENAMED_CLASSES.get(name, name)

@@ -11,10 +11,9 @@ from typing import Dict
 
 import numpy
 
-from .. import functional as F
-from .. import nn
+from .. import functional as F, nn
 from ..autograd import Tensor, no_grad
-from ..backend import Device
+from ..backend import Device, cupy
 from .presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE, Preset
 
 
@@ -31,7 +30,6 @@ def dropout_generator(seed_sequence, device: Device):
     """A generator for dropout masks on ``device``: NumPy's on the CPU, CuPy's on a GPU (so that
     masks are drawn where the activations are, without a host copy)."""
     if device.is_cuda:
-        from ..backend import cupy
         with device:
             return cupy.random.default_rng(int(seed_sequence.generate_state(1)[0]))
     return numpy.random.default_rng(seed_sequence)

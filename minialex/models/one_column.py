@@ -2,7 +2,7 @@
 
 §3.2: the two-GPU scheme "reduces our top-1 and top-5 error rates by 1.7% and 1.2%, respectively,
 as compared with a net with half as many kernels in each convolutional layer trained on one GPU".
-The English paper adds in a footnote (not in the Chinese translation in shared/): the one-GPU net
+The English paper adds in a footnote (docs/paper.md, §3.2; some translations leave it out): the one-GPU net
 keeps *the same number of kernels as the two-GPU net in the last convolutional layer* (and the
 same fully connected layers after it), because most parameters are in fc6 and halving conv5 and
 the fc layers would have made it far smaller; the comparison is therefore biased in favour of the

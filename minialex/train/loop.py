@@ -44,20 +44,24 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy
 
-from .backend import as_numpy
-from .autograd import Tensor
-from .evaluate import topk_hits
-from .resume import (TrainingError, check_out_folder, checkpoint_extra, merge_resume,
-                     open_metrics, restore)
+from .. import data as D, functional as F
+from ..autograd import Tensor
+from ..backend import as_numpy, cupy, default_devices
+from ..checkpoint import WriteError, load, read_meta, save
+from ..data import DataError
+from ..data.sources import absolute_spec
+from ..files import acquire_run_lock, append_line, copy_atomic, write_text
+from ..models import WITHOUT, build_network, check_without, get_preset
+from ..optim import SGD, make_schedule
+from .evaluate import evaluate, topk_hits
+from .resume import (TrainingError, check_out_folder, checkpoint_extra, merge_resume, open_metrics,
+                     restore)
 from .rng_state import generator_states
-from .run_folder import (append_line, copy_atomic, discard_unstarted_run, holds_a_run,
-                         inherit_best, new_out_dir, point_latest, write_text)
-from .checkpoint import WriteError
-from .run_lock import acquire_run_lock
-from .run_setup import (choose_preset, describe_storage, open_data, parse_devices, recipe,
-                        set_precision, stored_side)
+from .run_folder import discard_unstarted_run, holds_a_run, inherit_best, new_out_dir, point_latest
+from .setup import (choose_preset, describe_storage, open_data, parse_devices, recipe,
+                    set_precision, stored_side)
 from .stop_flag import StopFlag
-from .distributed import check_world_size, world
+from .world import World
 
 
 @dataclasses.dataclass
@@ -133,9 +137,12 @@ class Trainer:
     """One run: set up (or restore) model, optimizer, schedule and data, then loop epochs."""
 
     def __init__(self, config: TrainConfig, echo: Callable[[str], None] = print,
-                 on_step: Optional[Callable[[int, float], None]] = None):
+                 on_step: Optional[Callable[[int, float], None]] = None,
+                 world: Optional[World] = None):
         self.config = dataclasses.replace(config)
-        self.echo = echo
+        self.world = world or World()          # data-parallel: minialex.tools.distributed
+        self.writer = self.world.writer        # rank 0 alone prints and writes
+        self.echo = echo if self.writer else (lambda line: None)
         self.on_step = on_step
         self.losses: List[float] = []
         self.history: List[Dict] = []
@@ -149,41 +156,30 @@ class Trainer:
         self.nothing_to_do = False              # a resumed run that has no epoch left
         self.made_files = False                 # this run made its folder's files
         self.lock = None                        # the run folder's lock (run_lock.py)
-        self.dist = None                        # data-parallel World; None: one process
-        self.writer = True                      # rank 0 alone prints and writes
         self.test: Optional[Dict] = None        # test_best's record, once training is over
         self.stop_agreed = False                # a rank asked to stop (data-parallel only)
         self.warmup: Optional[Callable[[int], float]] = None   # lr factor by step
 
     # -- setting up ------------------------------------------------------------------------
     def setup(self) -> None:
-        from .models import WITHOUT, build_network, check_without
-        from .optim import SGD, make_schedule
-        cfg = self.config
-        self.dist = dist = world()
-        self.writer = dist is None or dist.rank == 0
-        if not self.writer:
-            self.echo = lambda line: None
+        cfg, world = self.config, self.world
         resume = merge_resume(cfg)
         if self.writer and cfg.out and os.path.isdir(cfg.out):   # before anything is read/written
             self.lock = acquire_run_lock(cfg.out)
         for key, value in _DEFAULTS.items():
             if getattr(cfg, key) is None and key not in _BY_RECIPE:
                 setattr(cfg, key, value)
-        from .data.sources import absolute_spec
         cfg.data = absolute_spec(cfg.data)   # found again from any working folder
-        check_world_size(resume, dist.size if dist else 1)
+        world.check_resume(resume)
         if self.writer:
             check_out_folder(cfg, resume)
-        devices = parse_devices(dist.map_devices(cfg.devices) if dist else cfg.devices)
+        devices = parse_devices(world.map_devices(cfg.devices))
         preset, why = choose_preset(cfg.preset, devices, cfg.data)
         if resume is not None:
             why = f"the preset of {resume['path']}"
         cfg.preset = preset
-        from .models import get_preset
         spec = get_preset(preset)
         if devices is None:
-            from .backend import default_devices
             devices = default_devices()
         set_precision(cfg.precision)
         measured = recipe(cfg.data, preset)     # reads a cache's source once
@@ -192,9 +188,8 @@ class Trainer:
         for key, value in {**_DEFAULTS, **measured}.items():
             if getattr(cfg, key) is None:       # the data's recipe, where measured (run_setup)
                 setattr(cfg, key, value)
-        if dist is not None:
-            self.echo(dist.banner(cfg))
-            self.echo(dist.use_devices(devices))
+        for line in world.describe(cfg, devices):
+            self.echo(line)
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
         self.echo(f"preset '{preset}' on {place}: {why}")
 
@@ -206,8 +201,7 @@ class Trainer:
             raise TrainingError(f"--batch-size {cfg.batch_size} is more than the "
                                 f"{len(self.train_set)} training images: use --batch-size "
                                 f"{len(self.train_set)} or less, or more --train-images")
-        if dist is not None:
-            dist.check_start(cfg, self.train_set, self.val_set)
+        world.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
                   + describe_storage(self.train_set, base, spec.input_size,
@@ -216,14 +210,15 @@ class Trainer:
         for trick in without:
             self.echo(f"without {trick}: {WITHOUT[trick]}, to measure what it is worth")
         self.devices = self.model.devices
-        self.optimizer = SGD(self.model.named_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        self.optimizer = SGD(self.model.named_parameters(), lr=cfg.lr * world.lr_factor(cfg),
+                             momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, decay_biases=cfg.decay_biases)
         self.schedule = make_schedule(cfg.schedule, self.optimizer, patience=cfg.patience,
                                       step_size=cfg.step_size)
         if resume is not None:
             restore(self, resume)
-        if dist is not None:
-            dist.start(self, resume)
+        world.start(self.model, self.optimizer, cfg.seed,
+                    None if resume is None else resume["extra"].get("rng", {}))
         nparams = sum(p.size for p in self.model.parameters())
         self.echo(f"AlexNet '{preset}': {nparams:,} parameters; SGD lr {self.optimizer.lr:g}, "
                   f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
@@ -240,7 +235,7 @@ class Trainer:
             self.out = cfg.out or os.path.dirname(os.path.abspath(resume["path"]))
             return
         if not self.writer:       # rank 0 makes the folder and says where it is
-            self.out = dist.comm.bcast(None, root=0)
+            self.out = world.share(None)
             return
         self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
@@ -256,8 +251,7 @@ class Trainer:
         self.echo(f"writing to {self.out}/ (metrics.jsonl, last.h5 every epoch, best.h5)"
                   + (f"; resumed from {resume['path']} at epoch {self.epoch + 1}, batch "
                      f"{self.batch}" if resume else ""))
-        if dist is not None:
-            dist.comm.bcast(self.out, root=0)
+        world.share(self.out)
 
     def _log(self, record: Dict) -> None:
         if not self.writer:
@@ -268,24 +262,20 @@ class Trainer:
     def save(self, rng_states: Optional[Dict[str, str]] = None) -> Optional[str]:
         """Write last.h5 (atomically) with everything --resume needs. Data-parallel: rank 0
         writes every rank's generator states, the others wait at a barrier until it has."""
-        from .checkpoint import save
-        if self.dist is not None:
-            rng_states = self.dist.gather_states(rng_states or generator_states(self.model))
+        rng_states = self.world.gather_states(rng_states or generator_states(self.model))
         path = os.path.join(self.out, "last.h5") if self.writer else None
         if self.writer:
             save(path, self.model, optimizer=self.optimizer,
                  extra=checkpoint_extra(self, rng_states), epoch=self.epoch, step=self.step,
                  batch=self.batch)
-        if self.dist is not None:
-            self.dist.barrier()
+        self.world.barrier()
         self.checkpoint_path = path
         return path
 
     # -- the loop --------------------------------------------------------------------------
     def _loader(self, train: bool, dataset=None, ten_crop: bool = False):
-        from . import data as D
         cfg = self.config
-        shard = (self.dist.rank, self.dist.size) if self.dist else None
+        shard = (self.world.rank, self.world.size) if self.world.size > 1 else None
         if train:
             return D.DataLoader(self.train_set, cfg.batch_size, input_size=self.model.input_size,
                                 train=True, device=self.devices[0], seed=cfg.seed,
@@ -297,17 +287,15 @@ class Trainer:
                             stats=self.train_set.stats, shard=shard, ten_crop=ten_crop)
 
     def _batches_per_epoch(self) -> int:
-        from . import data as D
         n = len(D.DataLoader(self.train_set, self.config.batch_size, input_size=self.model.input_size,
                              train=True, device=self.devices[0], seed=self.config.seed,
-                             shard=(self.dist.rank, self.dist.size) if self.dist else None))
+                             shard=(self.world.rank, self.world.size) if self.world.size > 1 else None))
         if self.config.limit_batches:
             n = min(n, self.config.limit_batches)
         return n
 
     def train_step(self, images, labels) -> Tuple[float, int]:
         """Forward, loss, backward, update: (loss, correct). Raises TrainingError on NaN/inf."""
-        from . import functional as F
         model = self.model
         model.train()
         with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
@@ -316,8 +304,6 @@ class Trainer:
             loss = F.cross_entropy(logits, labels, check_labels=False)
             self.optimizer.zero_grad()
             loss.backward()
-        if self.dist is not None:
-            self.dist.average_gradients(self.optimizer)
         stop = self.stop
         if stop is not None:
             # From the update until run_epoch has counted the step, a Ctrl-C waits: weights
@@ -357,7 +343,7 @@ class Trainer:
         try:
             while self.batch < nb:
                 rng = generator_states(self.model)     # the state this step starts from
-                if stop.requested if self.dist is None else self.stop_agreed:
+                if stop.requested if self.world.size == 1 else self.stop_agreed:
                     self._interrupted(rng)
                     return False
                 try:
@@ -370,14 +356,14 @@ class Trainer:
                     finally:
                         self.optimizer.lr = lr
                 except KeyboardInterrupt:
-                    if self.dist is not None:   # ranks not in step: stop at once (run())
+                    if self.world.size > 1:   # ranks not in step: stop at once (run())
                         raise
                     self._interrupted(rng)
                     return False
                 n = len(labels)
-                if self.dist is not None:     # all ranks' images, and Ctrl-C agreed on
-                    loss, correct, n, self.stop_agreed = self.dist.step_sums(
-                        loss, correct, n, stop.requested)
+                # all ranks' images, and Ctrl-C agreed on (one process: as they are)
+                loss, correct, n, self.stop_agreed = self.world.step_sums(
+                    loss, correct, n, stop.requested)
                 dt = time.perf_counter() - t0
                 self.step += 1
                 self.batch += 1
@@ -416,16 +402,15 @@ class Trainer:
         path = self.save(rng_states)
         self.echo(f"interrupted at epoch {self.epoch + 1}, batch {self.batch} (step {self.step}): "
                   f"saved {path}; continue with: "
-                  f"{self.dist.command if self.dist else 'python cli.py'} train --resume {path}")
+                  f"{self.world.command} train --resume {path}")
 
     def end_epoch(self) -> bool:
         """Validate, log, schedule, checkpoint; True when the schedule says stop."""
-        from .evaluate import evaluate
         cfg = self.config
         with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
             val = evaluate(self.model, self._loader(train=False), cfg.limit_val_batches,
                            progress=cfg.progress and self.writer, desc="validating",
-                           reduce=self.dist.sum_counts if self.dist else None)
+                           reduce=self.world.sum_counts)
         seen = max(self.sums["seen"], 1)
         record = {"event": "epoch", "epoch": self.epoch + 1, "step": self.step,
                   "lr": self.optimizer.lr, "train_loss": self.sums["loss"] / seen,
@@ -481,16 +466,12 @@ class Trainer:
         chosen on the validation split, so the test images decided nothing), from the centre
         crop and from the paper's ten patches (§4.1: the four corners and the centre, and their
         mirror images, softmax averaged), logged as {"event": "test"}. None without a test split."""
-        from .checkpoint import load, read_meta
-        from .data import DataError
-        from .evaluate import evaluate
         cfg, best = self.config, os.path.join(self.out, "best.h5")
         try:
             test_set = open_data(cfg.data, "test", cfg.seed, self.base_size, cfg.val_images)
         except (DataError, FileNotFoundError):
             return None
-        if self.dist is not None:
-            self.dist.barrier()           # best.h5 is whole before any rank reads it
+        self.world.barrier()           # best.h5 is whole before any rank reads it
         load(best, model=self.model)
         record = {"event": "test", "step": self.step, "epoch": int(read_meta(best)["epoch"])}
         for key, ten in (("test", False), ("test_ten_crop", True)):
@@ -498,7 +479,7 @@ class Trainer:
                 r = evaluate(self.model, self._loader(False, test_set, ten), cfg.limit_val_batches,
                              desc="testing" + (" (10 patches)" if ten else ""),
                              progress=cfg.progress and self.writer,
-                             reduce=self.dist.sum_counts if self.dist else None)
+                             reduce=self.world.sum_counts)
             record.update({"images": r.images, f"{key}_loss": r.loss,
                            f"{key}_top1_error": r.top1_error, f"{key}_top5_error": r.top5_error})
         if self.writer:
@@ -519,8 +500,7 @@ class Trainer:
             try:
                 self.setup()
                 nb = self._batches_per_epoch()
-                if self.dist is not None:
-                    self.warmup = self.dist.warmup(cfg, nb)
+                self.warmup = self.world.warmup(cfg, nb)
                 while self.epoch < cfg.epochs:
                     if not self.run_epoch(stop, nb):
                         stopped = "interrupted"
@@ -575,7 +555,6 @@ def _epochs(n: int) -> str:
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
-    from .backend import cupy
     if cupy is not None:
         try:
             if isinstance(e, cupy.cuda.memory.OutOfMemoryError):
@@ -586,7 +565,9 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 
 def train(config: TrainConfig, echo: Callable[[str], None] = print,
-          on_step: Optional[Callable[[int, float], None]] = None) -> TrainResult:
+          on_step: Optional[Callable[[int, float], None]] = None,
+          world: Optional[World] = None) -> TrainResult:
     """Run (or resume) a training job; see the module docstring. ``on_step(step, loss)`` is
-    called after every update (tests use it to inject a KeyboardInterrupt)."""
-    return Trainer(config, echo=echo, on_step=on_step).run()
+    called after every update (tests use it to inject a KeyboardInterrupt); ``world``: the
+    processes that train together (default: this one; ``minialex.tools.distributed.world()``)."""
+    return Trainer(config, echo=echo, on_step=on_step, world=world).run()

@@ -42,6 +42,10 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy
 
+from ..kernels import conv_gpu, launch
+from ..kernels.launch import KERNELS, source
+
+
 PRELUDE = """
 #include <cmath>
 #include <algorithm>
@@ -230,7 +234,6 @@ _modules: Dict[str, HostModule] = {}
 
 def get_function(name: str, dtype) -> HostKernel:
     """The host twin of ``minialex.kernels.get_function``: kernel ``name`` for ``dtype``, on the CPU."""
-    from .launch import KERNELS, source
     dtype = numpy.dtype(dtype)
     if dtype not in C_TYPES:
         raise TypeError(f"minialex.kernels.{name}: no kernel for dtype {dtype} (float32 or float64)")
@@ -264,7 +267,6 @@ def emulate():
     """Inside: ``minialex.kernels`` and the GPU conv2d run on NumPy arrays (new ones poisoned, see
     ``PoisonedNumpy``), every CUDA kernel on the CPU through this module. (CuPy's own kernels,
     which ops such as ``sum`` call on a GPU, are NumPy's here.)"""
-    from . import conv_gpu, launch
     saved = launch.cupy, launch.get_function, conv_gpu.cupy
     poisoned = PoisonedNumpy()
     launch.cupy, launch.get_function, conv_gpu.cupy = poisoned, get_function, poisoned

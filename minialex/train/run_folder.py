@@ -1,15 +1,14 @@
-"""A training run's folder: where it goes, and the file moves that keep it whole.
+"""A training run's folder: where it goes, and what a new run may write over.
 
     runs/<date>-<time>/     the default folder of a new run (``new_out_dir``); runs/latest
                             points to the newest (``point_latest``)
-        config.json, metrics.jsonl, last.h5, best.h5      (see minialex/train.py)
+        config.json, metrics.jsonl, last.h5, best.h5      (see loop.py)
 
 ``holds_a_run`` tells whether a folder already has another run's files, so that a new run never
-writes over them; ``copy_atomic`` copies a checkpoint so that the destination is always the old
-file or the new one, never half of one (through checkpoint.write_atomic, as save writes last.h5);
-``write_text`` and ``append_line`` write config.json and metrics.jsonl so that a full disk is one
-line (WriteError), not a traceback. The folder belongs to one process at a time (run_lock.py),
-which first removes the temporary files a killed save left (``remove_stale_temps``).
+writes over them; ``inherit_best`` gives a branched run its source's best.h5;
+``discard_unstarted_run`` removes what a run wrote before its first checkpoint. Every file is
+written through ``minialex.files`` (whole or not at all), by the one process that holds the
+folder's lock (``files.acquire_run_lock``).
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 
-#: The lock file a run folder's owner holds (run_lock.py), removed when the run leaves.
-LOCK_NAME = ".lock"
+from ..checkpoint import CheckpointError, read_extra, read_meta
+from ..files import LOCK_NAME, copy_atomic
 
 
 def new_out_dir(parent: str = "runs") -> str:
@@ -73,7 +71,6 @@ def inherit_best(source: str, branch: str) -> None:
 
 
 def _ends_the_best_epoch(path: str) -> bool:
-    from .checkpoint import CheckpointError, read_extra, read_meta
     try:
         meta, history = read_meta(path), json.loads(read_extra(path)["train"]["history"])
     except (CheckpointError, KeyError, ValueError):
@@ -98,50 +95,3 @@ def discard_unstarted_run(folder: str) -> None:
         os.remove(link)
 
 
-def copy_atomic(src: str, dst: str) -> None:
-    """Copy src to dst through checkpoint.write_atomic, so dst is the old file or the new one,
-    never half of one; an interrupted copy (a second Ctrl-C) or a full disk removes its partial
-    temporary file (a full disk raises a one-line WriteError)."""
-    from .checkpoint import write_atomic
-    with open(src, "rb") as source:
-        write_atomic(dst, lambda fh: shutil.copyfileobj(source, fh), os.path.getsize(src),
-                     f"the copy of {os.path.basename(src)}")
-
-
-def write_text(path: str, text: str) -> None:
-    """Replace a small text file (config.json, a rewritten metrics.jsonl) whole, as a checkpoint."""
-    from .checkpoint import write_atomic
-    data = text.encode()
-    write_atomic(path, lambda fh: fh.write(data), len(data), os.path.basename(path))
-
-
-def append_line(path: str, line: str) -> None:
-    """Append one line to a log (metrics.jsonl). If the disk is full, the file is cut back to
-    where it was, so that it never ends in half a line, and a one-line WriteError says so."""
-    from .checkpoint import write_error
-    data = memoryview((line + "\n").encode())
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        start = os.fstat(fd).st_size
-        done = 0
-        while done < len(data):      # unbuffered: a write may stop partway, then fail
-            done += os.write(fd, data[done:])
-    except OSError as e:
-        try:
-            os.ftruncate(fd, start)
-        except OSError:
-            pass
-        raise write_error(e, path, "a line of the log", len(data)) from None
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temps(folder: str) -> None:
-    """Remove the temporary files of saves killed midway (.last.h5.XXXX.tmp, left by kill -9 or a
-    power cut). Called by the folder's owner only (run_lock), so no save of another is running."""
-    for name in os.listdir(folder):
-        if name.startswith(".") and name.endswith(".tmp") or name == "best.h5.tmp":
-            try:
-                os.remove(os.path.join(folder, name))
-            except OSError:
-                pass

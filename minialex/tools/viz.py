@@ -13,7 +13,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def _save_png(image: numpy.ndarray, path) -> str:
@@ -101,7 +101,6 @@ def save_filters(columns: Sequence[numpy.ndarray], path, caption: str = "", **op
     """Write ``filters_grid(columns)`` to a PNG, with ``caption`` in a strip below; returns the path."""
     image = filters_grid(columns, **options)
     if caption:
-        from PIL import ImageDraw
         strip = Image.new("RGB", (max(image.shape[1], 6 * len(caption) + 8), 16), "white")
         ImageDraw.Draw(strip).text((4, 2), caption, fill="black")
         wide = numpy.full((image.shape[0], strip.width, 3), 255, numpy.uint8)

@@ -1,7 +1,8 @@
 """The command line: ``python cli.py COMMAND`` or, once installed, ``minialex COMMAND``.
 
-Thin by design: each command parses its options and calls a job in the package (train.py,
-evaluate.py, viz.py, health.py, benchmark.py, with the choices they share in run_setup.py). A user mistake (a missing file, an unknown
+Thin by design: each command parses its options and calls a job: the core's training loop
+(``minialex.train``) or a tool beside this file (inference, viz, health, benchmark, prepare,
+export_onnx, distributed), with the choices they share in ``minialex.train.setup``. A user mistake (a missing file, an unknown
 preset, a checkpoint of another model, a bad data spec) prints one line, ``error: ...``, and
 exits with status 1; ``--debug`` (before or after the command name) shows the traceback instead.
 A run stopped with Ctrl-C exits with status 130 after saving its checkpoint (a second Ctrl-C:
@@ -11,11 +12,32 @@ at once, keeping the last checkpoint written).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import sys
 
 import click
+
+from .. import cpu
+from ..backend import DeviceError, default_device, default_devices, gpu_available
+from ..checkpoint import CheckpointError, WriteError
+from ..data import DataError, base_size_for
+from ..files import LockedError
+from ..functional import conv
+from ..models import get_preset, table
+from ..train.evaluate import colourfulness
+from ..train.loop import TrainingError
+from ..train.setup import RECIPES, choose_preset, default_epochs, parse_devices, set_precision
+from ..train import TrainConfig, train
+from . import distributed
+from .benchmark import format_result, time_training_step
+from .distributed import error_line
+from .export_onnx import export_checkpoint
+from .health import format_table, run_checks
+from .inference import conv1_kernels, evaluate_checkpoint, format_top5, neighbours, predict_files
+from .prepare import prepare_cache
+from .viz import save_filters, save_neighbours, save_top5, save_training_curves
 
 #: Exit status of a user mistake, and of a training run stopped by Ctrl-C (128 + SIGINT).
 EXIT_USER_ERROR = 1
@@ -24,17 +46,11 @@ EXIT_INTERRUPTED = 130
 
 def _user_errors():
     """Exception types that mean 'the user asked for something that cannot be done'."""
-    from .backend import DeviceError
-    from .checkpoint import CheckpointError, WriteError
-    from .data import DataError
-    from .run_lock import LockedError
-    from .train import TrainingError
     return (DataError, CheckpointError, TrainingError, DeviceError, FileNotFoundError,
             IsADirectoryError, PermissionError, ValueError, WriteError, LockedError)
 
 
 def _fail(message: str, error: BaseException = None) -> None:
-    from .distributed import error_line     # names the rank in a data-parallel job
     line = error_line(message, error)
     if line:
         click.echo(line, err=True)
@@ -79,6 +95,7 @@ def main(ctx, debug):
       python cli.py COMMAND --help            # every command has examples
     """
     ctx.obj = {"debug": debug}
+    cpu.configure()      # every core, OpenBLAS held to one thread each, freed memory kept (cpu.py)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,9 +184,8 @@ def train_command(no_progress, without, **options):
       python cli.py train --data /data/imagenet --preset paper --devices cuda:0,cuda:1 --workers 8
       mpiexec -n 2 python -m mpi4py cli.py train     # data-parallel: batch 128 per process
     """
-    from .train import TrainConfig, train
     config = TrainConfig(progress=not no_progress, without=without or None, **options)
-    result = train(config, echo=click.echo)
+    result = train(config, echo=click.echo, world=distributed.world())
     if result.stopped == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
 
@@ -201,8 +217,6 @@ def evaluate_command(checkpoint, data, split, ten_crop, batch_size, workers, dev
       python cli.py evaluate runs/fmnist/best.h5 --data fashion-mnist --ten-crop
       python cli.py evaluate runs/fmnist/best.h5 --split test
     """
-    from .inference import evaluate_checkpoint
-    from .run_setup import parse_devices
     tm, result = evaluate_checkpoint(checkpoint, data, split, ten_crop, batch_size, workers,
                                      parse_devices(devices), limit)
     click.echo(result.table(f"{tm.path} (AlexNet '{tm.model.preset}') on "
@@ -225,8 +239,6 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
     Example:
       python cli.py predict runs/fmnist/best.h5 shoe.png shirt.jpg
     """
-    from .inference import format_top5, predict_files
-    from .run_setup import parse_devices
     _, preds = predict_files(checkpoint, images, top, ten_crop, parse_devices(devices))
     for path, p in zip(images, preds):
         click.echo(format_top5(path, p))
@@ -238,8 +250,6 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
 
 def _cpu_convolutions(preset) -> str:
     """Which convolutions the CPU computes by Winograd's F(2x2, 3x3) (conv.takes_winograd)."""
-    from .functional import conv
-    from .models import get_preset
     p = get_preset(preset)
     sides = p.spatial_sizes()
     batches = {layer.name: conv.winograd_batch((layer.kernel,) * 2, (layer.stride,) * 2,
@@ -269,9 +279,6 @@ def info_command(preset, num_classes, devices):
       python cli.py info                      # the paper's net: 60,965,224 parameters
       python cli.py info --preset mini --num-classes 10
     """
-    from .backend import default_devices
-    from .models import table
-    from .run_setup import parse_devices
     d0, d1 = parse_devices(devices) or default_devices()
     click.echo(table(preset, num_classes))
     click.echo(f"devices here (--devices): column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
@@ -279,8 +286,6 @@ def info_command(preset, num_classes, devices):
     click.echo(_cpu_convolutions(preset))
     click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
                "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
-    from .data import base_size_for
-    from .models import get_preset
     size = get_preset(preset).input_size
     base = base_size_for(size)
     click.echo(f"data: images stored {base}x{base} for {size}x{size} crops (the paper's 256:224 "
@@ -288,7 +293,6 @@ def info_command(preset, num_classes, devices):
                "mean RGB subtracted, not the paper's mean image (position independent); PCA "
                "lighting alpha ~ N(0, 0.1) times the eigenvalues of the training pixels' RGB "
                "covariance on the [0, 1] scale (§4.1)")
-    from .run_setup import RECIPES, default_epochs
     for (data, name), options in RECIPES.items():
         if name == preset:
             said = [f"images stored {v}x{v} for the {size}x{size} crops, not {base}x{base} "
@@ -318,9 +322,6 @@ def filters_command(checkpoint, out, zoom):
     Example:
       python cli.py filters runs/20261126-150000/best.h5 --out filters.png
     """
-    from .evaluate import colourfulness
-    from .inference import conv1_kernels
-    from .viz import save_filters
     cols, grayscale = conv1_kernels(checkpoint)
     shape = "x".join(str(s) for s in cols[0].shape[1:])
     if grayscale:      # R = G = B in every image: only the sum of a kernel's channels acts
@@ -363,9 +364,6 @@ def neighbors_command(checkpoint, images, data, out, top5_out, count, search, qu
       python cli.py neighbors runs/20261126-150000/best.h5
       python cli.py neighbors runs/fmnist/best.h5 --data fashion-mnist boot.png
     """
-    from .inference import neighbours
-    from .run_setup import parse_devices
-    from .viz import save_neighbours, save_top5
     if os.path.abspath(out) == os.path.abspath(top5_out):
         raise ValueError(f"--out and --top5-out are both {out}: the second picture would replace "
                          "the first")
@@ -388,7 +386,6 @@ def plot_command(run_dir, out):
     Example:
       python cli.py plot runs/20261126-150000
     """
-    from .viz import save_training_curves
     path = os.path.join(run_dir, "metrics.jsonl") if os.path.isdir(run_dir) else run_dir
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: give a run folder written by 'train'")
@@ -428,9 +425,6 @@ def gradcheck_command(device):
       python cli.py gradcheck
       python cli.py gradcheck --device cuda:0
     """
-    from .backend import default_device
-    from .health import format_table, run_checks
-    from .run_setup import parse_devices
     device = str(parse_devices(device)[0]) if device else str(default_device())
     results = run_checks(device)
     click.echo(format_table(results, device))
@@ -458,9 +452,6 @@ def bench_command(preset, batch_size, steps, warmup, precision, devices):
       python cli.py bench                     # mini on a CPU, paper on a GPU
       python cli.py bench --preset paper --precision tf32 --batch-size 128
     """
-    from .backend import gpu_available
-    from .benchmark import format_result, time_training_step
-    from .run_setup import choose_preset, parse_devices, set_precision
     devs = parse_devices(devices)
     preset, _ = choose_preset(preset, devs)
     on_gpu = any(d.is_cuda for d in devs) if devs else gpu_available()
@@ -485,7 +476,6 @@ def bench_command(preset, batch_size, steps, warmup, precision, devices):
 
 def _gpu_step_module():
     """benchmarks/gpu_step.py from the source tree, if it is there (it is not installed)."""
-    import importlib.util
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.path.join(root, "benchmarks", "gpu_step.py")
     if not os.path.exists(path):
@@ -532,7 +522,6 @@ def prepare_command(source, out, base_size, limit, seed, no_progress, imagenet):
       python cli.py prepare fashion-mnist --out fmnist.h5 --base-size 58   # for --preset mini
       python cli.py train --data imagenet256.h5 --preset paper
     """
-    from .data import DataError, prepare_cache
     if (source is None) == (imagenet is None):
         raise DataError("give either SOURCE or --imagenet DIR (the folder of the ILSVRC-2012 tars)")
     source = source or "ilsvrc2012:" + imagenet
@@ -567,7 +556,6 @@ def export_command(checkpoint, out):
     Examples:
       python cli.py export runs/latest/best.h5 --out alexnet.onnx
     """
-    from .export_onnx import export_checkpoint
     click.echo(export_checkpoint(checkpoint, out))
 
 

@@ -16,9 +16,9 @@ from typing import List, Optional, Tuple
 
 import numpy
 
-from .autograd import Tensor, no_grad
-from .backend import as_numpy
-from .functional.loss import log_softmax_array
+from ..autograd import Tensor, no_grad
+from ..backend import as_numpy
+from ..functional.loss import log_softmax_array
 
 
 @dataclasses.dataclass

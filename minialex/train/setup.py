@@ -17,7 +17,11 @@ from typing import Optional, Tuple
 
 import numpy
 
-from .backend import Device, gpu_available, gpu_count
+from .. import data as D
+from ..backend import Device, cupy, gpu_available, gpu_count
+from ..data import base_size_for
+from ..models import PRESETS
+
 
 #: Epochs when --epochs is not given: the paper's ~90 (§5) for real data on the paper's net; far
 #: fewer for the small presets on the small data sets (mini on the built-in data finishes in about
@@ -65,7 +69,6 @@ PRESET_FOR_DATA = {"fashion-mnist": "fashion"}
 def choose_preset(preset: Optional[str], devices, data: Optional[str] = None) -> Tuple[str, str]:
     """(preset, why): the user's choice, else the data's own (PRESET_FOR_DATA), else 'paper' on
     a GPU and 'mini' on a CPU."""
-    from .models import PRESETS
     if preset is not None:
         return preset, "chosen with --preset"
     mine = PRESET_FOR_DATA.get(data_kind(data)) if data is not None else None
@@ -89,7 +92,6 @@ def set_precision(precision: str) -> str:
     if precision not in ("fp32", "tf32"):
         raise ValueError(f"unknown precision {precision!r}: use fp32 or tf32")
     os.environ["CUPY_TF32"] = "1" if precision == "tf32" else "0"
-    from .backend import cupy
     if cupy is not None:
         try:
             from cupy._core import _routines_linalg as linalg
@@ -128,7 +130,6 @@ def data_kind(data: str) -> str:
 def stored_side(base_size: Optional[int], preset) -> int:
     """The side images are stored at before the crops: ``--base-size`` (or the data's recipe),
     else the paper's 256:224 (§2: 58 for 51x51 crops). The crops move within the margin."""
-    from .data import base_size_for
     base = base_size or base_size_for(preset.input_size)
     if base < preset.input_size:
         raise ValueError(f"--base-size {base} is smaller than preset '{preset.name}''s "
@@ -139,7 +140,6 @@ def stored_side(base_size: Optional[int], preset) -> int:
 def open_data(spec: str, split: str, seed: int, base_size: int, images: Optional[int] = None):
     """A dataset split with ``images`` images: the built-in set draws that many, other sources
     keep that many spread over the split (``None``: all, or the built-in set's default)."""
-    from . import data as D
     if str(spec) == "builtin":
         key = "num_train" if split == "train" else "num_val"
         return D.open_dataset(spec, split, seed=seed, base_size=base_size, **{key: images})

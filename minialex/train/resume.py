@@ -28,8 +28,11 @@ from typing import Dict, Optional
 
 import numpy
 
+from ..checkpoint import CheckpointError, load, read_extra, read_meta
+from ..data.sources import same_spec
+from ..files import write_text
 from .rng_state import generator_states, restore_generator_states
-from .run_folder import holds_a_run, write_text
+from .run_folder import holds_a_run
 
 
 class TrainingError(RuntimeError):
@@ -49,7 +52,6 @@ OVERRIDABLE = ("lr", "momentum", "weight_decay", "decay_biases")
 
 
 def _same_option(key: str, given, stored) -> bool:
-    from .data.sources import same_spec
     if key == "data" and stored is not None:
         return same_spec(given, stored)
     if key == "without":          # the network and the crops: a list in JSON, any order given
@@ -68,7 +70,6 @@ def merge_resume(cfg) -> Optional[Dict]:
     {'path', 'meta', 'extra', 'overrides'}."""
     if not cfg.resume:
         return None
-    from .checkpoint import read_extra, read_meta
     path = checkpoint_path(cfg.resume)
     meta, extra = read_meta(path), read_extra(path)
     if "train" not in extra:
@@ -129,7 +130,7 @@ def checkpoint_extra(trainer, rng_states: Optional[Dict[str, str]] = None) -> Di
                   "schedule": json.dumps(trainer.schedule.state_dict()),
                   "history": json.dumps(trainer.history),
                   "config": json.dumps(trainer.config.resolved()),
-                  "world_size": getattr(trainer.dist, "size", 1)},   # distributed.py
+                  "world_size": trainer.world.size},   # world.py
         "rng": rng_states if rng_states is not None else generator_states(trainer.model),
         "data": {"mean": numpy.asarray(stats.mean),
                  "pca_eigenvalues": numpy.asarray(stats.pca_eigenvalues),
@@ -146,7 +147,6 @@ def checkpoint_extra(trainer, rng_states: Optional[Dict[str, str]] = None) -> Di
 def restore(trainer, resume: Dict) -> None:
     """Load the checkpoint into the trainer's model and optimizer, and its position, schedule,
     history and generators into the trainer; apply the options given again (they win)."""
-    from .checkpoint import CheckpointError, load
     path, extra = resume["path"], resume["extra"]
     try:
         load(path, model=trainer.model, optimizer=trainer.optimizer)

@@ -8,14 +8,21 @@ The measurements themselves (top-k error, softmax outputs, features, nearest) ar
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy
 
-from .data.dataset import spread_indices
-from .evaluate import (class_probabilities, evaluate, last_hidden_features, nearest,
-                       top_classes)
+from ..checkpoint import CheckpointError, load, read_extra, read_meta, read_state
+from ..data import DataError, DataLoader, base_size_for
+from ..data.dataset import Dataset, Subset, spread_indices
+from ..data.images import load_image
+from ..data.stats import DataStats
+from ..models import upgrade_state
+from ..train.evaluate import (class_probabilities, evaluate, last_hidden_features, nearest,
+                              top_classes)
+from ..train.setup import open_data
 
 
 @dataclasses.dataclass
@@ -38,9 +45,6 @@ def _strings(array) -> List[str]:
 
 def load_trained(path: str, devices=None) -> TrainedModel:
     """Rebuild the model stored in ``path`` (see ``minialex.load``) and read its data facts."""
-    from .checkpoint import CheckpointError, load, read_extra, read_meta
-    from .data import base_size_for
-    from .data.stats import DataStats
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, "best.h5" if os.path.exists(os.path.join(path, "best.h5"))
@@ -60,7 +64,6 @@ def load_trained(path: str, devices=None) -> TrainedModel:
     base = int(data.get("base_size") or base_size_for(model.input_size))
     meta = dict(meta)
     if "train" in extra:  # the run's options: the seed picks the built-in set's images
-        import json
         meta["train_config"] = json.loads(extra["train"]["config"])
         meta["seed"] = meta["train_config"].get("seed", 0)
     return TrainedModel(model, path, classes, names, stats, data.get("spec"), base, meta)
@@ -71,8 +74,6 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
                         devices=None, limit: Optional[int] = None, progress: bool = True):
     """(TrainedModel, EvalResult) of a checkpoint on a dataset split (default: the data it was
     trained on), preprocessed with the *training* set's mean as in training."""
-    from .data import DataError, DataLoader
-    from .run_setup import open_data
     tm = load_trained(path, devices)
     spec = data or tm.data_spec
     if not spec:
@@ -87,7 +88,6 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
 
 def _check_same_classes(spec: str, ds, tm: TrainedModel) -> None:
     """Labels of another dataset would be read as the checkpoint's classes: refuse."""
-    from .data import DataError
     if list(ds.classes) != list(tm.classes):
         raise DataError(f"{spec} has {ds.num_classes} classes ({', '.join(ds.classes[:3])}, ...) "
                         f"but {tm.path} was trained on {len(tm.classes)} "
@@ -96,8 +96,6 @@ def _check_same_classes(spec: str, ds, tm: TrainedModel) -> None:
 
 def _file_dataset(paths: Sequence[str], tm: TrainedModel):
     """The given image files as a dataset (label 0), preprocessed like the training data."""
-    from .data.dataset import Dataset
-    from .data.images import load_image
 
     class ImageFiles(Dataset):
         def __init__(self):
@@ -126,7 +124,6 @@ def _file_dataset(paths: Sequence[str], tm: TrainedModel):
 
 
 def _loader(ds, tm: TrainedModel, batch_size: int, ten_crop: bool = False):
-    from .data import DataLoader
     return DataLoader(ds, batch_size, input_size=tm.model.input_size, train=False,
                       device=tm.model.devices[0], ten_crop=ten_crop, stats=tm.stats)
 
@@ -148,8 +145,6 @@ def conv1_kernels(path: str) -> Tuple[List[numpy.ndarray], bool]:
     """conv1's kernels of each column, [(K, 3, kh, kw), ...], read straight from the file, and
     whether the net was trained on grayscale data: R = G = B, so the training set's colour
     covariance has rank one (data/fashion_mnist.py) and only each kernel's channel sum matters."""
-    from .checkpoint import CheckpointError, read_extra, read_meta, read_state
-    from .models import upgrade_state
     state = upgrade_state(read_meta(path).get("model", ""), read_state(path))
     eig = read_extra(path).get("data", {}).get("pca_eigenvalues")
     grayscale = eig is not None and len(eig) == 3 and float(eig[1]) <= 1e-9 * float(eig[0])
@@ -170,8 +165,6 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
     Returns a dict with 'queries' (uint8 images), 'neighbours' (lists of uint8 images),
     'neighbour_labels', 'top5' (lists of (class, p)) and 'truth' (class names or None).
     """
-    from .data import DataError
-    from .run_setup import open_data
     tm = load_trained(path, devices)
     spec = data or tm.data_spec
     if not spec:
@@ -183,7 +176,6 @@ def neighbours(path: str, queries: Sequence[str] = (), data: Optional[str] = Non
         qset, truth = _file_dataset(list(queries), tm), [None] * len(queries)
     else:
         val = open_data(spec, "val", seed, tm.base_size)
-        from .data.dataset import Subset
         qset = Subset(val, _one_per_class(val.labels, num_queries))
         truth = [tm.class_names[int(l)] for l in qset.labels]
     q_feats, q_probs = [], []

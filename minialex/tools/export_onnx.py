@@ -32,7 +32,11 @@ from typing import Optional, Sequence
 
 import numpy
 
-from .models.presets import DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE
+from ..checkpoint import model_state
+from ..models.alexnet import AlexNet
+from ..models.presets import DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE
+from .inference import load_trained
+
 
 OPSET = 17
 
@@ -61,8 +65,6 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
-    from .checkpoint import model_state
-    from .models.alexnet import AlexNet
     if not isinstance(model, AlexNet):
         raise ExportError(f"export writes the two-column AlexNet only, not {type(model).__name__}")
     if model.dtype != numpy.float32:
@@ -150,7 +152,6 @@ def parameter_count(proto) -> int:
 
 def export_checkpoint(path: str, out: str) -> str:
     """Write the checkpoint ``path`` (written by train) to ``out`` as ONNX; returns a summary."""
-    from .inference import load_trained
     onnx = _onnx()                                     # before reading a large checkpoint
     tm = load_trained(path, devices="cpu")
     proto = build_graph(tm.model, mean=tm.stats.mean, classes=tm.classes,

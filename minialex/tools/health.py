@@ -16,8 +16,10 @@ from typing import Callable, List, Optional
 
 import numpy
 
-from .backend import as_device
-from .gradcheck import gradcheck
+import minialex.functional as F
+from ..autograd import Tensor, concat, to_device
+from ..backend import as_device
+from ..gradcheck import gradcheck
 
 
 @dataclasses.dataclass
@@ -39,8 +41,6 @@ def _tie_free(rng, shape, scale=1.0):
 
 def _checks():
     """(name, paper section, builder) for every op; builder(rng, device) -> (fn, inputs, wrt)."""
-    import minialex.functional as F
-    from .autograd import concat, to_device
 
     def conv(groups, stride, padding):
         def build(rng, dev):
@@ -132,7 +132,6 @@ def run_checks(device="cpu", seed: int = 0, rtol: float = 1e-5,
         t0 = time.perf_counter()
         try:
             fn, inputs = build(rng, dev)
-            from .autograd import Tensor
             tensors = [Tensor(dev.put(numpy.asarray(x, dtype=numpy.float64)), device=dev) for x in inputs]
             report = gradcheck(fn, tensors, rtol=rtol, name=name, raise_on_failure=False, seed=seed)
             res = CheckResult(name, paper, report.passed, report.max_rel_error, time.perf_counter() - t0)

@@ -36,9 +36,9 @@ from typing import List, NamedTuple
 
 import numpy
 
-from .dataset import Dataset
-from .errors import DataError, DataFileNotFoundError
-from .images import load_image
+from ..data.dataset import Dataset
+from ..data.errors import DataError, DataFileNotFoundError
+from ..data.images import load_image
 
 TRAIN_TAR, VAL_TAR = "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"
 DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"

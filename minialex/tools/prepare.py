@@ -39,13 +39,14 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import h5py
 import numpy
 
-from ..checkpoint import size_text as _size
-from ..checkpoint import write_atomic, write_error
-from ..run_lock import acquire_file_lock, cache_lock_path
-from .cache import FORMAT, FORMAT_VERSION, open_cache_file
-from .errors import DataError
-from .sources import absolute_spec, open_dataset, same_spec
-from .stats import StatsAccumulator
+from ..data.cache import FORMAT, FORMAT_VERSION, open_cache_file
+from ..data.errors import DataError
+from ..data.sources import PAPER_BASE_SIZE, absolute_spec, open_dataset, same_spec
+from ..data.stats import StatsAccumulator
+from ..files import (acquire_file_lock, cache_lock_path, size_text as _size, write_atomic,
+                     write_error)
+from .imagenet_archives import ArchiveImageNet
+
 
 _str = h5py.string_dtype("utf-8")
 
@@ -239,7 +240,7 @@ def _prepare(source, out, base_size, splits, checkpoint_every, progress, echo, o
     source = absolute_spec(source)      # stored absolute: a resume finds it from anywhere
     if "train" not in splits:
         raise ValueError("prepare_cache: the train split is needed for the mean and PCA")
-    datasets = {s: open_dataset(source, s, base_size=base_size, **open_options) for s in splits}
+    datasets = {s: _open(source, s, base_size, open_options) for s in splits}
     train = datasets["train"]
     options = json.dumps(open_options, sort_keys=True)  # seed, sizes...: must match to resume
     resumed = os.path.exists(out)
@@ -263,3 +264,12 @@ def _prepare(source, out, base_size, splits, checkpoint_every, progress, echo, o
         skipped = [tuple(s.split("\t", 1)) for s in
                    (x.decode() if isinstance(x, bytes) else x for x in f["skipped"][()])]
     return PrepareReport(out, base_size, images, skipped, resumed, resumed and complete)
+
+
+def _open(source: str, split: str, base_size, open_options):
+    """``open_dataset``, and the official ILSVRC-2012 archives ('ilsvrc2012:DIR'), which only
+    ``prepare`` reads (imagenet_archives.py): training reads the cache it writes."""
+    if source.startswith("ilsvrc2012:"):
+        return ArchiveImageNet(source.partition(":")[2], split,
+                               base_size=base_size or PAPER_BASE_SIZE)
+    return open_dataset(source, split, base_size=base_size, **open_options)

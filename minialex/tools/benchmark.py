@@ -18,16 +18,18 @@ from typing import Dict, Optional
 
 import numpy
 
+import minialex.functional as F
+from ..autograd import Tensor, no_grad
+from ..backend import cupy
+from ..models import AlexNet
+from ..optim import SGD
+
 
 def time_training_step(preset: str = "mini", batch_size: int = 128, devices=None,
                        steps: int = 10, warmup: int = 2, num_classes: int = 1000,
                        seed: int = 0) -> Dict:
     """{'step_ms', 'images_per_s', 'forward_ms', 'preset', 'batch_size', 'devices'} for one
     training step (median of ``steps``), and forward-only time in eval mode."""
-    import minialex.functional as F
-    from .autograd import Tensor, no_grad
-    from .models import AlexNet
-    from .optim import SGD
 
     model = AlexNet(num_classes=num_classes, preset=preset, devices=devices, seed=seed)
     opt = SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -40,7 +42,6 @@ def time_training_step(preset: str = "mini", batch_size: int = 128, devices=None
     def sync():
         for d in set(model.devices):
             if d.is_cuda:
-                from .backend import cupy
                 cupy.cuda.Device(d.index).synchronize()
 
     def step():

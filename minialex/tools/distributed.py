@@ -5,7 +5,8 @@
 The rules (each one a test in tests/test_distributed.py; docs/distributed.md says more):
 
 - A world of one (no mpiexec, or mpi4py missing) is the single process of before: ``world()``
-  returns None, and mpi4py is imported only when an MPI launcher's variables are set.
+  returns ``minialex.train.world.World()``, which does nothing, and mpi4py is imported only when
+  an MPI launcher's variables are set. ``World`` here is its subclass for N processes.
 - Same start: every rank builds the model from the seed (or reads the checkpoint), then rank 0's
   parameters and momentum buffers are broadcast and a checksum of their bytes is compared.
 - Same update: after backward, the gradients are packed in the optimizer's parameter order into
@@ -35,8 +36,12 @@ from typing import Dict, List, Optional
 
 import numpy
 
-from .backend import as_numpy, get_array_module
-from .resume import TrainingError
+from ..backend import as_numpy, get_array_module, gpu_available
+from ..models.common import dropout_generator
+from ..train.resume import TrainingError
+from ..train.rng_state import restore_generator_states
+from ..train.world import World as OneProcess
+
 
 #: Variables an MPI launcher sets in every process it starts (MPICH/Hydra, Open MPI, Slurm's PMI).
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
@@ -49,17 +54,17 @@ class WorldError(TrainingError):
 
 
 def world():
-    """The job's World, or None for a world of one process (then nothing here is used)."""
+    """The job's World: N processes under MPI, or ``OneProcess()`` for a world of one."""
     global _WORLD
     if _WORLD is None:
         if "mpi4py.MPI" not in sys.modules and not any(v in os.environ for v in LAUNCHER_VARIABLES):
-            return None
+            return OneProcess()
         try:
             from mpi4py import MPI
         except ImportError:
-            return None
+            return OneProcess()
         if MPI.COMM_WORLD.Get_size() == 1:
-            return None
+            return OneProcess()
         _WORLD = World(MPI.COMM_WORLD)
         sys.excepthook = _WORLD.excepthook
     return _WORLD
@@ -148,8 +153,9 @@ def checksum(arrays) -> str:
     return h.hexdigest()
 
 
-class World:
-    """N processes under MPI: rank, size, rank within the node, and what training asks of them."""
+class World(OneProcess):
+    """N processes under MPI: rank, size, rank within the node, and what training asks of them
+    (``minialex.train.world`` says when the loop calls each method)."""
 
     def __init__(self, comm, grads=None):
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
@@ -164,7 +170,6 @@ class World:
     def map_devices(self, spec: Optional[str]) -> Optional[str]:
         """'cuda' -> this process's GPU, cuda:<rank in node>; 'cuda,cuda' -> cuda:2r,cuda:2r+1
         (a column per GPU). No --devices with a GPU present means 'cuda'. Others: as given."""
-        from .backend import gpu_available
         r, given = self.local_rank, (spec or ("cuda" if gpu_available() else "")).replace(" ", "")
         return {"cuda": f"cuda:{r}", "cuda,cuda": f"cuda:{2 * r},cuda:{2 * r + 1}"}.get(given, spec)
 
@@ -177,13 +182,24 @@ class World:
                                      + ",".join(str(d) for d in dict.fromkeys(devices)))
         return "; ".join(places) + f"; gradients summed by {self.grads.name} allreduce"
 
-    def banner(self, cfg) -> str:
-        """The first line of a run: world size, per-process and global batch, lr scaling."""
+    def describe(self, cfg, devices) -> list:
+        """The first lines of a run: world size, per-process and global batch, lr scaling, and
+        where each rank runs (choosing the gradients' communicator)."""
         b, n = cfg.batch_size, self.size
         lr = (f"lr scaling linear (Goyal et al. 2017): {cfg.lr:g} x {n} = {cfg.lr * n:g}, reached "
               f"after {warmup_epochs(cfg.epochs)} warm-up epoch(s)" if cfg.lr_scaling == "linear"
               else f"lr scaling none (lr {cfg.lr:g} as given; --lr-scaling linear: x {n})")
-        return f"data-parallel: {n} processes (MPI), batch {b} per process, {b * n} in all; {lr}"
+        return [f"data-parallel: {n} processes (MPI), batch {b} per process, {b * n} in all; {lr}",
+                self.use_devices(devices)]
+
+    def lr_factor(self, cfg) -> int:
+        return self.size if cfg.lr_scaling == "linear" else 1
+
+    def check_resume(self, resume) -> None:
+        try:
+            super().check_resume(resume)
+        except TrainingError as e:     # every rank found it: rank 0 alone reports it
+            raise WorldError(str(e)) from None
 
     def check_start(self, cfg, train_set, val_set) -> None:
         """Before the first step: enough images for one global batch, and every rank's options
@@ -204,22 +220,18 @@ class World:
                                      f"against {value!r}; every process must run the same "
                                      "command on the same data")
 
-    def start(self, trainer, resume) -> None:
-        """Per-rank dropout streams (or, on --resume, this rank's saved ones), the linear lr
-        scaling of a new run, then rank 0's weights and momentum everywhere."""
-        from .rng_state import restore_generator_states
-        model, cfg = trainer.model, trainer.config
+    def start(self, model, optimizer, seed, rng_states) -> None:
+        """Per-rank dropout streams (or, on --resume, this rank's saved ones), rank 0's weights
+        and momentum everywhere, and the gradients averaged at every step (an optimizer hook)."""
         if self.rank > 0:
-            from .models.common import dropout_generator
-            seqs = numpy.random.SeedSequence([cfg.seed, self.rank]).spawn(
+            seqs = numpy.random.SeedSequence([seed, self.rank]).spawn(
                 len(model.dropout_generators))
             model.dropout_generators = tuple(dropout_generator(s, d)
                                              for s, d in zip(seqs, model.devices))
-        if resume is not None:
-            restore_generator_states(model, self.own_states(resume["extra"].get("rng", {})))
-        elif cfg.lr_scaling == "linear":
-            trainer.optimizer.lr *= self.size
-        self.broadcast_start(model, trainer.optimizer)
+        if rng_states is not None:
+            restore_generator_states(model, self.own_states(rng_states))
+        self.broadcast_start(model, optimizer)
+        optimizer.hooks.append(self.average_gradients)
 
     def warmup(self, cfg, steps_per_epoch: int):
         """With linear scaling, the factor on the scaled lr at each step: 1/N rising to 1 over
@@ -286,6 +298,9 @@ class World:
     def barrier(self) -> None:
         self.comm.Barrier()
 
+    def share(self, value):
+        return self.comm.bcast(value, root=0)
+
     def excepthook(self, kind, value, tb) -> None:
         """One line naming the rank, then Abort: every rank ends, none waits in a collective."""
         if "--debug" in sys.argv:
@@ -297,17 +312,6 @@ class World:
 def warmup_epochs(epochs: int) -> int:
     """Epochs of linear warm-up: Goyal et al.'s 5 of 90, fewer for short runs."""
     return min(5, max(1, epochs // 6))
-
-
-def check_world_size(resume: Optional[Dict], size: int) -> None:
-    """A checkpoint continues only in the world size it was written in (the batch order)."""
-    if resume is None:
-        return
-    stored = int(resume["extra"]["train"].get("world_size", 1))
-    if stored != size:
-        raise WorldError(f"{resume['path']} was written by {stored} process(es), this job has "
-                         f"{size}: the global batch and the data order depend on it; resume "
-                         f"with mpiexec -n {stored}, or start a new run")
 
 
 def error_line(message: str, error: BaseException) -> Optional[str]:

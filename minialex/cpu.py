@@ -1,0 +1,190 @@
+"""The CPU: its cores, its BLAS and its memory allocator, set in one place.
+
+Importing minialex changes nothing in the process. A job that wants the CPU's speed calls
+``configure()`` once, before its first step (``python cli.py`` does, and so do the benchmarks and
+the tests); a lesson or a script that never calls it runs every op on the calling thread, with
+NumPy's BLAS as it came.
+
+``configure(threads=None)``:
+
+- threads: ``MINIALEX_THREADS``, else ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` (so that a
+  process under mpiexec keeps to its share, see ``cli.py``), else the CPUs this process may use.
+  ``in_parallel`` then shares the independent pieces of an op (batch chunks, GEMM rows, SGD
+  blocks) among that many threads, the caller included, and OpenBLAS is held to one thread: its
+  own idle threads spin after each GEMM and would take the cores from these.
+- memory: glibc's malloc is asked to keep freed blocks in the process (``MMAP_THRESHOLD``), so
+  that each step's large arrays do not fault their pages in again. ``MINIALEX_MALLOC=default``
+  leaves malloc alone.
+
+Results do not depend on the thread count: pieces come back in order, and whatever is summed
+over them is summed in that order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import glob
+import itertools
+import os
+import threading
+
+import numpy
+
+#: Threads ``in_parallel`` uses: 1 until ``configure()`` is called.
+THREADS = 1
+_pool = None
+_inside = threading.local()
+
+
+def threads_from_environment() -> int:
+    """``MINIALEX_THREADS``, else ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS``, else the CPUs
+    this process may use."""
+    given = next((int(os.environ[v]) for v in ("MINIALEX_THREADS", "OMP_NUM_THREADS",
+                                               "OPENBLAS_NUM_THREADS")
+                  if os.environ.get(v, "").isdigit()), 0)
+    return given or len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity")
+                        else range(os.cpu_count() or 1))
+
+
+def configure(threads: int = None) -> int:
+    """Use ``threads`` threads (default: ``threads_from_environment()``) and keep freed memory in
+    the process (module docstring). Returns the thread count. Calling it again changes the count."""
+    global THREADS, MALLOC_TUNED
+    global _pool
+    THREADS = max(1, int(threads or threads_from_environment()))
+    if _pool is not None and _pool._max_workers != THREADS - 1:   # another count: a new pool
+        _pool.shutdown()
+        _pool = None
+    if THREADS == 1 and _BLAS is not None:
+        # One thread means one: OpenBLAS would otherwise start its own, which spin on the other
+        # cores after each GEMM (two 1-thread runs side by side on 2 cores: 155 images/s each, ~600
+        # with OpenBLAS held to one thread too).
+        _BLAS(1)
+    MALLOC_TUNED = MALLOC_TUNED or _keep_freed_memory()
+    return THREADS
+
+
+
+def _openblas_threads():
+    """OpenBLAS's set_num_threads, as NumPy's wheels bundle it, or None (another BLAS: no pool)."""
+    base = os.path.dirname(os.path.dirname(numpy.__file__))
+    for lib in glob.glob(os.path.join(base, "numpy.libs", "*openblas*")) + glob.glob(
+            os.path.join(os.path.dirname(numpy.__file__), ".dylibs", "*openblas*")):
+        try:
+            return ctypes.CDLL(lib).scipy_openblas_set_num_threads64_
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+_BLAS = _openblas_threads()
+
+
+#: glibc's malloc serves blocks over its mmap threshold (128 KB at first, raised as such blocks are
+#: freed) with fresh pages from the kernel and gives them back on free, so the next step's arrays
+#: fault every 4 KB page in again and the kernel zeroes it. How often depends on the order of
+#: earlier allocations: the mini step took 13,432 page faults and 129 ms after a tiny run in the
+#: same process, 185 and 86 ms with these thresholds, the paper's at batch 16 24,000 and 713 ms,
+#: 43 and 610 ms (2 threads; benchmarks/cpu_step.py interleaves with PyTorch and saw the same).
+#: Blocks up to MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD of free memory at its
+#: top stays with the process for the next step. Set MINIALEX_MALLOC=default to leave malloc alone.
+MMAP_THRESHOLD, TRIM_THRESHOLD = 256 << 20, 512 << 20
+
+
+def _keep_freed_memory() -> bool:
+    """Set glibc's mmap and trim thresholds (``mallopt``); False where there is no glibc."""
+    if os.environ.get("MINIALEX_MALLOC", "").lower() == "default":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):          # macOS, Windows, musl: their own allocators
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3                       # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, TRIM_THRESHOLD))
+
+
+#: Whether ``configure`` set malloc's thresholds.
+MALLOC_TUNED = False
+
+
+def in_parallel(fn, items) -> list:
+    """``[fn(item) for item in items]``, the items shared among ``THREADS`` threads: NumPy's
+    copies, elementwise ops and GEMMs release the GIL, so the pieces (and not only the GEMMs) use
+    every core. Results come back in order, so whatever the caller sums stays deterministic.
+    Serial when there is one thread, one item, no known BLAS to hold to one thread, or when called
+    from inside another ``in_parallel``.
+
+    The first parallel call sets OpenBLAS to one thread per call, for good: its own idle threads
+    keep spinning after each GEMM and would take the cores from these (measured: the mini step
+    took twice as long when OpenBLAS's threads were given back between calls). NumPy's GEMMs
+    elsewhere in the process then run on one thread too; minialex's large ones come here.
+
+    NumPy's error state (``numpy.errstate``) is per thread: each piece runs under the caller's,
+    so an overflow the caller chose to ignore (a diverging run, reported once) stays quiet."""
+    global _pool
+    items = list(items)
+    if THREADS < 2 or len(items) < 2 or _BLAS is None or getattr(_inside, "active", False):
+        return [fn(item) for item in items]
+    if _pool is None:
+        _BLAS(1)
+        _pool = concurrent.futures.ThreadPoolExecutor(THREADS - 1, initializer=_inside.__setattr__,
+                                                      initargs=("active", True))
+    state, results, taken = numpy.geterr(), [None] * len(items), itertools.count()
+
+    def work():                     # take the next item until none is left
+        with numpy.errstate(**state):
+            for i in taken:
+                if i >= len(items):
+                    return
+                results[i] = fn(items[i])
+    helpers = [_pool.submit(work) for _ in range(min(THREADS, len(items)) - 1)]
+    _inside.active = True           # the caller works too: one hand-over fewer per call
+    try:
+        work()
+    finally:
+        _inside.active = False
+        done = [h.exception() for h in helpers]      # every piece has stopped writing
+    for error in done:
+        if error is not None:
+            raise error
+    return results
+
+
+#: Below this many bytes an op runs as one piece: handing it to the threads would cost more.
+SPLIT_BYTES = 1 << 18
+
+
+def equal_slices(n: int, count: int) -> list:
+    """``range(n)`` cut into ``count`` slices of nearly equal length, in order (empty ones left out)."""
+    return [s for s in (slice(n * i // count, n * (i + 1) // count) for i in range(count))
+            if s.stop > s.start]
+
+
+def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=None) -> list:
+    """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
+    that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
+    threads that share them out (``in_parallel``). A batch that fits one chunk is one slice per
+    thread, or a single slice when the work is small: data under ``SPLIT_BYTES``, or ``small``
+    where the caller counts its work otherwise (a convolution counts multiply-adds)."""
+    count = -(-n * bytes_per_image // chunk_bytes)
+    if small is None:
+        small = n * bytes_per_image < SPLIT_BYTES
+    if count <= 1:       # fits one chunk: one piece per thread, if each is worth a thread's start
+        if THREADS < 2 or n < THREADS or small:
+            return [slice(0, n)]
+        count = THREADS
+    return equal_slices(n, min(n, -(-count // THREADS) * THREADS))
+
+
+def parallel_matmul(a, b):
+    """``a @ b`` for 2-D arrays, the result's rows shared among the threads (one single-threaded
+    GEMM each, see ``in_parallel``): the fully connected layers' products. Small products
+    (under 2**25 multiply-adds) run as one call: the threads' hand-over would cost more."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 25:
+        return a @ b
+    out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
+    in_parallel(lambda part: numpy.matmul(a[part], b, out=out[part]),
+                equal_slices(a.shape[0], THREADS))
+    return out
