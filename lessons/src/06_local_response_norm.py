@@ -126,7 +126,9 @@ ax.bar(ch + 0.2, y[0, :, 0, 0], width=0.4, label="b = LRN(a)")
 ax.set_xlabel("channel"); ax.set_ylabel("activation"); ax.set_yscale("log")
 ax.set_title("channel 6 fires at 250, the others at 40")
 ax.legend(fontsize=8); plt.show()
-print("neighbours 4, 5, 7, 8 are suppressed; channels 0-3 and 9-11 only by their own neighbours")
+calm = F.local_response_norm(minialex.Tensor(np.full_like(x, 40.0))).numpy()  # no channel at 250
+pushed = [c for c in range(12) if c != 6 and y[0, c, 0, 0] < calm[0, c, 0, 0] * (1 - 1e-9)]
+print("channels pushed below what they give when all fire at 40:", pushed)
 
 # %% [markdown]
 # ## 4. The gradient, checked

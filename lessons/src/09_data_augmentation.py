@@ -149,19 +149,28 @@ def rgb_pca(ds, count):
     return values, vectors
 
 
+pca = {}
 for name, ds in (("built-in", shapes), ("Fashion-MNIST", fashion)):
-    values, vectors = rgb_pca(ds, 300 if CI else 1000)
+    pca[name] = values, vectors = rgb_pca(ds, 300 if CI else 1000)
     print(f"{name}: eigenvalues (this notebook, a sample) {values.round(5)}")
     print(f"{' ' * len(name)}  eigenvalues (minialex stats)       {ds.stats.pca_eigenvalues.round(5)}")
     print(f"{' ' * len(name)}  first eigenvector {vectors[:, 0].round(3)} "
           f"(minialex {ds.stats.pca_eigenvectors[:, 0].round(3)})")
 print("ImageNet (fb.resnet.torch): eigenvalues [0.2175, 0.0188, 0.0045], "
       "p1 = (-0.5675, -0.5808, -0.5836) (sign is arbitrary)")
+# the next paragraph, checked: built-in has one large eigenvalue and two close smaller ones,
+# Fashion-MNIST (grey) a single non-zero one along (1, 1, 1)/sqrt(3)
+lam = pca["built-in"][0]
+assert lam[0] > 2 * lam[1] and lam[1] < 1.3 * lam[2]
+assert abs(pca["Fashion-MNIST"][0][1]) < 1e-9 and np.allclose(pca["Fashion-MNIST"][1][:, 0], 3 ** -0.5)
 
 # %% [markdown]
-# The built-in set's random colours make its three eigenvalues nearly equal; then the eigenvectors
-# are not well determined (any rotation of them fits almost as well), so a sample and the full set
-# can disagree about them — harmless, since the shift they produce has the same distribution.
+# The built-in set's colours give one component well above the others, along a mix of all three
+# channels (its shapes and backgrounds differ in brightness), and two smaller ones of nearly equal
+# size. Where two eigenvalues are nearly equal their eigenvectors are not well determined (any
+# rotation of them within their plane fits almost as well), so a sample and the full set can
+# disagree about those two — harmless, since the shift they produce has nearly the same
+# distribution.
 # Fashion-MNIST is grey: R = G = B for every pixel, so the covariance has a single non-zero
 # eigenvalue with eigenvector (1, 1, 1)/√3 — the colour augmentation degenerates to a brightness
 # change, correctly. ImageNet is in between: brightness dominates (λ1 = 0.2175), and two colour
