@@ -19,9 +19,10 @@ A checkpoint holds, beside the weights and momentum buffers, everything ``--resu
 compute the same losses, batch for batch, as a run that went through: ``resume.py`` says what
 and states the rules of a resume.
 
-The run's devices, preset, precision and data are chosen in ``run_setup.py``; the generators'
+The run's devices, preset, precision and data are chosen in ``setup.py``; the generators'
 states that make resume exact are saved and restored by ``rng_state.py``; Ctrl-C is caught by
-``stop_flag.py``, and the run folder's files are placed and copied by ``run_folder.py``.
+``stop_flag.py``; the run folder is placed by ``run_folder.py`` and its files written whole by
+``minialex.files``; ``world.py`` is the one process (data-parallel jobs give another World).
 
 Failures: the first Ctrl-C lets the current step finish, then saves ``last.h5`` with the
 position and returns; a second one stops at once (the step under way is dropped; a step whose
@@ -35,6 +36,7 @@ says so and suggests a smaller batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -155,45 +157,69 @@ class Trainer:
         self.stop: Optional[StopFlag] = None   # set by run()
         self.nothing_to_do = False              # a resumed run that has no epoch left
         self.made_files = False                 # this run made its folder's files
-        self.lock = None                        # the run folder's lock (run_lock.py)
+        self.lock = None                        # the run folder's lock (files.acquire_run_lock)
+        self.from_recipe: List[str] = []        # options the data's measured recipe set
         self.test: Optional[Dict] = None        # test_best's record, once training is over
         self.stop_agreed = False                # a rank asked to stop (data-parallel only)
         self.warmup: Optional[Callable[[int], float]] = None   # lr factor by step
 
     # -- setting up ------------------------------------------------------------------------
     def setup(self) -> None:
+        """Settle the options once, then data, model, optimizer and schedule; on --resume the
+        checkpoint's state; then the run folder."""
+        resume = self.settle_options()
+        self.open_data()
+        self.build_model()
+        if resume is not None:
+            self.restore(resume)
+        self.world.start(self.model, self.optimizer, self.config.seed,
+                         None if resume is None else resume["extra"].get("rng", {}))
+        self.echo(self.describe_run())
+        self.nothing_to_do = resume is not None and (
+            self.epoch >= self.config.epochs or self.schedule.finished)
+        if self.nothing_to_do:        # leave the finished run's files as they are, make none
+            self.out = self.config.out or os.path.dirname(os.path.abspath(resume["path"]))
+        elif not self.writer:         # rank 0 makes the folder and says where it is
+            self.out = self.world.share(None)
+        else:
+            self.world.share(self.open_run_folder(resume))
+
+    def settle_options(self) -> Optional[Dict]:
+        """Fill every option of ``self.config`` once, in this order: the options given, on
+        --resume the checkpoint's (resume.merge_resume), the data's measured recipe
+        (setup.RECIPES), the paper's defaults (``_DEFAULTS``). Choose the devices and the preset.
+        Returns the resume record, or None."""
         cfg, world = self.config, self.world
         resume = merge_resume(cfg)
         if self.writer and cfg.out and os.path.isdir(cfg.out):   # before anything is read/written
             self.lock = acquire_run_lock(cfg.out)
-        for key, value in _DEFAULTS.items():
-            if getattr(cfg, key) is None and key not in _BY_RECIPE:
-                setattr(cfg, key, value)
-        cfg.data = absolute_spec(cfg.data)   # found again from any working folder
+        cfg.data = absolute_spec(cfg.data or _DEFAULTS["data"])  # found again from any folder
         world.check_resume(resume)
         if self.writer:
             check_out_folder(cfg, resume)
-        devices = parse_devices(world.map_devices(cfg.devices))
-        preset, why = choose_preset(cfg.preset, devices, cfg.data)
+        devices = parse_devices(world.map_devices(cfg.devices)) or default_devices()
+        cfg.preset, why = choose_preset(cfg.preset, devices, cfg.data)
         if resume is not None:
             why = f"the preset of {resume['path']}"
-        cfg.preset = preset
-        spec = get_preset(preset)
-        if devices is None:
-            devices = default_devices()
         set_precision(cfg.precision)
-        measured = recipe(cfg.data, preset)     # reads a cache's source once
-        from_recipe = [k for k, v in measured.items()
-                       if getattr(cfg, k) is None and v != _DEFAULTS.get(k) and k != "epochs"]
+        measured = recipe(cfg.data, cfg.preset)     # reads a cache's source once
+        self.from_recipe = [k for k, v in measured.items()
+                            if getattr(cfg, k) is None and v != _DEFAULTS.get(k) and k != "epochs"]
         for key, value in {**_DEFAULTS, **measured}.items():
-            if getattr(cfg, key) is None:       # the data's recipe, where measured (run_setup)
+            if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
+        cfg.without = check_without(cfg.without, tuple(WITHOUT))
+        self.devices = devices
         for line in world.describe(cfg, devices):
             self.echo(line)
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
-        self.echo(f"preset '{preset}' on {place}: {why}")
+        self.echo(f"preset '{cfg.preset}' on {place}: {why}")
+        return resume
 
-        cfg.without = without = check_without(cfg.without, tuple(WITHOUT))
+    def open_data(self) -> None:
+        """The training and validation splits, stored at the side the preset's crops need."""
+        cfg = self.config
+        spec = get_preset(cfg.preset)
         base = self.base_size = stored_side(cfg.base_size, spec)
         self.train_set = open_data(cfg.data, "train", cfg.seed, base, cfg.train_images)
         self.val_set = open_data(cfg.data, "val", cfg.seed, base, cfg.val_images)
@@ -201,42 +227,51 @@ class Trainer:
             raise TrainingError(f"--batch-size {cfg.batch_size} is more than the "
                                 f"{len(self.train_set)} training images: use --batch-size "
                                 f"{len(self.train_set)} or less, or more --train-images")
-        world.check_start(cfg, self.train_set, self.val_set)
+        self.world.check_start(cfg, self.train_set, self.val_set)
         self.echo(f"data '{cfg.data}': {self.train_set.num_classes} classes, "
                   f"{len(self.train_set):,} training and {len(self.val_set):,} validation images, "
                   + describe_storage(self.train_set, base, spec.input_size,
-                                     "augmentation" not in without))
-        self.model = build_network(self.train_set.num_classes, preset, devices, cfg.seed, without)
-        for trick in without:
+                                     "augmentation" not in cfg.without))
+
+    def build_model(self) -> None:
+        """The network (§3), SGD (§5), the learning-rate schedule, and the training loader."""
+        cfg = self.config
+        self.model = build_network(self.train_set.num_classes, cfg.preset, self.devices, cfg.seed,
+                                   cfg.without)
+        for trick in cfg.without:
             self.echo(f"without {trick}: {WITHOUT[trick]}, to measure what it is worth")
         self.devices = self.model.devices
-        self.optimizer = SGD(self.model.named_parameters(), lr=cfg.lr * world.lr_factor(cfg),
-                             momentum=cfg.momentum,
-                             weight_decay=cfg.weight_decay, decay_biases=cfg.decay_biases)
+        self.optimizer = SGD(self.model.named_parameters(), lr=cfg.lr * self.world.lr_factor(cfg),
+                             momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                             decay_biases=cfg.decay_biases)
         self.schedule = make_schedule(cfg.schedule, self.optimizer, patience=cfg.patience,
                                       step_size=cfg.step_size)
-        if resume is not None:
-            restore(self, resume)
-        world.start(self.model, self.optimizer, cfg.seed,
-                    None if resume is None else resume["extra"].get("rng", {}))
+        self.train_loader = self._loader(train=True)    # set_epoch chooses each epoch's order
+
+    def restore(self, resume: Dict) -> None:
+        """Continue from a checkpoint: each stateful part loads its own state (resume.py)."""
+        self.load_state_dict(restore(resume, self.model, self.optimizer, self.schedule,
+                                     self.train_set.num_classes, self.echo))
+        self.checkpoint_path = resume["path"]
+        self.config.decay_biases = self.optimizer.decay_biases   # what the update really does
+
+    def describe_run(self) -> str:
+        """The banner's line on the network, the update and the schedule."""
+        cfg = self.config
         nparams = sum(p.size for p in self.model.parameters())
-        self.echo(f"AlexNet '{preset}': {nparams:,} parameters; SGD lr {self.optimizer.lr:g}, "
-                  f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
-                  f"({'biases too' if cfg.decay_biases else 'not on biases'}), batch "
-                  f"{cfg.batch_size}; lr / 10 "
-                  + (f"when validation error stalls for {_epochs(cfg.patience)} (at most 3 times, §5)"
-                     if cfg.schedule == "plateau" else f"every {_epochs(cfg.step_size)} (at most 3 times)")
-                  + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}"
-                  + (f" ({', '.join(from_recipe)}: this data's measured recipe, not the paper's; "
-                     "run_setup.RECIPES)" if from_recipe else ""))
-        self.nothing_to_do = resume is not None and (
-            self.epoch >= cfg.epochs or self.schedule.finished)
-        if self.nothing_to_do:        # leave the finished run's files as they are, make none
-            self.out = cfg.out or os.path.dirname(os.path.abspath(resume["path"]))
-            return
-        if not self.writer:       # rank 0 makes the folder and says where it is
-            self.out = world.share(None)
-            return
+        return (f"AlexNet '{cfg.preset}': {nparams:,} parameters; SGD lr {self.optimizer.lr:g}, "
+                f"momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g} "
+                f"({'biases too' if cfg.decay_biases else 'not on biases'}), batch "
+                f"{cfg.batch_size}; lr / 10 "
+                + (f"when validation error stalls for {_epochs(cfg.patience)} (at most 3 times, §5)"
+                   if cfg.schedule == "plateau" else f"every {_epochs(cfg.step_size)} (at most 3 times)")
+                + f"; {_epochs(cfg.epochs)}, seed {cfg.seed}"
+                + (f" ({', '.join(self.from_recipe)}: this data's measured recipe, not the paper's; "
+                   "minialex.train.setup.RECIPES)" if self.from_recipe else ""))
+
+    def open_run_folder(self, resume: Optional[Dict]) -> str:
+        """Make (or take) the run's folder, lock it, write config.json and start metrics.jsonl."""
+        cfg = self.config
         self.out = cfg.out or new_out_dir()
         os.makedirs(self.out, exist_ok=True)
         self.lock = self.lock or acquire_run_lock(self.out)
@@ -251,7 +286,19 @@ class Trainer:
         self.echo(f"writing to {self.out}/ (metrics.jsonl, last.h5 every epoch, best.h5)"
                   + (f"; resumed from {resume['path']} at epoch {self.epoch + 1}, batch "
                      f"{self.batch}" if resume else ""))
-        world.share(self.out)
+        return self.out
+
+    # -- the position in the run, for checkpoints ----------------------------------------------
+    def state_dict(self) -> Dict:
+        """Where the run stands: epochs done, the next batch, updates done, the epoch's running
+        sums and the history of finished epochs."""
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step,
+                "sums": dict(self.sums), "history": list(self.history)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.epoch, self.batch, self.step = (int(state["epoch"]), int(state["batch"]),
+                                             int(state["step"]))
+        self.sums, self.history = dict(state["sums"]), list(state["history"])
 
     def _log(self, record: Dict) -> None:
         if not self.writer:
@@ -287,47 +334,49 @@ class Trainer:
                             stats=self.train_set.stats, shard=shard, ten_crop=ten_crop)
 
     def _batches_per_epoch(self) -> int:
-        n = len(D.DataLoader(self.train_set, self.config.batch_size, input_size=self.model.input_size,
-                             train=True, device=self.devices[0], seed=self.config.seed,
-                             shard=(self.world.rank, self.world.size) if self.world.size > 1 else None))
-        if self.config.limit_batches:
-            n = min(n, self.config.limit_batches)
-        return n
+        n = len(self.train_loader)
+        return min(n, self.config.limit_batches) if self.config.limit_batches else n
 
     def train_step(self, images, labels) -> Tuple[float, int]:
-        """Forward, loss, backward, update: (loss, correct). Raises TrainingError on NaN/inf."""
-        model = self.model
-        model.train()
-        with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
-            logits = model(Tensor(images, device=self.devices[0]))
-            # The dataset's labels were checked when it was read: no per-step device check.
-            loss = F.cross_entropy(logits, labels, check_labels=False)
-            self.optimizer.zero_grad()
-            loss.backward()
-        stop = self.stop
-        if stop is not None:
-            # From the update until run_epoch has counted the step, a Ctrl-C waits: weights
-            # updated but the position not advanced would make a resume repeat this batch.
-            stop.critical = True
-        try:
-            with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
-                self.optimizer.step()
+        """One step of §5: forward, the loss, backward, the update. Returns (the loss, how many
+        images the network got right). Raises TrainingError when the loss is NaN or infinite."""
+        self.model.train()
+        logits = self.model(Tensor(images, device=self.devices[0]))
+        loss = F.cross_entropy(logits, labels, check_labels=False)   # labels checked when read
+        self.optimizer.zero_grad()
+        loss.backward()
+        with self.counted_together():
+            self.optimizer.step()           # the hooks first: data-parallel averages gradients
             # Read the loss only now, once the whole step is queued: on a GPU this is the step's
             # one host synchronisation. If it diverged, the spoiled weights are never saved.
-            value = loss.item()
-            if not math.isfinite(value):
-                kept = (f"the last good checkpoint {self.checkpoint_path} is kept"
-                        if self.checkpoint_path else "no checkpoint was written yet")
-                raise TrainingError(
-                    f"the loss became {value} at step {self.step + 1} (epoch {self.epoch + 1}, "
-                    f"batch {self.batch + 1}) with learning rate {self.optimizer.lr:g}: training "
-                    f"diverged; {kept}. Try a smaller --lr")
-            top1 = _top1_correct(logits.data, labels)
+            value = self.finite(loss.item())
+        return value, _top1_correct(logits.data, labels)
+
+    @contextlib.contextmanager
+    def counted_together(self):
+        """From the update until run_epoch has counted the step, a first Ctrl-C waits: weights
+        updated but the position not advanced would make a resume repeat this batch. (run_epoch
+        lowers the flag once the step is counted; an error lowers it here.)"""
+        stop = self.stop
+        if stop is not None:
+            stop.critical = True
+        try:
+            yield
         except BaseException:
             if stop is not None:
                 stop.critical = False
             raise
-        return value, top1
+
+    def finite(self, loss: float) -> float:
+        """The step's loss, or a TrainingError naming the step where training diverged."""
+        if math.isfinite(loss):
+            return loss
+        kept = (f"the last good checkpoint {self.checkpoint_path} is kept"
+                if self.checkpoint_path else "no checkpoint was written yet")
+        raise TrainingError(
+            f"the loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
+            f"{self.batch + 1}) with learning rate {self.optimizer.lr:g}: training diverged; "
+            f"{kept}. Try a smaller --lr")
 
     def run_epoch(self, stop: StopFlag, nb: int) -> bool:
         """Train from self.batch to the end of the epoch; False when stopped by Ctrl-C."""
@@ -338,7 +387,8 @@ class Trainer:
             bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                        unit="batch", dynamic_ncols=True, leave=False,
                        disable=None)   # off when stderr is not a terminal (a log file)
-        loader = iter(self._loader(train=True)) if self.batch < nb else iter(())
+        self.train_loader.set_epoch(self.epoch, self.batch)
+        loader = iter(self.train_loader) if self.batch < nb else iter(())
         started = time.perf_counter()
         try:
             while self.batch < nb:
@@ -352,7 +402,8 @@ class Trainer:
                     lr = self.optimizer.lr   # --lr-scaling linear: the warm-up's share of it
                     self.optimizer.lr = used = lr * self.warmup(self.step) if self.warmup else lr
                     try:
-                        loss, correct = self.train_step(images, labels)
+                        with numpy.errstate(over="ignore", invalid="ignore"):  # see finite()
+                            loss, correct = self.train_step(images, labels)
                     finally:
                         self.optimizer.lr = lr
                 except KeyboardInterrupt:

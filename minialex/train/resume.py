@@ -122,13 +122,15 @@ def check_out_folder(cfg, resume: Optional[Dict]) -> None:
 
 
 def checkpoint_extra(trainer, rng_states: Optional[Dict[str, str]] = None) -> Dict:
-    """The ``extra`` tree a training checkpoint holds (module docstring), from a Trainer."""
+    """The ``extra`` tree a training checkpoint holds (module docstring), from what the trainer,
+    its schedule, its model's generators and its training set say of themselves."""
     stats, train_set = trainer.train_set.stats, trainer.train_set
+    position = trainer.state_dict()
     extra = {
-        "train": {"epoch": trainer.epoch, "batch": trainer.batch, "step": trainer.step,
-                  "sums": json.dumps(trainer.sums),
+        "train": {"epoch": position["epoch"], "batch": position["batch"],
+                  "step": position["step"], "sums": json.dumps(position["sums"]),
                   "schedule": json.dumps(trainer.schedule.state_dict()),
-                  "history": json.dumps(trainer.history),
+                  "history": json.dumps(position["history"]),
                   "config": json.dumps(trainer.config.resolved()),
                   "world_size": trainer.world.size},   # world.py
         "rng": rng_states if rng_states is not None else generator_states(trainer.model),
@@ -144,33 +146,28 @@ def checkpoint_extra(trainer, rng_states: Optional[Dict[str, str]] = None) -> Di
     return extra
 
 
-def restore(trainer, resume: Dict) -> None:
-    """Load the checkpoint into the trainer's model and optimizer, and its position, schedule,
-    history and generators into the trainer; apply the options given again (they win)."""
+def restore(resume: Dict, model, optimizer, schedule, num_classes: int, echo) -> Dict:
+    """Load the checkpoint into the model and the optimizer, the schedule's and the generators'
+    states into theirs, and apply the options given again (they win, and ``echo`` says so).
+    Returns the trainer's position (its ``load_state_dict`` takes it)."""
     path, extra = resume["path"], resume["extra"]
     try:
-        load(path, model=trainer.model, optimizer=trainer.optimizer)
+        load(path, model=model, optimizer=optimizer)
     except CheckpointError as e:     # a cause is named only when it is known
         stored = resume["meta"]["config"].get("num_classes")
-        known = (f"; the data now has {trainer.train_set.num_classes} classes, the checkpoint "
-                 f"{stored}" if stored not in (None, trainer.train_set.num_classes) else "")
+        known = (f"; the data now has {num_classes} classes, the checkpoint {stored}"
+                 if stored not in (None, num_classes) else "")
         raise TrainingError(str(e) + known) from None
     state = extra["train"]
-    trainer.checkpoint_path = path
-    trainer.epoch, trainer.batch, trainer.step = (int(state["epoch"]), int(state["batch"]),
-                                                  int(state["step"]))
-    trainer.sums = json.loads(state["sums"])
-    trainer.schedule.load_state_dict(json.loads(state["schedule"]))
-    trainer.history = json.loads(state["history"])
-    restore_generator_states(trainer.model, extra.get("rng", {}))
-    opt = trainer.optimizer
+    schedule.load_state_dict(json.loads(state["schedule"]))
+    restore_generator_states(model, extra.get("rng", {}))
     for key, value in resume["overrides"].items():
-        if getattr(opt, key) != value:
-            old = getattr(opt, key)
-            trainer.echo(f"{key.replace('_', ' ')} set to {_show(value)} (the checkpoint had "
-                         f"{_show(old)})")
-            setattr(opt, key, type(old)(value))
-    trainer.config.decay_biases = opt.decay_biases   # what the update really does
+        if getattr(optimizer, key) != value:
+            old = getattr(optimizer, key)
+            echo(f"{key.replace('_', ' ')} set to {_show(value)} (the checkpoint had {_show(old)})")
+            setattr(optimizer, key, type(old)(value))
+    return {"epoch": state["epoch"], "batch": state["batch"], "step": state["step"],
+            "sums": json.loads(state["sums"]), "history": json.loads(state["history"])}
 
 
 def open_metrics(path: str, resume: Optional[Dict], step: int, history) -> None:
