@@ -37,13 +37,12 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy
 
-from .. import functional as F
 from .. import nn
 from ..autograd import Tensor, concat, to_device
 from ..backend import Device, as_device, default_devices
 from ..functional.dropout import draw_keep_mask
 from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
-                     check_without, dropout_generator, split_seed)
+                     check_without, dropout, dropout_generator, split_seed)
 from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
 from .placement import ColumnByColumn, ColumnsTogether
 from .presets import DROPOUT_P, Preset, get_preset
@@ -177,12 +176,7 @@ class AlexNet(PresetModel):
 
     def dropout_column(self, x: Tensor, column: int, layer: str) -> Tensor:
         """Dropout (§4.2) of one column's ``layer`` output (training: its keep-mask; test: x0.5)."""
-        if "dropout" in self.without:
-            return x
-        if not self.training:
-            return F.dropout(x, p=DROPOUT_P, training=False, mode=self.dropout_mode)
-        return F.dropout(x, p=DROPOUT_P, training=True, mode=self.dropout_mode,
-                         mask=self.keep_mask(column, layer, x.shape, x.data))
+        return dropout(self, x, lambda: self.keep_mask(column, layer, x.shape, x.data))
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, images, activations: Optional[dict] = None) -> Tensor:

@@ -14,7 +14,8 @@ import numpy
 from .. import functional as F, nn
 from ..autograd import Tensor, no_grad
 from ..backend import Device, cupy
-from .presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE, Preset
+from .presets import (DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE,
+                      Preset)
 
 
 def split_seed(seed, count: int):
@@ -75,6 +76,18 @@ def pool(model, x: Tensor) -> Tensor:
     if "overlap" in model.without:
         return F.max_pool2d(x, kernel_size=POOL_STRIDE, stride=POOL_STRIDE)
     return max_pool(x)
+
+
+def dropout(model, x: Tensor, keep_mask) -> Tensor:
+    """Dropout after fc6 and fc7 (§4.2), as every form of the network applies it: x itself for a
+    model built ``without=('dropout',)``; at test time x * (1 - p), the paper's form (or x in the
+    inverted form); in training x times the keep-mask that ``keep_mask()`` returns (each form
+    draws it from its own generators, or takes fixed masks: ``set_dropout_masks``)."""
+    if "dropout" in model.without:
+        return x
+    if not model.training:
+        return F.dropout(x, p=DROPOUT_P, training=False, mode=model.dropout_mode)
+    return F.dropout(x, p=DROPOUT_P, training=True, mode=model.dropout_mode, mask=keep_mask())
 
 
 def lrn_in_groups(x: Tensor, groups: int = 1) -> Tensor:

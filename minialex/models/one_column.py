@@ -32,12 +32,13 @@ from typing import Dict, Optional, Union
 
 import numpy
 
-from .. import functional as F
 from .. import nn
 from ..autograd import Tensor, to_device
+from ..functional.dropout import draw_keep_mask
 from ..backend import as_device, default_devices
 from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
-                     check_without, dropout_generator, normalise, pool, split_seed, unit)
+                     check_without, dropout, dropout_generator, normalise, pool, split_seed,
+                     unit)
 from .init import INIT_SCHEMES, draw_parameters
 from .presets import DROPOUT_P, Preset, get_preset
 
@@ -116,13 +117,11 @@ class OneColumnAlexNet(PresetModel):
         self.dropout_masks = masks
 
     def _dropout(self, x: Tensor, layer: str) -> Tensor:
-        if "dropout" in self.without:
-            return x
-        mask = None
-        if self.dropout_masks is not None and self.training:
-            mask = self.device.put(self.dropout_masks[layer])
-        return F.dropout(x, p=DROPOUT_P, training=self.training, mode=self.dropout_mode,
-                         mask=mask, generator=self.dropout_generator)
+        def keep_mask():              # the fixed mask, or a draw from the one generator
+            if self.dropout_masks is not None:
+                return self.device.put(self.dropout_masks[layer])
+            return draw_keep_mask(x.shape, DROPOUT_P, self.dropout_generator, x.data)
+        return dropout(self, x, keep_mask)
 
     def forward(self, images, activations: Optional[dict] = None) -> Tensor:
         """Logits (N, num_classes). With a dict ``activations``, stores each stage's output

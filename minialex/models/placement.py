@@ -37,8 +37,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import Tensor, concat, to_device
-from .common import normalise, pool, unit
-from .presets import DROPOUT_P
+from .common import dropout, normalise, pool, unit
 
 
 class ColumnByColumn:
@@ -128,17 +127,13 @@ class ColumnsTogether:
                                         F.linear(h, b.weight, b.bias)], 1))
 
     def dropout(self, h: Tensor, layer: str) -> Tensor:
-        model = self.model
-        if "dropout" in model.without:
-            return h
-        if not model.training:
-            return F.dropout(h, p=DROPOUT_P, training=False, mode=model.dropout_mode)
-        n, half = h.shape[0], h.shape[1] // 2
-        xp = h.xp
-        with h.device:
-            mask = xp.concatenate([xp.asarray(model.keep_mask(c, layer, (n, half), h.data))
-                                   for c in (0, 1)], axis=1)
-        return F.dropout(h, p=DROPOUT_P, training=True, mode=model.dropout_mode, mask=mask)
+        def both_columns_masks():     # each column's own draw, column 0's units first
+            n, half = h.shape[0], h.shape[1] // 2
+            with h.device:
+                return h.xp.concatenate([h.xp.asarray(self.model.keep_mask(c, layer, (n, half),
+                                                                           h.data))
+                                         for c in (0, 1)], axis=1)
+        return dropout(self.model, h, both_columns_masks)
 
     def join(self, h: Tensor) -> Tensor:
         return h
