@@ -104,6 +104,25 @@ def _no_restore(f, x, eps):
     return grad
 
 
+def _checker_upstream_ones(op, x, eps):
+    import minialex
+    xt = minialex.Tensor(x, requires_grad=True)
+    y = op()(xt)
+    y.backward(np.ones(y.shape))                                 # ones hide the forgotten flip
+    numeric = _sol("03", "central_difference")(
+        lambda a: float(op()(minialex.Tensor(a)).data.sum()), x.copy(), eps)
+    return float((np.abs(xt.grad - numeric) / np.maximum(np.abs(numeric), 1e-7)).max())
+
+
+def _checker_forward_difference(op, x, eps):
+    g = np.random.default_rng(0).standard_normal(x.shape)
+    xt = minialex.Tensor(x, requires_grad=True)
+    op()(xt).backward(g)
+    numeric = _forward_difference(lambda a: float((op()(minialex.Tensor(a)).data * g).sum()),
+                                  x.copy(), eps)
+    return float((np.abs(xt.grad - numeric) / np.maximum(np.abs(numeric), 1e-7)).max())
+
+
 def _conv_forward_off_by_one(x, w, b, stride, padding):
     y = _sol("04", "conv2d_forward")(x, w, b, stride, padding)
     return y[:, :, :-1] if y.shape[2] > 1 else y * 0             # one output row short
@@ -183,6 +202,18 @@ def _lighting_unsorted(images, alpha):
     return (alpha * values) @ vectors.T
 
 
+def _ten_crops_off_by_one(image, size):
+    far, c = image.shape[0] - size - 1, (image.shape[0] - size) // 2     # corners one short
+    far = max(far, 0)
+    patches = [image[t:t + size, l:l + size] for t, l in ((0, 0), (0, far), (far, 0), (far, far), (c, c))]
+    return np.stack(patches + [p[:, ::-1] for p in patches])
+
+
+def _ten_crops_flipped_upside_down(image, size):
+    crops = _sol("09", "ten_crops")(image, size)
+    return np.concatenate([crops[:5], crops[:5, ::-1]])           # mirrored the wrong way
+
+
 def _grouped_halves_always(x, w, b, groups):
     return _sol("10", "grouped_conv")(x, w, b, 2 if x.shape[1] % 2 == 0 else 1)
 
@@ -238,6 +269,16 @@ def _nearest_farthest(queries, keys, k):
     return np.argsort(-d2, axis=1)[:, :k]
 
 
+def _topk_lowest(probs, labels, k):
+    top = np.argsort(probs, axis=1)[:, :k]                       # sign flipped: the k lowest
+    return float(np.mean(~(top == labels[:, None]).any(axis=1)))
+
+
+def _topk_off_by_one(probs, labels, k):
+    top = np.argsort(-probs, axis=1)[:, :k - 1]
+    return float(np.mean(~(top == labels[:, None]).any(axis=1)))
+
+
 KERNEL_NO_LOOP = ex.RELU_SIGNATURE + """ {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) out[i] = x[i] < 0 ? T(0) : x[i];
@@ -276,6 +317,8 @@ CASES = {
     "mul": (ex.check_mul_function, ("02", "Mul"), BlankFunction, [MulSwapped]),
     "central_difference": (ex.check_central_difference, ("03", "central_difference"), blank,
                            [_forward_difference, _no_restore]),
+    "gradient_checker": (ex.check_gradient_checker, ("03", "gradient_error"), blank,
+                         [_checker_upstream_ones, _checker_forward_difference]),
     "conv_forward": (ex.check_conv_forward, ("04", "conv2d_forward"), blank,
                      [_conv_forward_off_by_one, _conv_forward_flipped]),
     "conv_backward": (ex.check_conv_backward, ("04", "conv2d_backward"), blank,
@@ -290,6 +333,8 @@ CASES = {
                 [_dropout_half_always, _dropout_swapped]),
     "lighting": (ex.check_lighting, ("09", "lighting_shift"), blank,
                  [_lighting_sqrt, _lighting_unsorted]),
+    "ten_crops": (ex.check_ten_crops, ("09", "ten_crops"), blank,
+                  [_ten_crops_off_by_one, _ten_crops_flipped_upside_down]),
     "grouped_conv": (ex.check_grouped_conv, ("10", "grouped_conv"), blank,
                      [_grouped_halves_always, _grouped_swapped]),
     "counts": (ex.check_counts, ("11", "count"), blank, [_count_all_read_both, _count_no_bias]),
@@ -297,6 +342,8 @@ CASES = {
                    [_sgd_decays_biases, _sgd_pytorch]),
     "nearest": (ex.check_nearest, ("13", "nearest"), blank,
                 [_nearest_off_by_one, _nearest_farthest]),
+    "topk_error": (ex.check_topk_error, ("13", "topk_error"), blank,
+                   [_topk_lowest, _topk_off_by_one]),
     "relu_kernel": (ex.check_relu_kernel, ("14", "RELU_SOURCE"), BLANK_KERNEL,
                     [KERNEL_NO_LOOP, KERNEL_LOSES_NAN, KERNEL_SYNTAX]),
     "allreduce_bytes": (ex.check_allreduce_bytes, ("15", "allreduce_bytes"), blank,

@@ -231,7 +231,7 @@ plt.show()
 # %% [markdown]
 # ## Your turn (checked)
 #
-# **Task.** Write `central_difference(f, x, eps)`: for a function `f` that maps an array to a
+# **Task 1.** Write `central_difference(f, x, eps)`: for a function `f` that maps an array to a
 # number, return an array of x's shape whose element i is (f(x + ε·eᵢ) − f(x − ε·eᵢ)) / (2ε), eᵢ
 # nudging element i alone. Leave `x` as you found it. The check uses ε = 1e-4, where a forward
 # difference is off by about 1e-4 and a central one by about 1e-9: only the central one passes.
@@ -242,6 +242,19 @@ def central_difference(f, x, eps):
 
 
 exercises.check_central_difference(central_difference);
+
+# %% [markdown]
+# **Task 2.** With your `central_difference`, write `gradient_error(op, x, eps)`: section 3's check
+# for a `minialex.Function` class `op` (call `op()(tensor)`), returning the largest relative error
+# between its backward and the central differences of L = Σ op(x)·g. The check hands it two right
+# backwards and two wrong ones — one of which a gradient of ones cannot see.
+
+# %%
+def gradient_error(op, x, eps):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_gradient_checker(gradient_error);
 
 # %% [markdown]
 # ## What you built

@@ -226,7 +226,7 @@ plt.show()
 #
 # ## Your turn (checked)
 #
-# **Task.** Write `lighting_shift(images, alpha)`: from a stack of uint8 images (N, H, W, 3), the
+# **Task 1.** Write `lighting_shift(images, alpha)`: from a stack of uint8 images (N, H, W, 3), the
 # PCA of their RGB values on the [0, 1] scale, then for each row of `alpha` (n, 3) the shift
 # [p1 p2 p3][α1λ1, α2λ2, α3λ3]ᵀ, an (n, 3) array. Order the components by falling eigenvalue and
 # turn each eigenvector so that its components sum to a positive number, as minialex does
@@ -238,6 +238,19 @@ def lighting_shift(images, alpha):
 
 
 exercises.check_lighting(lighting_shift);
+
+# %% [markdown]
+# **Task 2.** Write `my_ten_crops(image, size)` (minialex's `ten_crops` is imported above) for an (S, S, 3) image: the patches at the four
+# corners (top-left, top-right, bottom-left, bottom-right) and the centre (rounding its offset
+# down), then their mirror images in the same order, stacked into (10, size, size, 3) — what
+# section 3 drew.
+
+# %%
+def my_ten_crops(image, size):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_ten_crops(my_ten_crops);
 
 # %% [markdown]
 # ## What you built

@@ -178,17 +178,28 @@ print(f"neighbours of the same class: by features {same_f:.0%}, by pixels {same_
 #
 # ## Your turn (checked)
 #
-# **Task.** Write `nearest(queries, keys, k)`: for queries (Q, D) and keys (M, D), the indices of
+# **Task 1.** Write `my_nearest(queries, keys, k)` (section 4 used minialex's `nearest`): for queries (Q, D) and keys (M, D), the indices of
 # the k keys nearest to each query in Euclidean distance, nearest first, as a (Q, k) integer
-# array. (Hint: |q − x|² for every pair at once by broadcasting, then `np.argsort`.) This cell's
-# `nearest` replaces minialex's from here on, so the exercises below use yours.
+# array. (Hint: |q − x|² for every pair at once by broadcasting, then `np.argsort`.)
 
 # %%
-def nearest(queries, keys, k):
+def my_nearest(queries, keys, k):
     raise NotImplementedError  # your code here
 
 
-exercises.check_nearest(nearest);
+exercises.check_nearest(my_nearest);
+
+# %% [markdown]
+# **Task 2.** Write `topk_error(probs, labels, k)`: the fraction of rows of `probs` (N, classes)
+# whose label is not among the k highest probabilities — section 1's top-1 and top-5 errors, the
+# figures the paper reports (§6).
+
+# %%
+def topk_error(probs, labels, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check_topk_error(topk_error);
 
 # %% [markdown]
 # ## What you built
@@ -205,5 +216,5 @@ exercises.check_nearest(nearest);
 # 2. Train on the built-in shapes instead (`open_dataset("builtin", ...)`, colour images) for a few
 #    thousand steps with `python cli.py train`, then `python cli.py filters RUN/best.h5`. Do the
 #    two columns differ in `colourfulness`?
-# 3. Write a cosine-similarity version of your `nearest` and redraw section 4 with it. Do the
+# 3. Write a cosine-similarity version of `my_nearest` and redraw section 4 with it. Do the
 #    neighbours change?

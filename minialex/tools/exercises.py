@@ -29,13 +29,19 @@ import numpy
 
 import minialex
 import minialex.functional as F
+from minialex.data import compute_stats
+from minialex.models import count_parameters, describe
+from minialex.nn import Parameter
+from minialex.optim import SGD
+from minialex.models import get_preset
 
 __all__ = [
     "Verdict", "check_sigmoid", "check_exchange_bytes", "check_exp_function",
-    "check_mul_function", "check_central_difference", "check_conv_forward", "check_conv_backward",
+    "check_mul_function", "check_central_difference", "check_gradient_checker",
+    "check_conv_forward", "check_conv_backward",
     "check_leaky_relu", "check_lrn_backward", "check_lrn_pytorch", "check_max_pool_backward",
-    "check_dropout", "check_lighting", "check_grouped_conv", "check_counts", "check_sgd_update",
-    "check_nearest", "check_relu_kernel", "check_allreduce_bytes", "check_crossover_batch",
+    "check_dropout", "check_lighting", "check_ten_crops", "check_grouped_conv", "check_counts",
+    "check_sgd_update", "check_nearest", "check_topk_error", "check_relu_kernel", "check_allreduce_bytes", "check_crossover_batch",
 ]
 
 
@@ -269,6 +275,62 @@ def check_central_difference(central_difference: Callable) -> str:
     return "every element within 1e-6 of the true derivative at eps = 1e-4"
 
 
+class _Flip(minialex.Function):
+    """y = x reversed along its last axis; the gradient flipped back."""
+
+    def forward(self, x):
+        return x[..., ::-1].copy()
+
+    def backward(self, gy):
+        return gy[..., ::-1].copy()
+
+
+class _FlipForgets(_Flip):
+    """Passes a gradient of ones (a reversed vector of ones is still ones), fails any other."""
+
+    def backward(self, gy):
+        return gy.copy()
+
+
+class _Cube(minialex.Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x ** 3
+
+    def backward(self, gy):
+        (x,) = self.saved
+        return 3 * x * x * gy
+
+
+class _CubeHalf(_Cube):
+    def backward(self, gy):
+        (x,) = self.saved
+        return 1.5 * x * x * gy
+
+
+@_check
+def check_gradient_checker(gradient_error: Callable) -> str:
+    """gradient_error(op, x, eps) -> the largest relative error between the op's backward and
+    central differences of L = sum(op()(x) * g) (lesson 3). It must find the two wrong backwards
+    (relative error above 0.1, one of them invisible with an upstream gradient of ones) and pass
+    the two right ones (below 1e-6)."""
+    rng = _rng(17)
+    x = rng.standard_normal((3, 4))
+    for op, right in ((_Flip, True), (_FlipForgets, False), (_Cube, True), (_CubeHalf, False)):
+        err = _array("the error", _call("gradient_error", gradient_error, op, x.copy(), 1e-6))
+        if err.size != 1:
+            raise _Wrong(f"wrong: gradient_error should return one number, got shape {err.shape}")
+        err = float(err)
+        label = {_Flip: "a flip", _FlipForgets: "a flip whose backward forgets to flip",
+                 _Cube: "x^3", _CubeHalf: "x^3 whose backward halves the slope"}[op]
+        if right and not err < 1e-6:
+            raise _Wrong(f"wrong: for {label} (a right backward) it reports {err:.2g}, not below "
+                         "1e-6")
+        if not right and not err > 0.1:
+            raise _Wrong(f"wrong: for {label} (a wrong backward) it reports {err:.2g}, not above 0.1")
+    return "two right backwards passed, two wrong ones caught"
+
+
 # -- lesson 4: the naive convolution ---------------------------------------------------------------
 
 _CONV_CASES = (((2, 3, 7, 6), (4, 3, 3, 2), 1, 1), ((1, 2, 9, 8), (3, 2, 3, 3), 2, 0),
@@ -393,7 +455,6 @@ def check_lighting(lighting_shift: Callable) -> str:
     """lighting_shift(images, alpha) -> (n, 3): the RGB shift [p1 p2 p3][α1λ1, α2λ2, α3λ3]ᵀ of
     §4.1 for each row of alpha, from the PCA of the images' pixels on the [0, 1] scale (each
     eigenvector's sign chosen so that its components sum to a positive number) (lesson 9)."""
-    from minialex.data import compute_stats
     rng = _rng(12)
     n, side = 24, 16                              # 6,144 pixels, colours that prefer brightness
     light = rng.uniform(0.2, 0.8, (n, side, side, 1))
@@ -405,6 +466,21 @@ def check_lighting(lighting_shift: Callable) -> str:
     # The covariance divided by M (pixels) or M - 1 differs by 1/M: allow that.
     _compare("the RGB shift", got, want, rtol=1e-3, atol=1e-6)
     return "five draws of alpha on a set of colour images"
+
+
+@_check
+def check_ten_crops(ten_crops: Callable) -> str:
+    """ten_crops(image, size) -> (10, size, size, 3): the four corner patches (top-left,
+    top-right, bottom-left, bottom-right), the centre, then their mirror images in the same order
+    (§4.1; lesson 9); compared with ``minialex.data.transforms.ten_crops``."""
+    from minialex.data.transforms import ten_crops as reference
+    rng = _rng(18)
+    for base, size in ((12, 8), (11, 8), (9, 9)):
+        image = rng.integers(0, 256, (base, base, 3), dtype=numpy.uint8)
+        got = _call("ten_crops", ten_crops, image.copy(), size)
+        _compare(f"the stack of patches of a {base}x{base} image, size {size}", got,
+                 reference(image, size), rtol=0, atol=0)
+    return "even and odd margins, and no margin"
 
 
 # -- lesson 10: grouped convolution ------------------------------------------------------------------
@@ -432,7 +508,6 @@ def network_counts(preset: str, num_classes: int) -> Tuple[int, int]:
 
     A layer's multiply-adds are its weights (parameters less biases) times its output positions
     (1 for a fully connected layer); both columns counted."""
-    from minialex.models import count_parameters, describe
     macs = 0
     for r in describe(preset, num_classes):
         if not r.params:
@@ -465,8 +540,6 @@ def check_sgd_update(sgd_update: Callable) -> str:
     dicts by parameter name: v ← μ·v − λ·ε·w − ε·g, w ← w + v (§5), with no weight decay on
     parameters whose name ends in 'bias' (lesson 12). Compared with minialex.optim.SGD over five
     steps, the learning rate divided by 10 after the third."""
-    from minialex.nn import Parameter
-    from minialex.optim import SGD
     rng = _rng(14)
     shapes = {"conv1.weight": (3, 2, 2, 2), "conv1.bias": (3,), "fc.weight": (4, 5), "fc.bias": (4,)}
     start = {n: rng.standard_normal(s) for n, s in shapes.items()}
@@ -520,6 +593,22 @@ def check_nearest(nearest: Callable) -> str:
 
 def _ordinal(n: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+@_check
+def check_topk_error(topk_error: Callable) -> str:
+    """topk_error(probs, labels, k) -> the fraction of rows whose label is not among the k
+    highest probabilities (lesson 13; the paper's top-1 and top-5 errors, §6); compared with
+    ``minialex.train.evaluate.topk_hits``."""
+    from minialex.train.evaluate import topk_hits
+    rng = _rng(19)
+    probs = rng.dirichlet(numpy.ones(10), size=200)
+    labels = rng.integers(0, 10, 200)
+    for k in (5, 1, 3):
+        hits = topk_hits(probs, labels, k)[1]
+        got = _call("topk_error", topk_error, probs.copy(), labels.copy(), k)
+        _compare(f"the top-{k} error", got, 1.0 - hits.mean())
+    return "k = 1, 3 and 5 on 200 rows of 10 classes"
 
 
 # -- lesson 14: a CUDA kernel, run on the CPU -------------------------------------------------------
@@ -579,7 +668,6 @@ def column_bytes_per_image(preset: str, itemsize: int = 4) -> int:
     """Bytes the two columns exchange per image in one training step (forward and backward): each
     column's pooled conv2, pooled conv5 and fc7 outputs cross both ways before conv3, fc6 and fc7,
     and column 1's fc7 output crosses to fc8 on column 0 (§3.2; lesson 10 counts the same)."""
-    from minialex.models import get_preset
     p = get_preset(preset)
     s = p.spatial_sizes()
     both_ways = p.channels[1] * s["pool2"] ** 2 + p.channels[4] * s["pool5"] ** 2 + p.fc
