@@ -94,109 +94,130 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
     Returns a ``GradcheckReport``; raises ``GradcheckError`` with a table when the check fails
     (unless ``raise_on_failure`` is False).
     """
-    name = name or getattr(fn, "__name__", "fn")
-    tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
-    if wrt is None:
-        wrt = [i for i, t in enumerate(tensors) if t.dtype.kind == "f"]
-    for i in wrt:
-        if tensors[i].dtype != numpy.float64:
-            raise TypeError(f"gradcheck({name}): input {i} is {tensors[i].dtype}; finite "
-                            "differences need float64 (float32 rounding swamps eps)")
-    base = [t.data.copy() for t in tensors]
+    check = _Check(fn, inputs, wrt, name or getattr(fn, "__name__", "fn"), eps, seed)
+    floor = max(floor, check.noise / rtol)      # below the rounding noise: compare absolutely
+    if mode == "auto":
+        mode = "elementwise" if check.size <= max_elements else "direction"
+    if mode == "elementwise":
+        per_input, rows = check.elementwise(floor)
+    elif mode == "direction":
+        per_input, rows = check.directional(floor, directions)
+    else:
+        raise ValueError(f"gradcheck: unknown mode {mode!r} (use 'elementwise', 'direction' or 'auto')")
+    report = GradcheckReport(check.name, mode, max(per_input) if per_input else 0.0, per_input,
+                             check.compared, rtol, check.noise)
+    if not report.passed and raise_on_failure:
+        raise GradcheckError(_failure_table(report, rows, eps, floor))
+    return report
 
-    def make_inputs(datas, grad: bool):
+
+class _Check:
+    """One gradient check's pieces: the inputs, the random upstream gradients g_k, the analytic
+    gradients dL/dx_i by backprop, and L(x) = sum_k sum(f(x)_k * g_k) for the differences."""
+
+    def __init__(self, fn, inputs, wrt, name: str, eps: float, seed: int):
+        self.fn, self.name, self.eps = fn, name, eps
+        self.tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        self.wrt = ([i for i, t in enumerate(self.tensors) if t.dtype.kind == "f"]
+                    if wrt is None else list(wrt))
+        for i in self.wrt:
+            if self.tensors[i].dtype != numpy.float64:
+                raise TypeError(f"gradcheck({name}): input {i} is {self.tensors[i].dtype}; finite "
+                                "differences need float64 (float32 rounding swamps eps)")
+        self.base = [t.data.copy() for t in self.tensors]
+        self.size = sum(self.tensors[i].size for i in self.wrt)
+        self.rng = numpy.random.default_rng(seed)
+        self.compared = 0
+        # Analytic gradients with a random upstream gradient g_k per output (backprop of each
+        # output in turn; the leaves' .grad add up to dL/dx).
+        xs = self.make_inputs(self.base, grad=True)
+        ys = self.outputs(xs)
+        self.g = [self.rng.standard_normal(y.shape) for y in ys]
+        scale = sum(float(numpy.abs(as_numpy(y.data).astype(numpy.float64) * g).sum())
+                    for y, g in zip(ys, self.g))
+        self.noise = 8 * numpy.finfo(numpy.float64).eps * scale / eps
+        for k, (y, g) in enumerate(zip(ys, self.g)):
+            if y.requires_grad:
+                y.backward(y.device.put(g.astype(y.dtype)), retain_graph=k < len(ys) - 1)
+        self.analytic = {i: (as_numpy(xs[i].grad) if xs[i].grad is not None
+                             else numpy.zeros(xs[i].shape)) for i in self.wrt}
+
+    def make_inputs(self, datas, grad: bool):
         out = []
-        for i, (t, d) in enumerate(zip(tensors, datas)):
+        for i, (t, d) in enumerate(zip(self.tensors, datas)):
             x = Tensor(d, device=t.device)
-            x.requires_grad = grad and i in wrt
+            x.requires_grad = grad and i in self.wrt
             out.append(x)
         return out
 
-    def outputs(xs) -> tuple:
-        ys = fn(*xs)
+    def outputs(self, xs) -> tuple:
+        ys = self.fn(*xs)
         ys = tuple(ys) if isinstance(ys, (tuple, list)) else (ys,)
         if not all(isinstance(y, Tensor) for y in ys):
-            raise TypeError(f"gradcheck({name}): fn must return a Tensor or a tuple of Tensors, "
-                            f"got {[type(y).__name__ for y in ys]}")
+            raise TypeError(f"gradcheck({self.name}): fn must return a Tensor or a tuple of "
+                            f"Tensors, got {[type(y).__name__ for y in ys]}")
         return ys
 
-    # Analytic gradients with a random upstream gradient g_k per output (backprop of each
-    # output in turn; the leaves' .grad add up to dL/dx).
-    xs = make_inputs(base, grad=True)
-    ys = outputs(xs)
-    rng = numpy.random.default_rng(seed)
-    g_np = [rng.standard_normal(y.shape) for y in ys]
-    scale = sum(float(numpy.abs(as_numpy(y.data).astype(numpy.float64) * g).sum())
-                for y, g in zip(ys, g_np))
-    noise = 8 * numpy.finfo(numpy.float64).eps * scale / eps
-    floor = max(floor, noise / rtol)
-    for k, (y, g) in enumerate(zip(ys, g_np)):
-        if y.requires_grad:
-            y.backward(y.device.put(g.astype(y.dtype)), retain_graph=k < len(ys) - 1)
-    analytic = {i: (as_numpy(xs[i].grad) if xs[i].grad is not None else numpy.zeros(xs[i].shape))
-                for i in wrt}
-
-    def loss(datas) -> float:
+    def loss(self, datas) -> float:
+        """L at the inputs ``datas``, in float64."""
         with no_grad():
-            ys = outputs(make_inputs(datas, grad=False))
+            ys = self.outputs(self.make_inputs(datas, grad=False))
         return float(sum(numpy.sum(as_numpy(y.data).astype(numpy.float64) * g)
-                         for y, g in zip(ys, g_np)))
+                         for y, g in zip(ys, self.g)))
 
-    total = sum(tensors[i].size for i in wrt)
-    if mode == "auto":
-        mode = "elementwise" if total <= max_elements else "direction"
+    def moved(self, steps) -> float:
+        """The central difference (L(x + step) - L(x - step)) / (2 eps), ``steps``: {i: step}."""
+        plus, minus = list(self.base), list(self.base)
+        for i, step in steps.items():
+            host = as_numpy(self.base[i]).astype(numpy.float64)
+            plus[i] = self.tensors[i].device.put(host + step)
+            minus[i] = self.tensors[i].device.put(host - step)
+        return (self.loss(plus) - self.loss(minus)) / (2 * self.eps)
 
-    rows = []  # (input, index, analytic, numeric, rel)
-    per_input = []
-    compared = 0
-    if mode == "elementwise":
-        for i in wrt:
-            num = numpy.zeros(tensors[i].shape)
-            host = as_numpy(base[i]).astype(numpy.float64)
-            for idx in numpy.ndindex(*host.shape):
-                plus, minus = host.copy(), host.copy()
-                plus[idx] += eps
-                minus[idx] -= eps
-                dp, dm = list(base), list(base)
-                dp[i], dm[i] = tensors[i].device.put(plus), tensors[i].device.put(minus)
-                num[idx] = (loss(dp) - loss(dm)) / (2 * eps)
-            rel = relative_error(analytic[i], num, floor)
+    def elementwise(self, floor: float):
+        """Every element of every input in turn: (worst error per input, the 5 worst rows of
+        each, as (input, index, analytic, numeric, relative error))."""
+        per_input, rows = [], []
+        for i in self.wrt:
+            num = numpy.zeros(self.tensors[i].shape)
+            for idx in numpy.ndindex(*num.shape):
+                step = numpy.zeros(num.shape)
+                step[idx] = self.eps
+                num[idx] = self.moved({i: step})
+            rel = relative_error(self.analytic[i], num, floor)
             per_input.append(float(rel.max()) if rel.size else 0.0)
-            compared += rel.size
+            self.compared += rel.size
             for flat in numpy.argsort(rel, axis=None)[::-1][:5]:
                 idx = numpy.unravel_index(flat, rel.shape)
-                rows.append((i, tuple(int(k) for k in idx), analytic[i][idx], num[idx], rel[idx]))
-    elif mode == "direction":
-        worst = {i: 0.0 for i in wrt}
+                rows.append((i, tuple(int(k) for k in idx), self.analytic[i][idx], num[idx],
+                             rel[idx]))
+        return per_input, rows
+
+    def directional(self, floor: float, directions: int):
+        """A few random unit directions d over all inputs at once: the numeric directional
+        derivative against sum_i <dL/dx_i, d_i>. Returns (worst error per input, one row each)."""
+        rows, worst = [], {i: 0.0 for i in self.wrt}
         for k in range(directions):
-            ds = {i: rng.standard_normal(tensors[i].shape) for i in wrt}
+            ds = {i: self.rng.standard_normal(self.tensors[i].shape) for i in self.wrt}
             norm = numpy.sqrt(sum(float((d * d).sum()) for d in ds.values()))
             ds = {i: d / norm for i, d in ds.items()}
-            dp, dm = list(base), list(base)
-            for i in wrt:
-                host = as_numpy(base[i]).astype(numpy.float64)
-                dp[i] = tensors[i].device.put(host + eps * ds[i])
-                dm[i] = tensors[i].device.put(host - eps * ds[i])
-            num = (loss(dp) - loss(dm)) / (2 * eps)
-            ana = sum(float((analytic[i] * ds[i]).sum()) for i in wrt)
+            num = self.moved({i: self.eps * d for i, d in ds.items()})
+            ana = sum(float((self.analytic[i] * ds[i]).sum()) for i in self.wrt)
             rel = float(relative_error(ana, num, floor))
-            compared += 1
+            self.compared += 1
             rows.append(("all", f"direction {k}", ana, num, rel))
-            for i in wrt:
+            for i in self.wrt:
                 worst[i] = max(worst[i], rel)
-        per_input = [worst[i] for i in wrt]
-    else:
-        raise ValueError(f"gradcheck: unknown mode {mode!r} (use 'elementwise', 'direction' or 'auto')")
+        return [worst[i] for i in self.wrt], rows
 
-    report = GradcheckReport(name, mode, max(per_input) if per_input else 0.0, per_input,
-                             compared, rtol, noise)
-    if not report.passed and raise_on_failure:
-        rows.sort(key=lambda r: -r[4])
-        lines = [f"gradcheck({name}) failed: max relative error {report.max_rel_error:.3e} > "
-                 f"rtol {rtol:.1e} ({mode}, eps={eps}, values below {floor:.1e} compared "
-                 "absolutely)",
-                 f"{'input':>6} {'where':>20} {'analytic':>14} {'numeric':>14} {'rel.err':>10}"]
-        for inp, where, a, n, r in rows[:10]:
-            lines.append(f"{str(inp):>6} {str(where):>20} {a:>14.6e} {n:>14.6e} {r:>10.2e}")
-        raise GradcheckError("\n".join(lines))
-    return report
+
+def _failure_table(report: GradcheckReport, rows, eps: float, floor: float) -> str:
+    """The failure message: the worst ten compared values."""
+    rows = sorted(rows, key=lambda r: -r[4])
+    lines = [f"gradcheck({report.name}) failed: max relative error {report.max_rel_error:.3e} > "
+             f"rtol {report.rtol:.1e} ({report.mode}, eps={eps}, values below {floor:.1e} "
+             "compared absolutely)",
+             f"{'input':>6} {'where':>20} {'analytic':>14} {'numeric':>14} {'rel.err':>10}"]
+    for inp, where, a, n, r in rows[:10]:
+        lines.append(f"{str(inp):>6} {str(where):>20} {a:>14.6e} {n:>14.6e} {r:>10.2e}")
+    return "\n".join(lines)
