@@ -9,6 +9,9 @@ second process never leaves a broken file in place of a good one:
   removes the temporary file, keeps the old one and becomes a one-line ``WriteError`` naming the
   file, the reason and the room it needed. ``copy_atomic`` and ``write_text`` use it;
   ``append_line`` adds one line to a log and cuts it back if the disk is full.
+- ``check_output(path, reads)``: before a command writes anything, refuse in one line an output
+  path that cannot work (a folder, or a name under a file) or that would destroy something: one of
+  the files the command reads, or an HDF5 file (a checkpoint or a data cache) that it did not make.
 - ``acquire_run_lock(folder)``: ``fcntl.flock`` on ``FOLDER/.lock``, holding the owner's PID. A
   second process is refused at once with a ``LockedError`` naming the folder and that PID. The
   kernel drops the lock when its process ends in any way (kill -9 included), so a lock file left
@@ -23,10 +26,11 @@ all use it, and it imports nothing of minialex.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
-from typing import Optional
+from typing import List, Optional, Tuple
 
 class WriteError(RuntimeError):
     """A file could not be written (a full disk, a file-size limit, an I/O error): one line naming
@@ -54,6 +58,68 @@ def write_error(e: OSError, path: str, what: str, size: int, kept: str = "") -> 
         "file too large (a file-size limit: ulimit -f)"
     return WriteError(f"cannot write {path}: {why}; {size_text(size)} needed for {what}{free}"
                       + (f"; {kept}" if kept else ""), e.errno)
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written, or would destroy a file the user needs: one line."""
+
+
+#: The first bytes of every HDF5 file: minialex's checkpoints and data caches.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path) -> bool:
+    """True when ``path`` is a file that starts as an HDF5 file does (a checkpoint, a cache)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def check_folder_path(path, flag: str = "--out") -> None:
+    """Refuse a path that lies under a file (``notes.txt/run``): no folder can be made there.
+    The first part of the path that exists must be a folder."""
+    parent = os.path.abspath(os.fspath(path))
+    while not os.path.exists(parent):
+        up = os.path.dirname(parent)
+        if up == parent:
+            return
+        parent = up
+    if not os.path.isdir(parent) and parent != os.path.abspath(os.fspath(path)):
+        raise OutputError(f"{flag} {os.fspath(path)}: {parent} is a file, not a folder, so "
+                          "nothing can be written under it; choose another path")
+
+
+def check_output(path, reads=(), flag: str = "--out", what: str = "the output") -> str:
+    """Refuse, before any work, an output file ``path`` that cannot work or would destroy a file:
+
+    - a folder, or a path under a file (``check_folder_path``);
+    - the same file as one of ``reads``, the files the command reads (``os.path.samefile``: a
+      link or another name of the same file counts), since writing would replace its own input;
+    - an existing HDF5 file (a checkpoint or a data cache): no command writes a picture or a
+      graph over one. (``train`` and ``prepare`` write only their own, see run_folder.py and
+      prepare.py.)
+
+    Raises OutputError, one line naming the path; returns ``path``."""
+    text = os.fspath(path)
+    check_folder_path(text, flag)
+    if os.path.isdir(text):
+        raise OutputError(f"{flag} {text} is a folder: give a file name for {what}")
+    if not os.path.exists(text):
+        return text
+    for source in reads:
+        try:
+            same = os.path.samefile(text, os.fspath(source))
+        except OSError:           # an input that does not exist: its own error comes later
+            same = False
+        if same:
+            raise OutputError(f"{flag} {text} is the file this command reads ({os.fspath(source)}): "
+                              f"writing {what} there would destroy it; choose another {flag}")
+    if is_hdf5(text):
+        raise OutputError(f"{flag} {text} is a checkpoint or a data cache (an HDF5 file): writing "
+                          f"{what} there would destroy it; choose another {flag}")
+    return text
 
 
 def write_atomic(path, write, size: int, what: str = "the checkpoint") -> str:
@@ -132,6 +198,39 @@ def append_line(path: str, line: str) -> None:
         raise write_error(e, path, "a line of the log", len(data)) from None
     finally:
         os.close(fd)
+
+
+class LogError(ValueError):
+    """A log (metrics.jsonl) with a damaged line that is not its last: one line naming the file
+    and the line."""
+
+
+def read_log(path: str) -> Tuple[List[dict], Optional[int]]:
+    """The records of a JSON-lines log such as metrics.jsonl, one JSON object per line, and the
+    number of its last line if that one was cut off, else None. ``append_line`` writes a line and
+    its newline at once, so a crash, a kill or a power cut while appending leaves a last line
+    without its newline that is not whole JSON: that line is left out, and a reader carries on
+    without it. Any other line that is not a JSON object raises LogError naming the file and the
+    line (counted from 1, blank lines included)."""
+    with open(path, "rb") as fh:
+        lines = fh.read().split(b"\n")      # the last item: what follows the last newline
+    records, cut = [], None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            if number == len(lines) and not isinstance(e, UnicodeDecodeError):
+                # no newline after it: cut off while written (the log is ASCII: json.dumps)
+                cut = number
+                continue
+            why = "not text" if isinstance(e, UnicodeDecodeError) else e.msg
+            raise LogError(f"{path} is not a metrics log (line {number}: {why})") from None
+        if not isinstance(record, dict):
+            raise LogError(f"{path} is not a metrics log (line {number} is not a JSON object)")
+        records.append(record)
+    return records, cut
 
 
 def remove_stale_temps(folder: str) -> None:

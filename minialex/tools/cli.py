@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import sys
 
@@ -23,8 +22,8 @@ from .. import cpu
 from ..backend import DeviceError, default_device, default_devices, gpu_available
 from ..checkpoint import CheckpointError, WriteError
 from ..data import DataError, base_size_for
-from ..files import LockedError
-from ..functional import conv
+from ..files import LockedError, check_folder_path, check_output, read_log
+from ..functional import conv_cpu as conv
 from ..models import get_preset, table
 from ..train.evaluate import colourfulness
 from ..train.loop import TrainingError
@@ -184,6 +183,7 @@ def train_command(no_progress, without, **options):
       python cli.py train --data /data/imagenet --preset paper --devices cuda:0,cuda:1 --workers 8
       mpiexec -n 2 python -m mpi4py cli.py train     # data-parallel: batch 128 per process
     """
+    check_folder_path(options["out"] or ".")       # not under a file: one line, not a traceback
     config = TrainConfig(progress=not no_progress, without=without or None, **options)
     result = train(config, echo=click.echo, world=distributed.world())
     if result.stopped == "interrupted":
@@ -322,6 +322,7 @@ def filters_command(checkpoint, out, zoom):
     Example:
       python cli.py filters runs/20261126-150000/best.h5 --out filters.png
     """
+    check_output(out, reads=[checkpoint], what="the picture")     # never over the checkpoint
     cols, grayscale = conv1_kernels(checkpoint)
     shape = "x".join(str(s) for s in cols[0].shape[1:])
     if grayscale:      # R = G = B in every image: only the sum of a kernel's channels acts
@@ -367,6 +368,9 @@ def neighbors_command(checkpoint, images, data, out, top5_out, count, search, qu
     if os.path.abspath(out) == os.path.abspath(top5_out):
         raise ValueError(f"--out and --top5-out are both {out}: the second picture would replace "
                          "the first")
+    reads = [checkpoint, *images] + ([data] if data and os.path.isfile(data) else [])
+    check_output(out, reads, what="the neighbours grid")
+    check_output(top5_out, reads, "--top5-out", what="the top-5 picture")
     r = neighbours(checkpoint, images, data, count, search, queries, devices=parse_devices(devices))
     save_neighbours(r["queries"], r["neighbours"], out)
     save_top5(r["queries"], r["top5"], top5_out, true_labels=r["truth"],
@@ -389,20 +393,14 @@ def plot_command(run_dir, out):
     path = os.path.join(run_dir, "metrics.jsonl") if os.path.isdir(run_dir) else run_dir
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: give a run folder written by 'train'")
-    with open(path) as fh:
-        try:
-            records = [json.loads(line) for line in fh if line.strip()]
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not a metrics log (line {e.lineno}: {e.msg})") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{path} is not a metrics log (not text; give the run folder or its "
-                             "metrics.jsonl)") from None
+    records, cut = read_log(path)       # LogError: the file and the line of a damaged line
     if not records:
         raise ValueError(f"{path} is empty: the run has not logged a step yet")
-    odd = next((i for i, r in enumerate(records, 1) if not isinstance(r, dict)), None)
-    if odd is not None:
-        raise ValueError(f"{path} is not a metrics log (line {odd} is not a JSON object)")
-    out = out or os.path.join(os.path.dirname(path) or ".", "curves.png")
+    if cut is not None:
+        click.echo(f"note: {path} line {cut} is cut off (the run was stopped while writing it); "
+                   f"plotting the {len(records)} records before it", err=True)
+    out = check_output(out or os.path.join(os.path.dirname(path) or ".", "curves.png"),
+                       reads=[path], what="the curves")
     save_training_curves(records, out, title=os.path.basename(os.path.realpath(os.path.dirname(
         os.path.abspath(path)))))
     click.echo(f"wrote {out}")
@@ -525,8 +523,12 @@ def prepare_command(source, out, base_size, limit, seed, no_progress, imagenet):
     if (source is None) == (imagenet is None):
         raise DataError("give either SOURCE or --imagenet DIR (the folder of the ILSVRC-2012 tars)")
     source = source or "ilsvrc2012:" + imagenet
+    check_folder_path(out)
     if os.path.isdir(out):
         raise DataError(f"--out {out} is a folder: give a file name ending in .h5")
+    if os.path.exists(out) and os.path.exists(source or "") and os.path.samefile(out, source):
+        raise DataError(f"--out {out} is the source it reads: writing the cache there would "
+                        "destroy it; choose another --out")
     if not out.lower().endswith((".h5", ".hdf5")):
         raise DataError(f"--out {out}: give a file name ending in .h5 (train and evaluate take a "
                         "cache by that ending)")

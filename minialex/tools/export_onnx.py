@@ -27,12 +27,12 @@ input_scale and the classes with their human names, as JSON text.
 from __future__ import annotations
 
 import json
-import os
 from typing import Optional, Sequence
 
 import numpy
 
 from ..checkpoint import model_state
+from ..files import check_output, write_atomic
 from ..models.alexnet import AlexNet
 from ..models.presets import DROPOUT_P, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_SIZE, POOL_STRIDE
 from .inference import load_trained
@@ -151,13 +151,16 @@ def parameter_count(proto) -> int:
 
 
 def export_checkpoint(path: str, out: str) -> str:
-    """Write the checkpoint ``path`` (written by train) to ``out`` as ONNX; returns a summary."""
-    onnx = _onnx()                                     # before reading a large checkpoint
+    """Write the checkpoint ``path`` (written by train) to ``out`` as ONNX; returns a summary.
+    ``out`` is checked first (``files.check_output``: never the checkpoint itself, nor another
+    HDF5 file) and written whole (``files.write_atomic``)."""
+    _onnx()                                            # before reading a large checkpoint
+    check_output(out, reads=[path], what="the ONNX graph")   # never over the checkpoint
     tm = load_trained(path, devices="cpu")
     proto = build_graph(tm.model, mean=tm.stats.mean, classes=tm.classes,
                         class_names=tm.class_names, base_size=tm.base_size)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    onnx.save(proto, out)
+    data = proto.SerializeToString()                   # the graph in memory, then written whole
+    write_atomic(out, lambda fh: fh.write(data), len(data), "the ONNX graph")
     s = tm.model.input_size
     return (f"{out}: AlexNet '{tm.model.preset}', {parameter_count(proto):,} parameters, opset "
             f"{OPSET}; input 'image' (N, 3, {s}, {s}) RGB 0-255 (mean subtracted in the graph), "

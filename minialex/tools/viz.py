@@ -8,6 +8,7 @@ window opens and no global state is touched.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,22 +16,50 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy
 from PIL import Image, ImageDraw
 
+from ..files import write_atomic
+
+
+def _picture_format(path: str, formats: Dict[str, str]) -> str:
+    """The file format a picture's name asks for (its extension; PNG when it has none)."""
+    ext = os.path.splitext(path)[1].lower()
+    if not ext:
+        return "png"
+    if ext not in formats:
+        raise ValueError(f"{path}: cannot write a picture as '{ext}'; give a file name ending in "
+                         ".png")
+    return formats[ext]
+
+
+def _write_picture(path: str, render, formats: Dict[str, str]) -> str:
+    """``render(buffer, format)`` draws the picture into memory; the file is then written whole
+    (``files.write_atomic``): a full disk or a kill leaves the old file as it was, never a cut one.
+    ``formats`` maps the extensions the drawing library writes to its format names."""
+    buffer = io.BytesIO()
+    render(buffer, _picture_format(path, formats))
+    data = buffer.getbuffer()
+    write_atomic(path, lambda fh: fh.write(data), len(data), "the picture")
+    return path
+
 
 def _save_png(image: numpy.ndarray, path) -> str:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    Image.fromarray(image).save(path)
-    return path
+    def pil(buffer, fmt):
+        Image.fromarray(image).save(buffer, format=fmt)
+    return _write_picture(os.fspath(path), pil, _PIL_FORMATS)
 
 
 def _save_figure(fig, path) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, bbox_inches="tight")  # keep long class names inside
-    return path
+
+    def mpl(buffer, fmt):
+        fig.savefig(buffer, format=fmt, dpi=100, bbox_inches="tight")  # long class names inside
+    return _write_picture(os.fspath(path), mpl, _MPL_FORMATS)
+
+
+_PIL_FORMATS = {ext: fmt for ext, fmt in Image.registered_extensions().items()
+                if fmt in Image.SAVE}
+_MPL_FORMATS = {f".{ext}": ext for ext in ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps",
+                                           "tif", "tiff", "webp")}
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Dict, Optional
 
 import numpy
 
 from ..checkpoint import CheckpointError, load, read_extra, read_meta
 from ..data.sources import same_spec
-from ..files import write_text
+from ..files import LogError, read_log, write_text
 from .rng_state import generator_states, restore_generator_states
 from .run_folder import holds_a_run
 
@@ -172,12 +173,21 @@ def restore(resume: Dict, model, optimizer, schedule, num_classes: int, echo) ->
 
 def open_metrics(path: str, resume: Optional[Dict], step: int, history) -> None:
     """Start metrics.jsonl: empty for a new run; on resume, the lines up to the checkpoint's
-    ``step`` (or its epoch history when the log is gone from a branched folder)."""
+    ``step`` (or its epoch history when the log is gone from a branched folder). A last line cut
+    off by a crash is dropped with a note (it was written after the checkpoint, which holds the
+    run's state); a damaged line before it stops the resume with one line naming the file and
+    the line (``files.read_log``)."""
     kept = []
     if resume is not None:
         if os.path.exists(path):
-            with open(path) as fh:
-                kept = [json.loads(line) for line in fh if line.strip()]
+            try:
+                kept, cut = read_log(path)
+            except LogError as e:
+                raise TrainingError(f"{e}: move the file away and resume again (the epoch "
+                                    "records are rebuilt from the checkpoint)") from None
+            if cut is not None:
+                sys.stderr.write(f"note: {path} line {cut} was cut off (the run was stopped while "
+                                 "writing it): dropped; the checkpoint holds the run's state\n")
             kept = [r for r in kept if r.get("step", 0) <= step]
         else:
             kept = list(history)

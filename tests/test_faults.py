@@ -1,0 +1,159 @@
+"""A second set of faults (issue 26), each tried as a user meets it: an output path that names an
+input, a path under a file, a log cut off by a crash, SIGTERM from a batch scheduler (real
+signals to real processes), class folders whose names are not UTF-8 (real bytes), the CPU out of
+memory (a real address-space limit), and predict over files of which some are bad. Every case
+ends in one line, and nothing the user had is lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import minialex
+from minialex.checkpoint import read_meta
+from minialex.tools.cli import main
+
+resource = pytest.importorskip("resource", reason="POSIX only: signals, resource limits")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(minialex.__file__)))
+TINY = ["--preset", "tiny", "--train-images", "192", "--val-images", "64", "--batch-size", "32",
+        "--no-progress"]
+ENV = dict(os.environ, PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    """Exit status 1 and one line 'error: ...' at the end, holding every fragment."""
+    assert result.exit_code == 1, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.output
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny one-epoch run: its folder (last.h5, best.h5, metrics.jsonl)."""
+    out = tmp_path_factory.mktemp("faults") / "run"
+    result = cli("train", *TINY, "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# ------------------------------------------------------------------------------------------
+# 1. No command writes over a file it reads, nor over a checkpoint or a cache
+# ------------------------------------------------------------------------------------------
+
+def test_no_output_path_destroys_an_input_or_a_checkpoint(run, tmp_path):
+    before = snapshot(run)
+    ck, best, log = run / "last.h5", run / "best.h5", run / "metrics.jsonl"
+    link = tmp_path / "link.h5"
+    os.symlink(ck, link)
+    cases = [("filters", ck, "--out", ck), ("filters", ck, "--out", link),
+             ("filters", ck, "--out", best), ("plot", run, "--out", log),
+             ("plot", run, "--out", ck), ("neighbors", ck, "--out", best),
+             ("neighbors", ck, "--top5-out", ck)]
+    try:
+        import onnx  # noqa: F401
+        cases += [("export", ck, "--out", ck), ("export", ck, "--out", best)]
+    except ImportError:
+        pass
+    for command, source, flag, out in cases:
+        line = one_line_error(cli(command, source, flag, out), flag, str(out))
+        assert "would destroy it" in line, line
+    assert snapshot(run) == before            # every byte of every file as it was
+
+
+def test_a_picture_is_written_whole_or_not_at_all(run, tmp_path):
+    """A file-size limit smaller than the picture: the old picture is kept whole, no temporary
+    file is left, and the error is one line (before: Pillow's traceback and a cut file)."""
+    picture = tmp_path / "filters.png"
+    assert cli("filters", run / "last.h5", "--out", picture).exit_code == 0
+    old = picture.read_bytes()
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(old) // 2, len(old) // 2))
+    done = subprocess.run([sys.executable, "-m", "minialex.tools.cli", "filters",
+                           str(run / "last.h5"), "--out", str(picture), "--zoom", "5"],
+                          env=ENV, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().startswith("error: cannot write") and "Traceback" not in done.stderr
+    assert picture.read_bytes() == old
+    assert os.listdir(tmp_path) == ["filters.png"]
+
+
+# ------------------------------------------------------------------------------------------
+# 7. --out under a file
+# ------------------------------------------------------------------------------------------
+
+def test_an_out_under_a_file_is_one_line_in_every_command(run, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    under = afile / "x"
+    cases = [("train", *TINY, "--epochs", "1", "--out", under),
+             ("prepare", "builtin", "--out", afile / "c.h5"),
+             ("plot", run, "--out", afile / "c.png"),
+             ("filters", run / "last.h5", "--out", afile / "f.png"),
+             ("neighbors", run / "last.h5", "--out", afile / "n.png"),
+             ("neighbors", run / "last.h5", "--top5-out", afile / "t.png")]
+    try:
+        import onnx  # noqa: F401
+        cases.append(("export", run / "last.h5", "--out", afile / "a.onnx"))
+    except ImportError:
+        pass
+    for args in cases:
+        one_line_error(cli(*args), str(afile), "is a file, not a folder")
+    assert afile.read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------------------
+# 6. A metrics.jsonl cut off by a crash
+# ------------------------------------------------------------------------------------------
+
+def test_plot_names_the_damaged_line_and_carries_on_past_a_cut_last_one(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    good = "".join(f'{{"event": "step", "step": {i}, "epoch": 1, "epoch_float": {i / 10}, '
+                   f'"loss": {2.3 - i / 10}, "lr": 0.01}}\n' for i in range(1, 5))
+    log.write_text(good + '{"event": "step", "st')           # a crash while appending
+    result = cli("plot", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"{log} line 5 is cut off" in result.output
+    assert (tmp_path / "curves.png").exists()
+    lines = good.splitlines(keepends=True)
+    log.write_text("".join(lines[:2]) + '{"event": "st\n' + "".join(lines[2:]))
+    one_line_error(cli("plot", tmp_path), str(log), "line 3")        # not 'line 1'
+
+
+def test_resume_carries_on_past_a_cut_last_line_and_names_a_damaged_one(tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--epochs", "1", "--out", out).exit_code == 0
+    log = out / "metrics.jsonl"
+    whole = log.read_text()
+    log.write_text(whole + '{"event": "step", "step": 7, "lo')     # cut after the checkpoint
+    result = cli("train", "--resume", out, "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert f"{log} line {whole.count(chr(10)) + 1} was cut off" in result.output
+    records = [json.loads(line) for line in log.read_text().splitlines()]   # all whole again
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + "{oops\n" + "".join(lines[1:]))
+    one_line_error(cli("train", "--resume", out, "--epochs", "3"), str(log), "line 2",
+                   "move the file away")
+    assert read_meta(out / "last.h5")["epoch"] == 2
