@@ -157,3 +157,84 @@ def test_resume_carries_on_past_a_cut_last_line_and_names_a_damaged_one(tmp_path
     one_line_error(cli("train", "--resume", out, "--epochs", "3"), str(log), "line 2",
                    "move the file away")
     assert read_meta(out / "last.h5")["epoch"] == 2
+
+
+# ------------------------------------------------------------------------------------------
+# 2. SIGTERM, as a batch scheduler sends it; a folder with no checkpoint never blocks
+# ------------------------------------------------------------------------------------------
+
+LONG = ["--preset", "tiny", "--train-images", "3000", "--val-images", "64", "--batch-size", "16",
+        "--epochs", "5", "--no-progress"]
+
+
+def start_training(out, launcher=(), env=ENV):
+    """``train`` in its own process (under ``launcher``, e.g. mpiexec), returned once its log
+    holds a step record: the run is in epoch 1, before its first checkpoint."""
+    proc = subprocess.Popen([*launcher, sys.executable, "-m", "minialex.tools.cli", "train",
+                             *LONG, "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    log, deadline = out / "metrics.jsonl", time.time() + 120
+    while not (log.exists() and '"step"' in log.read_text()):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("the run never logged a step: " + proc.communicate()[0])
+        time.sleep(0.05)
+    assert not (out / "last.h5").exists()
+    return proc
+
+
+def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(tmp_path):
+    out = tmp_path / "run"
+    proc = start_training(out)
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, text                 # 128 + 15: stopped by SIGTERM
+    assert "SIGTERM: stopping after the current step" in text and "Traceback" not in text, text
+    assert f"continue with: python cli.py train --resume {out}/last.h5" in text, text
+    meta = read_meta(out / "last.h5")
+    assert meta["epoch"] == 0 and meta["step"] >= 10            # epoch 1, mid-way
+    result = cli("train", "--resume", out, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert f"resumed from {out}/last.h5 at epoch 1, batch {meta['step']}" in result.output
+    assert read_meta(out / "last.h5")["epoch"] == 1
+
+
+def test_a_folder_killed_before_its_first_checkpoint_never_blocks_the_same_command(tmp_path):
+    out = tmp_path / "run"
+    proc = start_training(out)
+    proc.send_signal(signal.SIGKILL)        # what follows SIGTERM when a job does not stop
+    proc.wait(timeout=30)
+    one_line_error(cli("train", "--resume", out), str(out), "holds no checkpoint yet",
+                   "without --resume")
+    args = [a for a in LONG if a not in ("--train-images", "3000")]
+    result = cli("train", *args, "--train-images", "64", "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    meta = read_meta(out / "last.h5")
+    assert (meta["epoch"], meta["step"]) == (1, 4)                  # 64 images, batches of 16
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 4       # the new run's log, not the killed one's
+
+
+def _mpi_job():
+    import shutil
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    return shutil.which("mpiexec")
+
+
+@pytest.mark.skipif(_mpi_job() is None, reason='needs mpiexec and mpi4py: pip install -e ".[mpi]"')
+def test_sigterm_to_mpiexec_stops_both_ranks_at_one_step_and_saves_once(tmp_path):
+    out = tmp_path / "run"
+    env = {k: v for k, v in ENV.items() if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPI_"))}
+    proc = start_training(out, ["mpiexec", "-n", "2"], dict(env, OMP_NUM_THREADS="1"))
+    proc.send_signal(signal.SIGTERM)              # mpiexec passes it on to every rank
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, text
+    assert text.count("interrupted at epoch 1") == 1 and "Abort" not in text, text
+    from minialex.checkpoint import read_extra
+    state = read_extra(str(out / "last.h5"))["train"]
+    assert int(state["world_size"]) == 2 and int(state["step"]) >= 10
+    assert int(state["epoch"]) == 0

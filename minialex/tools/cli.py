@@ -5,8 +5,9 @@ Thin by design: each command parses its options and calls a job: the core's trai
 export_onnx, distributed), with the choices they share in ``minialex.train.setup``. A user mistake (a missing file, an unknown
 preset, a checkpoint of another model, a bad data spec) prints one line, ``error: ...``, and
 exits with status 1; ``--debug`` (before or after the command name) shows the traceback instead.
-A run stopped with Ctrl-C exits with status 130 after saving its checkpoint (a second Ctrl-C:
-at once, keeping the last checkpoint written).
+A run stopped with Ctrl-C exits with status 130 after saving its checkpoint, one stopped with
+SIGTERM (a batch scheduler's stop) with 143 (a second one: at once, keeping the last checkpoint
+written).
 """
 
 from __future__ import annotations
@@ -186,8 +187,8 @@ def train_command(no_progress, without, **options):
     check_folder_path(options["out"] or ".")       # not under a file: one line, not a traceback
     config = TrainConfig(progress=not no_progress, without=without or None, **options)
     result = train(config, echo=click.echo, world=distributed.world())
-    if result.stopped == "interrupted":
-        sys.exit(EXIT_INTERRUPTED)
+    if result.stopped == "interrupted":     # 130 after Ctrl-C, 143 after SIGTERM (stop_flag.py)
+        sys.exit(result.exit_status or EXIT_INTERRUPTED)
 
 
 # --------------------------------------------------------------------------------------------

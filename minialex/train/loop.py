@@ -24,10 +24,11 @@ states that make resume exact are saved and restored by ``rng_state.py``; Ctrl-C
 ``stop_flag.py``; the run folder is placed by ``run_folder.py`` and its files written whole by
 ``minialex.files``; ``world.py`` is the one process (data-parallel jobs give another World).
 
-Failures: the first Ctrl-C lets the current step finish, then saves ``last.h5`` with the
-position and returns; a second one stops at once (the step under way is dropped; a step whose
-weights were updated is always counted too, so a checkpoint's weights and position agree; the
-best.h5 copy is never left half-done; the last checkpoint written is kept).
+Failures: the first Ctrl-C (or SIGTERM, a batch scheduler's stop) lets the current step finish,
+then saves ``last.h5`` with the position and returns; a second one stops at once (the step under
+way is dropped; a step whose weights were updated is always counted too, so a checkpoint's
+weights and position agree; the best.h5 copy is never left half-done; the last checkpoint
+written is kept).
 A NaN or infinite loss is read once the whole step, update included, is queued (one host sync per
 step on a GPU): the run stops naming the step, and the spoiled weights are never saved; a
 non-finite validation loss stops it the same way before the epoch's checkpoint. Out of GPU memory
@@ -60,9 +61,9 @@ from .resume import (TrainingError, check_out_folder, checkpoint_extra, merge_re
                      restore)
 from .rng_state import generator_states
 from .run_folder import discard_unstarted_run, holds_a_run, inherit_best, new_out_dir, point_latest
-from .setup import (choose_preset, describe_storage, open_data, parse_devices, recipe,
-                    set_precision, stored_side)
-from .stop_flag import StopFlag
+from .setup import (DEFAULTS, choose_preset, describe_storage, open_data, parse_devices,
+                    set_precision, settle, stored_side)
+from .stop_flag import SIGNALS, StopFlag
 from .world import World
 
 
@@ -72,7 +73,7 @@ class TrainConfig:
 
     data: Optional[str] = None            # None: "builtin"
     preset: Optional[str] = None          # None: 'paper' with a GPU, 'mini' without
-    epochs: Optional[int] = None          # None: run_setup.recipe
+    epochs: Optional[int] = None          # None: setup.settle (the data's recipe)
     batch_size: Optional[int] = None      # 128 (§5)
     lr: Optional[float] = None            # 0.01 (§5)
     momentum: Optional[float] = None      # 0.9 (§5)
@@ -92,7 +93,7 @@ class TrainConfig:
     train_images: Optional[int] = None    # use only this many training images (quick runs)
     val_images: Optional[int] = None
     log_every: int = 10
-    lr_scaling: Optional[str] = None      # 'none' or 'linear' (× processes, warm-up; distributed.py)
+    lr_scaling: Optional[str] = None      # 'none' or 'linear' (× processes, warm-up: tools/distributed.py)
     progress: bool = True                 # tqdm bars (off in tests)
     without: Optional[Tuple[str, ...]] = None  # tricks left out (models.common.WITHOUT); None: none
     base_size: Optional[int] = None       # side images are stored at before the random crops;
@@ -100,13 +101,6 @@ class TrainConfig:
 
     def resolved(self) -> Dict:
         return {k: v for k, v in dataclasses.asdict(self).items()}
-
-
-#: Defaults that wait for the preset: a data set's recipe may set them (run_setup.RECIPES).
-_BY_RECIPE = ("lr", "batch_size", "schedule", "step_size", "patience")
-_DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01,
-                 momentum=0.9, weight_decay=5e-4, schedule="plateau", patience=2, step_size=30,
-                 lr_scaling="none")
 
 
 @dataclasses.dataclass
@@ -119,6 +113,7 @@ class TrainResult:
     losses: List[float]               # every training step's loss in this call, in order
     stopped: str                      # 'finished', 'schedule', 'interrupted'
     test: Optional[Dict] = None       # the test split's errors of best.h5, where there is one
+    exit_status: int = 0              # interrupted: 128 + the signal (130 Ctrl-C, 143 SIGTERM)
 
     @property
     def best(self) -> Optional[Dict]:
@@ -187,13 +182,13 @@ class Trainer:
     def settle_options(self) -> Optional[Dict]:
         """Fill every option of ``self.config`` once, in this order: the options given, on
         --resume the checkpoint's (resume.merge_resume), the data's measured recipe
-        (setup.RECIPES), the paper's defaults (``_DEFAULTS``). Choose the devices and the preset.
-        Returns the resume record, or None."""
+        (setup.RECIPES), the paper's defaults (setup.DEFAULTS). Choose the devices and the
+        preset. Returns the resume record, or None."""
         cfg, world = self.config, self.world
         resume = merge_resume(cfg)
         if self.writer and cfg.out and os.path.isdir(cfg.out):   # before anything is read/written
             self.lock = acquire_run_lock(cfg.out)
-        cfg.data = absolute_spec(cfg.data or _DEFAULTS["data"])  # found again from any folder
+        cfg.data = absolute_spec(cfg.data or DEFAULTS["data"])   # found again from any folder
         world.check_resume(resume)
         if self.writer:
             check_out_folder(cfg, resume)
@@ -202,12 +197,7 @@ class Trainer:
         if resume is not None:
             why = f"the preset of {resume['path']}"
         set_precision(cfg.precision)
-        measured = recipe(cfg.data, cfg.preset)     # reads a cache's source once
-        self.from_recipe = [k for k, v in measured.items()
-                            if getattr(cfg, k) is None and v != _DEFAULTS.get(k) and k != "epochs"]
-        for key, value in {**_DEFAULTS, **measured}.items():
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, value)
+        self.from_recipe = settle(cfg)
         cfg.without = check_without(cfg.without, tuple(WITHOUT))
         self.devices = devices
         for line in world.describe(cfg, devices):
@@ -562,13 +552,14 @@ class Trainer:
                 if stopped != "interrupted" and not self.nothing_to_do:
                     self.test = self.test_best()
             except KeyboardInterrupt:
-                # A second Ctrl-C outside a training step (validating, saving): stop at once.
-                # Checkpoints are written atomically, so the last one written is whole.
+                # A second Ctrl-C (or SIGTERM) outside a training step (validating, saving):
+                # stop at once. Checkpoints are written atomically, so the last one is whole.
                 stopped = "interrupted"
                 where = (f"the last checkpoint written, {self.checkpoint_path}, is kept; continue "
                          f"with: python cli.py train --resume {self.checkpoint_path}"
                          if self.checkpoint_path else "no checkpoint was written yet")
-                self.echo(f"stopped at once (second Ctrl-C, outside a training step): {where}")
+                again = SIGNALS.get(stop.signum, "Ctrl-C")
+                self.echo(f"stopped at once (second {again}, outside a training step): {where}")
                 if self.checkpoint_path is None and self.out and self.made_files:
                     discard_unstarted_run(self.out)
             except Exception as e:
@@ -590,7 +581,8 @@ class Trainer:
                       + ("; the schedule had stopped it (§5)" if self.schedule.finished else
                          f"; give --epochs more than {self.epoch} to train longer"))
         result = TrainResult(self.out, self.checkpoint_path, self.epoch, self.step,
-                             list(self.history), list(self.losses), stopped, self.test)
+                             list(self.history), list(self.losses), stopped, self.test,
+                             stop.exit_status if stopped == "interrupted" else 0)
         best = result.best
         if (best is not None and stopped != "interrupted" and not self.nothing_to_do
                 and self.writer):

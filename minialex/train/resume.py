@@ -62,7 +62,14 @@ def _same_option(key: str, given, stored) -> bool:
 
 def checkpoint_path(resume: str) -> str:
     """``--resume`` names a checkpoint or a run folder (its last.h5)."""
-    return os.path.join(resume, "last.h5") if os.path.isdir(resume) else resume
+    if not os.path.isdir(resume):
+        return resume
+    path = os.path.join(resume, "last.h5")
+    if not os.path.exists(path) and os.path.exists(os.path.join(resume, "config.json")):
+        raise TrainingError(f"{resume.rstrip(os.sep)} holds no checkpoint yet (its run was "
+                            "stopped before its first save), so there is nothing to resume: run "
+                            "the same command again without --resume, and it starts there anew")
+    return path
 
 
 def merge_resume(cfg) -> Optional[Dict]:
@@ -118,7 +125,7 @@ def check_out_folder(cfg, resume: Optional[Dict]) -> None:
             os.path.dirname(os.path.abspath(resume["path"]))):
         return
     if holds_a_run(cfg.out):
-        raise TrainingError(f"{cfg.out} already holds a run (last.h5, best.h5 or metrics.jsonl): "
+        raise TrainingError(f"{cfg.out} already holds a run (last.h5 or best.h5): "
                             f"continue it with --resume {cfg.out}, or choose another --out")
 
 

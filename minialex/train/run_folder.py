@@ -4,8 +4,8 @@
                             points to the newest (``point_latest``)
         config.json, metrics.jsonl, last.h5, best.h5      (see loop.py)
 
-``holds_a_run`` tells whether a folder already has another run's files, so that a new run never
-writes over them; ``inherit_best`` gives a branched run its source's best.h5;
+``holds_a_run`` tells whether a folder already has another run's checkpoint, so that a new run
+never writes over it; ``inherit_best`` gives a branched run its source's best.h5;
 ``discard_unstarted_run`` removes what a run wrote before its first checkpoint. Every file is
 written through ``minialex.files`` (whole or not at all), by the one process that holds the
 folder's lock (``files.acquire_run_lock``).
@@ -46,15 +46,11 @@ def point_latest(out: str) -> None:
 
 
 def holds_a_run(folder: str) -> bool:
-    """True when ``folder`` has a run's files: a last.h5 or best.h5, or a metrics.jsonl with a
-    record in it."""
-    if any(os.path.exists(os.path.join(folder, name)) for name in ("last.h5", "best.h5")):
-        return True
-    metrics = os.path.join(folder, "metrics.jsonl")
-    if not os.path.exists(metrics):
-        return False
-    with open(metrics) as fh:
-        return any(line.strip() for line in fh)
+    """True when ``folder`` has a run's checkpoint: a last.h5 or best.h5. A folder with only a
+    config.json and a metrics.jsonl holds nothing that can be resumed (its run was killed before
+    its first save, by kill -9 or a power cut): the same command may start again there, and
+    writes them anew, so that a batch scheduler's requeue never finds the folder blocked."""
+    return any(os.path.exists(os.path.join(folder, name)) for name in ("last.h5", "best.h5"))
 
 
 def inherit_best(source: str, branch: str) -> None:

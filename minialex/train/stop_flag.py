@@ -1,16 +1,21 @@
-"""Ctrl-C during training: the first press asks the run to stop cleanly, the second stops it.
+"""Ctrl-C and SIGTERM during training: the first asks the run to stop cleanly, the second stops it.
 
-``StopFlag`` replaces Python's SIGINT handler while a run trains (``with StopFlag() as stop``):
+``StopFlag`` replaces Python's SIGINT and SIGTERM handlers while a run trains
+(``with StopFlag() as stop``). SIGTERM is what a batch scheduler sends before it kills a job
+(Slurm at a job's time limit or on ``scancel``, Kubernetes and systemd on a stop); ``mpiexec``
+passes it on to every rank. Both signals mean the same:
 
-- first Ctrl-C: ``stop.requested`` becomes True and a line on stderr says what will happen; the
-  training loop finishes the step (or the validation or save) under way, saves ``last.h5`` with
-  its position and returns;
-- second Ctrl-C: ``KeyboardInterrupt`` at once, except while ``stop.critical`` is True (the weight
+- the first: ``stop.requested`` becomes True, ``stop.signum`` records which signal it was, and a
+  line on stderr says what will happen; the training loop finishes the step (or the validation or
+  save) under way, saves ``last.h5`` with its position and returns. The command then exits with
+  128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process
+  ended by that signal, so that a scheduler sees the job was stopped, not finished;
+- the second: ``KeyboardInterrupt`` at once, except while ``stop.critical`` is True (the weight
   update and the counting of its step, the copy to ``best.h5``): those are never left half-done,
   so a saved checkpoint's weights and position always agree.
 
-Only the main thread can own the handler; elsewhere (a test runner's worker thread) the flag is
-inert and Ctrl-C keeps its usual meaning.
+Only the main thread can own the handlers; elsewhere (a test runner's worker thread) the flag is
+inert and the signals keep their usual meaning.
 """
 
 from __future__ import annotations
@@ -19,30 +24,43 @@ import signal
 import sys
 import threading
 
+#: The signals that ask a run to stop, and how the messages name them.
+SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
 
 class StopFlag:
-    """First Ctrl-C: finish cleanly after the current step; second Ctrl-C: stop at once."""
+    """First Ctrl-C or SIGTERM: finish cleanly after the current step; the second: stop at once."""
 
     def __init__(self):
         self.requested = False
         self.critical = False  # True while the weights are being updated: never stop half-way
-        self._previous = None
+        self.signum = None     # the first signal received (signal.SIGINT or signal.SIGTERM)
+        self._previous = {}
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number: 130 after Ctrl-C, 143 after SIGTERM (0 without one)."""
+        return 128 + int(self.signum) if self.signum is not None else 0
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested and not self.critical:
             raise KeyboardInterrupt
         if not self.requested:
-            sys.stderr.write("\nCtrl-C: stopping after the current step (or the validation or "
-                             "save under way), then saving; press Ctrl-C again to stop at once\n")
+            name = SIGNALS.get(signum, f"signal {signum}")
+            sys.stderr.write(f"\n{name}: stopping after the current step (or the validation or "
+                             f"save under way), then saving; a second {name} stops at once\n")
             sys.stderr.flush()
+            self.signum = signum
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
         return False
