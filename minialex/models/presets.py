@@ -166,7 +166,7 @@ PRESETS: Dict[str, Preset] = {
         name="mini", input_size=51, conv1_kernel=7, conv1_stride=2, conv1_padding=0,
         channels=(12, 32, 48, 48, 32), fc=256, init="he", input_scale=1 / 64,
         description="for CPUs and lessons: 51x51 input, 1/4 of the kernels, fc 512"),
-    # For Fashion-MNIST (the preset ``train --data fashion-mnist`` takes; run_setup.py): mini's
+    # For Fashion-MNIST (the preset ``train --data fashion-mnist`` takes; minialex/train/setup.py): mini's
     # convolutions with fc6 and fc7 twice as wide. With the paper's dropout on them, mini's 512
     # fc neurons underfit 55,000 grey images (training error above validation error after 20
     # epochs); 1,024 lowered validation error by 0.4-0.7 points in every epoch of a 5-epoch

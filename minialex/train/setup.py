@@ -7,13 +7,15 @@
     set_precision('tf32')           -> TF32 for float32 matrix products on the GPU
     recipe(data, preset)            -> the epochs (and, where measured, the learning rate and
                                        schedule) a run takes when they are not given
+    settle(config)                  -> every option still unset, filled once: the data's
+                                       recipe, else the paper's DEFAULTS
     open_data(spec, split, ...)     -> a dataset split, optionally cut to a number of images
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy
 
@@ -40,6 +42,26 @@ PAPER_EPOCHS = 90
 #: 51x51 crops; a batch of 64 was tried and not kept. docs/training.md has the trials' figures.
 RECIPES = {("fashion-mnist", "fashion"): dict(lr=0.03, schedule="step", step_size=10, base_size=54),
            ("fashion-mnist", "mini"): dict(lr=0.03, schedule="step", step_size=8)}
+
+
+#: The paper's choices (§5) and minialex's, for every option a run does not give, where the data
+#: has no measured recipe (RECIPES).
+DEFAULTS = dict(data="builtin", seed=0, decay_biases=False, batch_size=128, lr=0.01, momentum=0.9,
+                weight_decay=5e-4, schedule="plateau", patience=2, step_size=30, lr_scaling="none")
+
+
+def settle(config) -> List[str]:
+    """Fill every option of ``config`` (a TrainConfig) that is still None, once: the data's
+    measured recipe where it has one (``recipe``), else ``DEFAULTS``. Options given, and on
+    --resume the checkpoint's (``resume.merge_resume``), were filled before and are kept. Returns
+    the options the recipe set where they differ from the paper's (the banner names them)."""
+    measured = recipe(config.data, config.preset)     # reads a cache's source once
+    from_recipe = [k for k, v in measured.items()
+                   if getattr(config, k) is None and v != DEFAULTS.get(k) and k != "epochs"]
+    for key, value in {**DEFAULTS, **measured}.items():
+        if getattr(config, key) is None:
+            setattr(config, key, value)
+    return from_recipe
 
 
 def parse_devices(spec: Optional[str]) -> Optional[Tuple[Device, Device]]:
