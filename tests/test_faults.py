@@ -238,3 +238,31 @@ def test_sigterm_to_mpiexec_stops_both_ranks_at_one_step_and_saves_once(tmp_path
     state = read_extra(str(out / "last.h5"))["train"]
     assert int(state["world_size"]) == 2 and int(state["step"]) >= 10
     assert int(state["epoch"]) == 0
+
+
+# ------------------------------------------------------------------------------------------
+# 5. predict over files of which some are bad
+# ------------------------------------------------------------------------------------------
+
+def test_predict_reads_every_good_image_and_names_every_bad_one(run, tmp_path):
+    def picture(path, shade):
+        Image.new("RGB", (40, 30), (shade, 255 - shade, 90)).save(path)
+        return path
+    good = picture(tmp_path / "good.png", 10)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    inside = picture(folder / "b.png", 200)
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    (folder / "notes.txt").write_text("not a picture, not an image name: passed over")
+    result = cli("predict", run / "last.h5", empty, good, folder, tmp_path / "gone.png")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [l for l in result.output.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 3, result.output
+    for bad, line in zip((empty, folder / "a.jpg", tmp_path / "gone.png"), errors):
+        assert str(bad) in line, line
+    for name in (good, inside):                      # both predicted, with five classes each
+        block = result.output.split(f"{name}\n", 1)[1].splitlines()[:5]
+        assert [l.split(".")[0].strip() for l in block] == ["1", "2", "3", "4", "5"], block

@@ -233,16 +233,23 @@ def evaluate_command(checkpoint, data, split, ten_crop, batch_size, workers, dev
 def predict_command(checkpoint, images, ten_crop, top, devices):
     """The most probable classes of each image, with their probabilities.
 
-    Images are preprocessed as in training and testing: shorter side scaled to the stored size,
-    central square, centre crop of the model's input size, training mean subtracted.
+    IMAGES are image files, or folders standing for the image files in them. Images are
+    preprocessed as in training and testing: shorter side scaled to the stored size, central
+    square, centre crop of the model's input size, training mean subtracted. A file that cannot
+    be read is named on its own line and the others are still predicted; the exit status is then 1.
 
     \b
-    Example:
+    Examples:
       python cli.py predict runs/fmnist/best.h5 shoe.png shirt.jpg
+      python cli.py predict runs/latest/best.h5 photos/
     """
-    _, preds = predict_files(checkpoint, images, top, ten_crop, parse_devices(devices))
-    for path, p in zip(images, preds):
+    _, preds, bad = predict_files(checkpoint, images, top, ten_crop, parse_devices(devices))
+    for path, p in preds:
         click.echo(format_top5(path, p))
+    for _, reason in bad:
+        click.echo(f"error: {reason}", err=True)
+    if bad:
+        sys.exit(EXIT_USER_ERROR)
 
 
 # --------------------------------------------------------------------------------------------

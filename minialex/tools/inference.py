@@ -17,7 +17,7 @@ import numpy
 from ..checkpoint import CheckpointError, load, read_extra, read_meta, read_state
 from ..data import DataError, DataLoader, base_size_for
 from ..data.dataset import Dataset, Subset, spread_indices
-from ..data.images import load_image
+from ..data.images import is_image_name, load_image
 from ..data.stats import DataStats
 from ..models import upgrade_state
 from ..train.evaluate import (class_probabilities, evaluate, last_hidden_features, nearest,
@@ -128,17 +128,47 @@ def _loader(ds, tm: TrainedModel, batch_size: int, ten_crop: bool = False):
                       device=tm.model.devices[0], ten_crop=ten_crop, stats=tm.stats)
 
 
+def image_files(paths: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
+    """The files that ``paths`` names, in order, a folder standing for its image files (by
+    extension, in name order, not recursive), each as (path, None), or as (path, reason) where
+    there is none: missing, or a folder without images."""
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(e.path for e in os.scandir(p) if e.is_file() and is_image_name(e.name))
+            files += [(f, None) for f in found] or [
+                (p, f"folder {p} holds no image file (.jpg, .png, ...)")]
+        elif os.path.isfile(p):
+            files.append((p, None))
+        else:
+            files.append((p, f"image {p} not found"))
+    return files
+
+
 def predict_files(path: str, images: Sequence[str], k: int = 5, ten_crop: bool = False,
                   devices=None):
-    """(TrainedModel, [[(class name, probability)] * k per image]): the top-k of each file,
-    centre crop (or 10 patches) after the training preprocessing."""
+    """(TrainedModel, [(file, [(class name, probability)] * k)], [(file, reason)]): the top-k
+    of each image file that can be read (a folder stands for its images), centre crop (or 10
+    patches) after the training preprocessing, and each file that cannot be, with the reason, in
+    the order given: one bad file never keeps the others from being predicted."""
     tm = load_trained(path, devices)
-    ds = _file_dataset(list(images), tm)
-    for i in range(len(ds)):
-        ds.load(i)  # a file that is not an image: one clear error now, not a skipped batch
+    readable, bad = [], []
+    for f, reason in image_files(images):
+        if reason is None:
+            try:
+                load_image(f, tm.base_size)   # decoded once here: a bad file is named, not fatal
+            except DataError as e:
+                reason = str(e)
+        if reason is None:
+            readable.append(f)
+        else:
+            bad.append((f, reason))
+    if not readable:
+        return tm, [], bad
+    ds = _file_dataset(readable, tm)
     probs = numpy.concatenate([class_probabilities(tm.model, x)
                                for x, _ in _loader(ds, tm, 32, ten_crop)])
-    return tm, top_classes(probs, tm.class_names, k)
+    return tm, list(zip(readable, top_classes(probs, tm.class_names, k))), bad
 
 
 def conv1_kernels(path: str) -> Tuple[List[numpy.ndarray], bool]:
