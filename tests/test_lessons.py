@@ -1,9 +1,15 @@
-"""Execute every lesson notebook top to bottom (lessons/NN_*.ipynb) with nbclient.
+"""Every lesson notebook (lessons/NN_*.ipynb) runs top to bottom, once, shared with the book.
 
-The notebooks read MINIALEX_CI=1 to shrink their loops (fewer iterations, smaller sizes) without
-changing what they show; this file sets it for the kernel itself, so the tests behave the same
-whether or not .ci/run exported it. Notebooks are committed without outputs (lessons/README.md),
-and each must match its source in lessons/src/ (lessons/_build.py).
+The site build (``sphinx-build -b html docs docs/_build/html``) executes the same notebooks. Both
+go through one jupyter-cache folder, docs/_build/.jupyter_cache, keyed by the hash of a notebook's
+code cells: whichever runs first executes a lesson and stores it with its outputs, the other reads
+it from there. So CI, which runs these tests before tests/test_site.py builds the site, executes
+each lesson once; a lesson whose code changed gets a new hash and runs again. Both run the kernel
+with the same environment (docs/_ext/minialex_book.py: ``execution_env``), MINIALEX_CI=1 among it:
+the lessons then shrink their loops without changing what they show.
+
+Notebooks are committed without outputs (lessons/README.md), and each must match its source in
+lessons/src/ (lessons/_build.py).
 """
 
 import os
@@ -17,11 +23,13 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "lessons"
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+import minialex_book  # noqa: E402  (docs/_ext, put on the path above)
 
-# With MINIALEX_CI=1 a lesson should take ~20 s; this is a generous guard against a hang.
+# With MINIALEX_CI=1 a lesson takes seconds; this is a generous guard against a hang.
 CELL_TIMEOUT_S = 300
 
 
@@ -45,34 +53,77 @@ def test_notebook_is_stripped(path):
                 f"{path.name}: outputs are committed stripped (see lessons/README.md)"
 
 
-def _fashion_mnist_available() -> bool:
-    from minialex.data.fashion_mnist import DEFAULT_DIR
-    return os.path.isdir(DEFAULT_DIR)
+def _notebook(code_cells, prose=""):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(prose)] + [nbformat.v4.new_code_cell(c)
+                                                         for c in code_cells]
+    return nb
 
 
-@pytest.mark.lessons
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_lesson_executes(path, monkeypatch):
-    monkeypatch.setenv("MINIALEX_CI", "1")
-    # The kernel runs in lessons/; make the checkout importable even without `pip install -e .`
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    # One BLAS thread unless the caller chose otherwise: the lessons' matrices are small, and on a
-    # busy 2-core machine OpenBLAS's spinning threads can make a 1 ms step take 100 ms or more.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if var not in os.environ:
-            monkeypatch.setenv(var, "1")
+def test_skip_rule_reads_code_not_prose():
+    # A lesson is skipped without the data only if its code opens Fashion-MNIST: lessons 6, 7,
+    # 10 and 12 merely mention it in prose and must run everywhere.
+    assert not minialex_book.reads_fashion_mnist(_notebook(
+        ["x = 1  # compare with fashion-mnist later"],
+        prose="`python cli.py train --data fashion-mnist` trains it"))
+    assert minialex_book.reads_fashion_mnist(_notebook(
+        ['ds = open_dataset("fashion-mnist", "train")']))
+    assert minialex_book.reads_fashion_mnist(_notebook(
+        ["from minialex.data.fashion_mnist import DEFAULT_DIR"]))
+    readers = {p.name[:2] for p in NOTEBOOKS
+               if minialex_book.reads_fashion_mnist(nbformat.read(p, as_version=4))}
+    assert not readers & {"06", "07", "10", "12"}, readers
+
+
+def test_figure_count_reads_code():
+    nb = _notebook(["plt.plot(x); plt.show()", "# plt.show() in a comment", "plt.show()"],
+                   prose="we call plt.show()")
+    assert minialex_book.figures_drawn(nb) == 2
+
+
+def _execute_or_read_cache(path):
+    """The executed notebook: from the shared jupyter-cache, or executed now and stored there.
+    Returns (notebook, seconds it took to execute, True if it was read from the cache)."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
     nb = nbformat.read(path, as_version=4)
-    if "fashion-mnist" in path.read_text() and not _fashion_mnist_available():
-        pytest.skip(f"{path.name} reads Fashion-MNIST, which is not installed "
-                    "(apt-get install dataset-fashion-mnist)")
+    cache = get_cache(str(minialex_book.CACHE_DIR))
+    try:
+        record = cache.match_cache_notebook(nb)
+        _, executed = cache.merge_match_into_notebook(nb)
+        return executed, record.data.get("execution_seconds") or 0.0, True
+    except KeyError:
+        pass
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(LESSONS)}})
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError naming the failing cell
     elapsed = time.perf_counter() - start
-    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    cache.cache_notebook_bundle(CacheBundleIn(nb, str(path),
+                                              data={"execution_seconds": elapsed}),
+                                check_validity=False, overwrite=True)
+    return nb, elapsed, False
+
+
+@pytest.mark.lessons
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_lesson_executes(path, monkeypatch):
+    for name, value in minialex_book.execution_env().items():
+        monkeypatch.setenv(name, value)       # the kernel inherits the book's environment
+    nb = nbformat.read(path, as_version=4)
+    if minialex_book.reads_fashion_mnist(nb) and not minialex_book.fashion_mnist_available():
+        pytest.skip(f"{path.name} reads Fashion-MNIST, which is not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+    executed, seconds, cached = _execute_or_read_cache(path)
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+            assert not errors, f"{path.name}: a cell raised {errors[0].get('ename')}"
+    images = sum(1 for c in executed.cells if c.cell_type == "code" for o in c.outputs
                  if "image/png" in o.get("data", {}))
-    assert images >= 1, f"{path.name}: every lesson draws at least one picture"
-    print(f"{path.name}: {elapsed:.1f} s with MINIALEX_CI=1")
+    drawn = minialex_book.figures_drawn(nb)
+    assert images >= max(drawn, 1), \
+        f"{path.name}: {images} pictures in the outputs, but its code shows {drawn}"
+    print(f"{path.name}: {seconds:.1f} s with MINIALEX_CI=1"
+          + (" (read from docs/_build/.jupyter_cache)" if cached else ""))
