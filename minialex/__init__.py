@@ -21,8 +21,6 @@ The core, in the order a reader meets it (each part depends only on those above 
 Around the core, ``minialex.tools`` holds the jobs that use it (the command line, data-parallel
 training, prepare, inference, export, pictures, the CUDA host runner); the core never imports them.
 """
-__version__ = "0.1.0"   # before the imports: checkpoint.py reads it
-
 from .backend import (Device, DeviceError, Transfer, TransferLog, as_numpy, default_device,
                       default_devices, get_array_module, gpu_available, gpu_count, transfer_log)
 from .autograd import (Function, Tensor, concat, enable_grad, is_grad_enabled, no_grad, split,
@@ -30,6 +28,7 @@ from .autograd import (Function, Tensor, concat, enable_grad, is_grad_enabled, n
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from . import functional, nn  # noqa: E402  (the layers: minialex.functional as F, minialex.nn)
 from . import models  # noqa: E402  (AlexNet, its presets and forms)
+from .checkpoint import VERSION as __version__  # noqa: E402  (pyproject.toml's)
 from .checkpoint import CheckpointError, load, save  # noqa: E402  (HDF5 files)
 
 #: Modules that moved when the package became a core and its tools: importing the old name says

@@ -34,6 +34,7 @@ WriteError saying what could not be written, where, and how much room it needed.
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
@@ -41,13 +42,16 @@ from typing import Any, Dict, Optional
 
 import numpy
 
-from . import __version__
 from .backend import as_numpy
 from .files import WriteError, size_text, write_atomic  # noqa: F401  (WriteError: part of its API)
 from .models import build_model, upgrade_state
 
 
 FORMAT_VERSION = 1
+try:       # the one place the version is written is pyproject.toml
+    VERSION = importlib.metadata.version("minialex")
+except importlib.metadata.PackageNotFoundError:     # a source tree that was never installed
+    VERSION = "unknown"
 #: Root attributes that belong to the format itself, not to the caller's meta.
 _RESERVED = ("format_version", "created_by", "model", "preset", "config", "json_attrs")
 
@@ -184,7 +188,7 @@ def save(path, model, optimizer=None, extra: Optional[Dict[str, Any]] = None, **
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["created_by"] = f"minialex {__version__}"
+        f.attrs["created_by"] = f"minialex {VERSION}"
         f.attrs["model"] = type(model).__name__
         f.attrs["preset"] = str(getattr(model, "preset", ""))
         f.attrs["config"] = json.dumps(config if config is not None else {})
