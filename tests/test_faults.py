@@ -266,3 +266,47 @@ def test_predict_reads_every_good_image_and_names_every_bad_one(run, tmp_path):
     for name in (good, inside):                      # both predicted, with five classes each
         block = result.output.split(f"{name}\n", 1)[1].splitlines()[:5]
         assert [l.split(".")[0].strip() for l in block] == ["1", "2", "3", "4", "5"], block
+
+
+# ------------------------------------------------------------------------------------------
+# 3. Folder names that are not UTF-8
+# ------------------------------------------------------------------------------------------
+
+def latin1_dataset(root, bad_class=True):
+    """An ImageNet-layout folder whose class 'café' is named in Latin-1 bytes (b'caf\\xe9'), as
+    an old zip archive unpacks it, or (bad_class=False) whose classes are fine but one image's
+    file name is Latin-1 and the file is not an image."""
+    root = os.fsencode(str(root))
+    for split in (b"train", b"val"):
+        for k, name in enumerate([b"caf\xe9" if bad_class else b"cafe", b"tea"]):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder)
+            for i in range(6):
+                Image.new("RGB", (20, 20), (40 * k + i, 90, 200 - 30 * k)).save(
+                    os.path.join(folder, b"%d.png" % i).decode("utf-8", "surrogateescape"))
+    if not bad_class:
+        with open(os.path.join(root, b"train", b"tea", b"cr\xe8me.jpg"), "wb") as fh:
+            fh.write(b"not a picture")
+    return root.decode("utf-8", "surrogateescape")
+
+
+def test_a_class_folder_not_named_in_utf8_is_refused_before_the_first_step(tmp_path):
+    data = latin1_dataset(tmp_path / "shop")
+    small = ["--preset", "tiny", "--batch-size", "4", "--epochs", "1", "--no-progress"]
+    for args in (["train", "--data", data, *small, "--out", tmp_path / "run"],
+                 ["prepare", data, "--out", tmp_path / "c.h5", "--base-size", "16"]):
+        start = time.time()
+        one_line_error(cli(*args), "class folder", "caf\\xe9", "not valid UTF-8", "rename")
+        assert time.time() - start < 20
+    assert sorted(os.listdir(tmp_path)) == ["shop"]     # no run folder, no cache left behind
+
+
+def test_an_image_file_not_named_in_utf8_is_read_and_named_by_its_bytes(tmp_path):
+    data = latin1_dataset(tmp_path / "shop", bad_class=False)
+    result = cli("prepare", data, "--out", tmp_path / "c.h5", "--base-size", "16",
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "1 file(s) skipped" in result.output and "cr\\xe8me.jpg" in result.output
+    result = cli("train", "--data", tmp_path / "c.h5", "--preset", "tiny", "--batch-size", "4",
+                 "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output

@@ -14,7 +14,10 @@ Skipped and counted, never fatal (see ``ds.skipped``):
   directly in ``train/`` or ``val/``;
 - while loading, files Pillow cannot decode (truncated JPEGs, corrupt or mislabelled files).
 Fatal, with a one-line DataError naming the path: a missing root or split folder, no class
-folders, a class folder with no image files, a val class unknown to train.
+folders, a class folder with no image files, a val class unknown to train, a class folder (or
+the root) whose name is not valid UTF-8 (refused as the folder is opened, before any step: the
+class names go into every checkpoint and cache as UTF-8 text). An image *file* whose name is not
+UTF-8 is read as any other; messages show its bad bytes as ``\xe9`` (``images.printable``).
 
 Statistics (mean, PCA) come from up to ``STATS_IMAGES`` training images spread evenly over the
 split (decoding all 1.28M ImageNet images would take hours; ``prepare`` computes them from every
@@ -31,7 +34,7 @@ import numpy
 
 from .dataset import Dataset, spread_indices
 from .errors import DataError, DataFileNotFoundError
-from .images import is_image_name, load_image
+from .images import is_image_name, load_image, printable
 from .stats import DataStats, StatsAccumulator
 
 CLASS_NAME_FILES = ("classes.txt", "LOC_synset_mapping.txt", "synset_words.txt", "class_names.txt")
@@ -41,7 +44,17 @@ _stats_lock = threading.Lock()
 
 
 def _class_folders(split_dir: str) -> List[str]:
-    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    """The class folders' names, sorted. A name that is not valid UTF-8 is refused at once: it
+    would be the class's name in every checkpoint, cache and printout, all UTF-8 text, and the
+    first checkpoint would fail on it, an epoch later (on ImageNet, hours)."""
+    names = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    for name in names:
+        if printable(name) != name:
+            raise DataError(
+                f"class folder {printable(os.path.join(split_dir, name))}: its name is not valid "
+                "UTF-8 (as old zip archives unpack); rename it to a UTF-8 name, e.g. convmv -f "
+                f"latin1 -t utf8 --notest -r {printable(os.path.dirname(split_dir))}")
+    return names
 
 
 def read_class_names(path: str, classes: List[str]) -> List[str]:
@@ -63,6 +76,9 @@ class ImageFolder(Dataset):
     def __init__(self, root: str, split: str = "train", *, base_size: int = 256,
                  class_names_file: Optional[str] = None):
         root = os.path.abspath(os.path.expanduser(str(root)))
+        if printable(root) != root:     # the data spec is stored in checkpoints and caches as text
+            raise DataError(f"dataset folder {printable(root)}: its path is not valid UTF-8; "
+                            "rename it (or a folder above it) to a UTF-8 name")
         if not os.path.isdir(root):
             raise DataFileNotFoundError(f"dataset folder {root} does not exist")
         train_dir = os.path.join(root, "train")
@@ -96,7 +112,7 @@ class ImageFolder(Dataset):
         labels: List[int] = []
         for entry in os.scandir(split_dir):
             if entry.is_file():
-                self._skipped[entry.path] = "not inside a class folder"
+                self._skipped[printable(entry.path)] = "not inside a class folder"
         for name in present:
             class_dir = os.path.join(split_dir, name)
             found = 0
@@ -104,7 +120,7 @@ class ImageFolder(Dataset):
                 if not entry.is_file():
                     continue
                 if not is_image_name(entry.name):
-                    self._skipped[entry.path] = "not an image file (extension)"
+                    self._skipped[printable(entry.path)] = "not an image file (extension)"
                     continue
                 paths.append(entry.path)
                 labels.append(label_of[name])
@@ -121,7 +137,7 @@ class ImageFolder(Dataset):
         return load_image(self.paths[i], self.base_size)
 
     def describe(self, i: int) -> str:
-        return self.paths[i]
+        return printable(self.paths[i])     # a file name that is not UTF-8: shown by its bytes
 
     def _compute_stats(self) -> DataStats:
         key = (self.root, self.base_size)

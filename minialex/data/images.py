@@ -27,6 +27,18 @@ IMAGE_EXTENSIONS = frozenset({
 })
 
 
+def printable(path: str) -> str:
+    """A path as it can be printed and stored as UTF-8 text. A name that is not valid UTF-8 (as
+    old zip archives unpack: Latin-1 or CP437 bytes) reaches Python with its bad bytes as
+    surrogates ('caf\\udce9'), which no UTF-8 output or HDF5 string accepts; here they are
+    shown as their bytes, 'caf\\xe9'. The path itself still opens the file."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def is_image_name(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
@@ -88,7 +100,7 @@ def load_image(path: str, size: int) -> numpy.ndarray:
             return numpy.asarray(out, dtype=numpy.uint8).copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"cannot read image {path}: {reason}") from None
+        raise DataError(f"cannot read image {printable(path)}: {reason}") from None
 
 
 def resize_array(array: numpy.ndarray, size: int) -> numpy.ndarray:
