@@ -310,3 +310,32 @@ def test_an_image_file_not_named_in_utf8_is_read_and_named_by_its_bytes(tmp_path
     result = cli("train", "--data", tmp_path / "c.h5", "--preset", "tiny", "--batch-size", "4",
                  "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------------------------------------
+# 4. The CPU out of memory
+# ------------------------------------------------------------------------------------------
+
+def test_the_cpu_out_of_memory_is_one_line_with_the_batch_the_preset_and_what_to_lower(tmp_path):
+    """A real address-space limit (RLIMIT_AS), 200 MB above what the process holds once
+    imported: preset 'mini' at batch 128 needs more (before: numpy's _ArrayMemoryError)."""
+    script = f"""
+import resource, sys
+from minialex.tools.cli import main
+size = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 200 * 2**20,) * 2)
+sys.argv = ["cli", "train", "--preset", "mini", "--batch-size", "128", "--train-images", "300",
+            "--val-images", "64", "--epochs", "1", "--no-progress", "--out", {str(tmp_path / "run")!r}]
+main()
+"""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("reads the process's size from /proc (Linux)")
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    text = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in text, text
+    line = text.strip().splitlines()[-1]
+    for part in ("error: out of memory on the CPU", "wanted", "MB more", "limit",
+                 "batch size 128", "preset 'mini'", "--batch-size 64", "--preset tiny"):
+        assert part in line, line
+    assert not os.path.exists(tmp_path / "run" / "last.h5")

@@ -564,9 +564,13 @@ class Trainer:
                     discard_unstarted_run(self.out)
             except Exception as e:
                 if _is_out_of_memory(e):
+                    where = ("out of GPU memory" if not isinstance(e, MemoryError) else
+                             f"out of memory on the CPU ({_cpu_memory(e)})")
                     raise TrainingError(
-                        f"out of GPU memory at batch size {cfg.batch_size} (preset "
-                        f"'{cfg.preset}'): try --batch-size {max(1, cfg.batch_size // 2)}"
+                        f"{where} at batch size {cfg.batch_size} (preset '{cfg.preset}'): try "
+                        f"--batch-size {max(1, cfg.batch_size // 2)}"
+                        + (", or --preset tiny" if cfg.preset not in ("tiny", None) and
+                           isinstance(e, MemoryError) else "")
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
                 if isinstance(e, WriteError) and self.checkpoint_path:
@@ -598,6 +602,9 @@ def _epochs(n: int) -> str:
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
+    """Out of GPU memory (CuPy), or of the CPU's (MemoryError: numpy's _ArrayMemoryError is one)."""
+    if isinstance(e, MemoryError):
+        return True
     if cupy is not None:
         try:
             if isinstance(e, cupy.cuda.memory.OutOfMemoryError):
@@ -605,6 +612,27 @@ def _is_out_of_memory(e: BaseException) -> bool:
         except AttributeError:
             pass
     return type(e).__name__ == "OutOfMemoryError"
+
+
+def _cpu_memory(e: MemoryError) -> str:
+    """What a CPU MemoryError asked for, what the process held and its limit: 'a step wanted
+    567.0 MB more on top of the 1.9 GB held, of a 2.0 GB limit (ulimit -v)'."""
+    from ..files import size_text
+    wanted = getattr(e, "_total_size", None)       # numpy's _ArrayMemoryError knows
+    held = limit = None
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    held = int(line.split()[1]) * 1024
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        limit = None if soft == resource.RLIM_INFINITY else soft
+    except (OSError, ImportError, ValueError):
+        pass
+    return ((f"a step wanted {size_text(wanted)} more" if wanted else "an allocation failed")
+            + (f" on top of the {size_text(held)} held" if held else "")
+            + (f", of a {size_text(limit)} limit (ulimit -v)" if limit else ""))
 
 
 def train(config: TrainConfig, echo: Callable[[str], None] = print,
