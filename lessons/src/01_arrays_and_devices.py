@@ -8,7 +8,7 @@
 # devices is not the arithmetic but the **copies** between them, so minialex makes every copy
 # explicit and logs it.
 #
-# **What the paper says (§3.2).** AlexNet was trained on two GTX 580 GPUs with 3 GB each, because
+# **What [the paper](../docs/paper.md) says (§3.2).** AlexNet was trained on two GTX 580 GPUs with 3 GB each, because
 # the network did not fit on one. Half of the kernels live on each GPU, and "the GPUs communicate
 # only in certain layers" — the paper chose that connectivity to keep the traffic between GPUs
 # small. GPUs of that era could read and write each other's memory directly, without going

@@ -7,7 +7,7 @@
 # backward through the graph, the chain rule multiplies local derivatives together: that is
 # **reverse-mode automatic differentiation**, or backpropagation.
 #
-# **What the paper relies on (§5).** The update rule of §5 uses ⟨∂L/∂w⟩, "the average over the
+# **What [the paper](../docs/paper.md) relies on (§5).** The update rule of §5 uses ⟨∂L/∂w⟩, "the average over the
 # i-th batch of the derivative of the objective with respect to w" — computed by backpropagation
 # through all eight layers. The paper gives no derivation: it is taken for granted. Here we build
 # it.

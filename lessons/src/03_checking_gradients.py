@@ -6,9 +6,9 @@
 # the output moves. If the slope measured that way matches the slope `backward` computed, the
 # backward is right. This is how every operation in minialex is tested.
 #
-# **Why it matters for AlexNet.** §3.3 (local response normalisation) and §3.4 (overlapping
-# pooling) are exactly the places where a hand-written backward goes wrong: LRN couples
-# neighbouring channels, and overlapping windows must *add* the gradients of every window a pixel
+# **Why it matters for AlexNet.** [The paper's](../docs/paper.md) §3.3 (local response
+# normalisation) and §3.4 (overlapping pooling) are exactly the places where a hand-written
+# backward goes wrong: LRN couples neighbouring channels, and overlapping windows must *add* the gradients of every window a pixel
 # belongs to. The paper does not discuss this; a reimplementation must check it.
 #
 # In this lesson: forward versus central differences, why float64, the relative error, why the

@@ -8,7 +8,7 @@
 # (**im2col**), and then all K kernels at all positions are **one matrix product** (GEMM), the
 # operation GPUs and BLAS libraries are best at.
 #
-# **What the paper says (§3.5, §3.2).** AlexNet's first layer filters the 224×224×3 image with
+# **What [the paper](../docs/paper.md) says (§3.5, §3.2).** AlexNet's first layer filters the 224×224×3 image with
 # 96 kernels of size 11×11×3 at a stride of 4 pixels; conv2 has 256 kernels of 5×5×48, and so on.
 # "5×5×48", not 5×5×96: the kernels of conv2, conv4 and conv5 see only the channels of their own
 # GPU (§3.2). On one device that is a **grouped convolution** with two groups. The paper's

@@ -7,7 +7,7 @@
 # The rectified linear unit, f(x) = max(0, x), does not saturate for x > 0: its derivative is exactly
 # 1 there. It is also cheaper to compute.
 #
-# **What the paper says (§3.1, Figure 1).** "Deep convolutional neural networks with ReLUs train
+# **What [the paper](../docs/paper.md) says (§3.1, Figure 1).** "Deep convolutional neural networks with ReLUs train
 # several times faster than their equivalents with tanh units." Figure 1: a four-layer
 # convolutional network on CIFAR-10 reaches 25% training error **six times faster** with ReLUs
 # (solid line) than with tanh (dashed); "the learning rates for each network were chosen

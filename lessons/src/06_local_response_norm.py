@@ -6,7 +6,7 @@
 # makes its neighbours look weaker: a "competition for big activities amongst neuron outputs computed
 # using different kernels", like lateral inhibition in real neurons.
 #
-# **What the paper says (§3.3).** For activity a at channel i, position (x, y), with N channels:
+# **What [the paper](../docs/paper.md) says (§3.3).** For activity a at channel i, position (x, y), with N channels:
 #
 # b_i = a_i / (k + α · Σ_{j = max(0, i−n/2)}^{min(N−1, i+n/2)} a_j²)^β
 #

@@ -6,7 +6,7 @@
 # Usually the windows tile the map (size z = stride s = 2). AlexNet uses z = 3, s = 2: each window
 # shares a row or column with its neighbour — **overlapping** pooling.
 #
-# **What the paper says (§3.4).** "If we set s < z, we obtain overlapping pooling. This is what we
+# **What [the paper](../docs/paper.md) says (§3.4).** "If we set s < z, we obtain overlapping pooling. This is what we
 # use throughout our network, with s = 2 and z = 3. This scheme reduces the top-1 and top-5 error
 # rates by 0.4% and 0.3%, respectively, as compared with the non-overlapping scheme s = 2, z = 2,
 # which produces output of equivalent dimensions. We generally observe during training that models

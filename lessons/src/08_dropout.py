@@ -7,7 +7,7 @@
 # training set and nothing else. At test time every unit is on, and its output is halved so that
 # the next layer sees the same expected input as during training.
 #
-# **What the paper says (§4.2).** "Combining the predictions of many different models is a very
+# **What [the paper](../docs/paper.md) says (§4.2).** "Combining the predictions of many different models is a very
 # successful way to reduce test errors, but it appears to be too expensive for big neural networks
 # ... The recently-introduced technique, called 'dropout', consists of setting to zero the output of
 # each hidden neuron with probability 0.5 ... So every time an input is presented, the neural

@@ -6,7 +6,7 @@
 # cat shifted by a few pixels, mirrored, or seen under slightly different light is still a cat.
 # Before any of that, the images are centred by subtracting the mean.
 #
-# **What the paper says.** §2: images are rescaled so the shorter side is 256, the central 256×256
+# **What [the paper](../docs/paper.md) says.** §2: images are rescaled so the shorter side is 256, the central 256×256
 # is cropped, and "we did not pre-process the images in any other way, except for subtracting the
 # mean activity over the training set from each pixel." §4.1: (1) "extracting random 224×224
 # patches (and their horizontal reflections) from the 256×256 images ... This increases the size of

@@ -6,7 +6,7 @@
 # GPUs is slow compared with computing on them, so the columns talk only at a few layers. Everywhere
 # else each column reads only its own half — which, seen on one device, is a *grouped* convolution.
 #
-# **What the paper says (§3.2).** "The parallelization scheme that we employ essentially puts half
+# **What [the paper](../docs/paper.md) says (§3.2).** "The parallelization scheme that we employ essentially puts half
 # of the kernels (or neurons) on each GPU, with one additional trick: the GPUs communicate only in
 # certain layers. This means that, for example, the kernels of layer 3 take input from all kernel
 # maps in layer 2. However, kernels in layer 4 take input only from those kernel maps in layer 3

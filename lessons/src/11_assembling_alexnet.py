@@ -7,7 +7,7 @@
 # layers), where the computation is (the convolutions), and they expose two small puzzles in the
 # paper itself.
 #
-# **What the paper says (§3.5, Figure 2).** "The net contains eight layers with weights; the first
+# **What [the paper](../docs/paper.md) says (§3.5, Figure 2).** "The net contains eight layers with weights; the first
 # five are convolutional and the remaining three are fully-connected." conv1: 96 kernels of
 # 11×11×3, stride 4, on a 224×224×3 image; conv2: 256 of 5×5×48; conv3: 384 of 3×3×256; conv4:
 # 384 of 3×3×192; conv5: 256 of 3×3×192; fc6 and fc7: 4096 each; fc8: 1000-way softmax. LRN

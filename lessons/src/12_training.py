@@ -8,7 +8,7 @@
 # weights). The learning rate is lowered when progress stalls. A long run saves **checkpoints** so
 # that it can stop and resume.
 #
-# **What the paper says (§5).** "We trained our models using stochastic gradient descent with a
+# **What [the paper](../docs/paper.md) says (§5).** "We trained our models using stochastic gradient descent with a
 # batch size of 128 examples, momentum of 0.9, and weight decay of 0.0005. We found that this small
 # amount of weight decay was important for the model to learn." The update rule:
 #

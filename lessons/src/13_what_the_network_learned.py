@@ -6,7 +6,7 @@
 # image into a vector; images the network considers similar get nearby vectors, whatever their
 # pixels look like.
 #
-# **What the paper says (§6.1).** Figure 3 shows the 96 conv1 kernels, 11×11×3: "The network has
+# **What [the paper](../docs/paper.md) says (§6.1).** Figure 3 shows the 96 conv1 kernels, 11×11×3: "The network has
 # learned a variety of frequency- and orientation-selective kernels, as well as various colored
 # blobs. Notice the specialization exhibited by the two GPUs ... The kernels on GPU 1 are largely
 # color-agnostic, while the kernels on GPU 2 are largely color-specific. This kind of specialization

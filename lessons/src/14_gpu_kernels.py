@@ -3,7 +3,8 @@
 #
 # **The idea.** AlexNet was trainable in 2012 because Krizhevsky wrote the convolution for the GPU
 # himself (cuda-convnet): "a highly-optimized GPU implementation of 2D convolution and all the
-# other operations inherent in training convolutional neural networks" (§1). On a GPU, thousands of
+# other operations inherent in training convolutional neural networks" ([§1](../docs/paper.md)).
+# On a GPU, thousands of
 # threads run the *same* small function at once, each on its own element. That function is a
 # **kernel**. minialex's kernels live in `minialex/kernels/*.cu`, a few dozen lines each.
 #

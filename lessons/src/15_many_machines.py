@@ -11,7 +11,7 @@
 #   before every update, so all copies take the same step and stay one model. This is how
 #   networks are trained on many GPUs and machines today (ChainerMN, Horovod, PyTorch DDP).
 #
-# **What the paper says (§3.2, §5).** Two GTX 580s and "five to six days" for 90 epochs; the
+# **What [the paper](../docs/paper.md) says (§3.2, §5).** Two GTX 580s and "five to six days" for 90 epochs; the
 # columns "communicate only in certain layers", chosen so that the communication stays "an
 # acceptable fraction of the amount of computation". Data parallelism asks a different question:
 # what does an update cost to share? The answer is the size of the parameters, whatever the batch.
