@@ -339,3 +339,29 @@ main()
                  "batch size 128", "preset 'mini'", "--batch-size 64", "--preset tiny"):
         assert part in line, line
     assert not os.path.exists(tmp_path / "run" / "last.h5")
+
+
+# ------------------------------------------------------------------------------------------
+# 8. A very large image: minialex's one line, not Pillow's two
+# ------------------------------------------------------------------------------------------
+
+def test_a_huge_image_gets_one_line_naming_it_not_pillows_warning(run, tmp_path):
+    """Pillow's limit lowered to 1,000 pixels in the child, so a 40x30 picture is 'huge'."""
+    big = tmp_path / "big.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(big)
+    script = f"""
+import sys
+from PIL import Image
+from minialex.tools.cli import main
+Image.MAX_IMAGE_PIXELS = 1000
+sys.argv = ["cli", "predict", {str(run / "last.h5")!r}, {str(big)!r}]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"note: {big} is 40x30, 1,200 pixels, over Pillow's limit of 1,000 (a guard against "
+        "decompression bombs): read all the same; twice the limit is refused"]
+    assert f"{big}\n  1. " in done.stdout

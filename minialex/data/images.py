@@ -14,10 +14,18 @@ independent of any colour choice.
 from __future__ import annotations
 
 import os
+import sys
+import warnings
+
 import numpy
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+
+# Pillow warns of an image over ``Image.MAX_IMAGE_PIXELS`` (89 million pixels) as a possible
+# "decompression bomb", in two raw lines that do not name the file; ``load_image`` says it in one
+# line that does. (Over twice that, Pillow refuses the image, and it is skipped as unreadable.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Extensions that the folder scanner accepts as images. Anything else (README.txt, .DS_Store,
 # labels.csv) is skipped at scan time and counted; see ImageFolder.skipped.
@@ -94,6 +102,7 @@ def load_image(path: str, size: int) -> numpy.ndarray:
     """
     try:
         with Image.open(path) as image:
+            _note_if_huge(path, image)
             image.load()  # decode now: a truncated JPEG fails here, not later
             rgb = to_rgb(image)
             out = resize_center_crop(rgb, size)
@@ -101,6 +110,22 @@ def load_image(path: str, size: int) -> numpy.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"cannot read image {printable(path)}: {reason}") from None
+
+
+_noted = set()       # the huge images already named: once each, however often they are read
+
+
+def _note_if_huge(path: str, image: Image.Image) -> None:
+    """One line on stderr, once per file, for an image Pillow would warn of as a possible
+    decompression bomb."""
+    w, h = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > limit and path not in _noted:
+        _noted.add(path)
+        sys.stderr.write(f"note: {printable(path)} is {w}x{h}, {w * h:,} pixels, over Pillow's "
+                         f"limit of {limit:,} (a guard against decompression bombs): read all the "
+                         "same; twice the limit is refused\n")
+        sys.stderr.flush()
 
 
 def resize_array(array: numpy.ndarray, size: int) -> numpy.ndarray:
