@@ -38,7 +38,9 @@ ROOMS = [
     {"train"},
     {"tools"},
 ]
-#: Optional dependencies may be imported inside functions; everything else at the top.
+#: Optional dependencies, and the slow-to-import ones a module needs on some paths only (h5py,
+#: matplotlib, tqdm: ``import minialex`` stays light), may be imported inside functions;
+#: everything else at the top.
 OPTIONAL = {"cupy", "cupyx", "mpi4py", "onnx", "onnxruntime", "scipy", "torch", "h5py",
             "matplotlib", "tqdm"}
 
@@ -159,7 +161,7 @@ def test_the_only_loop_is_autograd_and_ops():
 
 def test_imports_sit_at_the_top_except_optional_dependencies():
     """A reader sees what a module depends on in its first lines. Inside a function: only the
-    optional dependencies (CuPy, mpi4py, onnx, ...), and the one loop's other half."""
+    optional or slow dependencies (CuPy, mpi4py, onnx, h5py, ...), and the loop's other half."""
     late = []
     for module, path in modules().items():
         for name, line, at_top in imports(module, path):

@@ -370,16 +370,9 @@ class Trainer:
 
     def run_epoch(self, stop: StopFlag, nb: int) -> bool:
         """Train from self.batch to the end of the epoch; False when stopped by Ctrl-C."""
-        cfg = self.config
-        bar = None
-        if cfg.progress and self.writer:
-            from tqdm import tqdm
-            bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                       unit="batch", dynamic_ncols=True, leave=False,
-                       disable=None)   # off when stderr is not a terminal (a log file)
+        bar = self._progress_bar(nb)
         self.train_loader.set_epoch(self.epoch, self.batch)
         loader = iter(self.train_loader) if self.batch < nb else iter(())
-        started = time.perf_counter()
         try:
             while self.batch < nb:
                 rng = generator_states(self.model)     # the state this step starts from
@@ -389,42 +382,17 @@ class Trainer:
                 try:
                     images, labels = next(loader)
                     t0 = time.perf_counter()
-                    lr = self.optimizer.lr   # --lr-scaling linear: the warm-up's share of it
-                    self.optimizer.lr = used = lr * self.warmup(self.step) if self.warmup else lr
-                    try:
-                        with numpy.errstate(over="ignore", invalid="ignore"):  # see finite()
-                            loss, correct = self.train_step(images, labels)
-                    finally:
-                        self.optimizer.lr = lr
+                    loss, correct, lr = self._warm_step(images, labels)
                 except KeyboardInterrupt:
                     if self.world.size > 1:   # ranks not in step: stop at once (run())
                         raise
                     self._interrupted(rng)
                     return False
-                n = len(labels)
                 # all ranks' images, and Ctrl-C agreed on (one process: as they are)
                 loss, correct, n, self.stop_agreed = self.world.step_sums(
-                    loss, correct, n, stop.requested)
-                dt = time.perf_counter() - t0
-                self.step += 1
-                self.batch += 1
-                self.losses.append(loss)
-                self.sums["loss"] += loss * n
-                self.sums["correct"] += correct
-                self.sums["seen"] += n
-                self.sums["seconds"] += dt
+                    loss, correct, len(labels), stop.requested)
+                self._count(loss, correct, n, time.perf_counter() - t0, lr, nb, bar)
                 stop.critical = False        # the step is counted: a Ctrl-C may stop us again
-                if self.step % cfg.log_every == 0 or self.batch == nb:
-                    self._log({"event": "step", "step": self.step, "epoch": self.epoch + 1,
-                               "epoch_float": self.epoch + self.batch / nb, "loss": loss,
-                               "top1_error": 1 - correct / n, "lr": used})
-                if bar is not None:
-                    seen = max(self.sums["seen"], 1)
-                    bar.set_postfix(loss=f"{self.sums['loss'] / seen:.3f}",
-                                    acc=f"{100 * self.sums['correct'] / seen:.1f}%",
-                                    img_s=f"{n / max(time.perf_counter() - started, 1e-9):.0f}")
-                    bar.update(1)
-                started = time.perf_counter()
                 if self.on_step is not None:
                     try:
                         self.on_step(self.step, loss)
@@ -438,6 +406,48 @@ class Trainer:
             if close is not None:
                 close()
         return True
+
+    def _warm_step(self, images, labels) -> Tuple[float, int, float]:
+        """``train_step`` at this step's learning rate: with --lr-scaling linear, the warm-up's
+        share of it (world.py). Returns (loss, correct, the rate used)."""
+        lr = self.optimizer.lr
+        self.optimizer.lr = used = lr * self.warmup(self.step) if self.warmup else lr
+        try:
+            with numpy.errstate(over="ignore", invalid="ignore"):  # see finite()
+                loss, correct = self.train_step(images, labels)
+        finally:
+            self.optimizer.lr = lr
+        return loss, correct, used
+
+    def _count(self, loss: float, correct: int, n: int, seconds: float, lr: float, nb: int,
+               bar) -> None:
+        """A finished step: the position, the epoch's sums, the log line every ``log_every``
+        steps, and the progress bar."""
+        self.step += 1
+        self.batch += 1
+        self.losses.append(loss)
+        for key, value in (("loss", loss * n), ("correct", correct), ("seen", n),
+                           ("seconds", seconds)):
+            self.sums[key] += value
+        if self.step % self.config.log_every == 0 or self.batch == nb:
+            self._log({"event": "step", "step": self.step, "epoch": self.epoch + 1,
+                       "epoch_float": self.epoch + self.batch / nb, "loss": loss,
+                       "top1_error": 1 - correct / n, "lr": lr})
+        if bar is not None:
+            seen = max(self.sums["seen"], 1)
+            bar.set_postfix(loss=f"{self.sums['loss'] / seen:.3f}",
+                            acc=f"{100 * self.sums['correct'] / seen:.1f}%",
+                            img_s=f"{n / max(seconds, 1e-9):.0f}")
+            bar.update(1)
+
+    def _progress_bar(self, nb: int):
+        """A tqdm bar over the epoch's batches (rank 0, --progress), or None."""
+        if not (self.config.progress and self.writer):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=nb, initial=self.batch, unit="batch", dynamic_ncols=True, leave=False,
+                    desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                    disable=None)   # off when stderr is not a terminal (a log file)
 
     def _interrupted(self, rng_states) -> None:
         path = self.save(rng_states)
