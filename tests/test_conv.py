@@ -134,17 +134,16 @@ def test_a_conv_goes_to_the_threads_by_its_multiply_adds(monkeypatch):
     """A conv whose columns fit one chunk is shared among the threads only from SPLIT_MACS
     multiply-adds on (tiny's conv2 at batch 128 has 3.8 million: the hand-overs would cost more)."""
     from minialex import cpu as utils
-    from minialex.functional import conv
+    from minialex.functional import conv_cpu
     monkeypatch.setattr(utils, "THREADS", 2)
-    op = conv.Conv2d((1, 1), (1, 1), 1)
-    x, w = numpy.zeros((8, 4, 9, 9), numpy.float32), numpy.zeros((6, 4, 3, 3), numpy.float32)
-    macs = 8 * 9 * 9 * w.size                      # every output value of every kernel: C*kh*kw
-    monkeypatch.setattr(conv, "SPLIT_MACS", macs + 1)
-    assert op.chunks(x, w) == [slice(0, 8)]
-    monkeypatch.setattr(conv, "SPLIT_MACS", macs)
-    assert op.chunks(x, w) == [slice(0, 4), slice(4, 8)]
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 2 * 9 * 9 * 36 * 4)      # two images' columns
-    assert len(op.chunks(x, w)) == 4                                 # chunks whatever the count
+    x, w = (8, 4, 9, 9), (6, 4, 3, 3)              # stride 1, padding 1: 9x9 outputs, float32
+    macs = 8 * 9 * 9 * 6 * 36                      # every output value of every kernel: C*kh*kw
+    monkeypatch.setattr(conv_cpu, "SPLIT_MACS", macs + 1)
+    assert conv_cpu.chunks(x, w, (9, 9), 4) == [slice(0, 8)]
+    monkeypatch.setattr(conv_cpu, "SPLIT_MACS", macs)
+    assert conv_cpu.chunks(x, w, (9, 9), 4) == [slice(0, 4), slice(4, 8)]
+    monkeypatch.setattr(conv_cpu, "CHUNK_BYTES", 2 * 9 * 9 * 36 * 4)      # two images' columns
+    assert len(conv_cpu.chunks(x, w, (9, 9), 4)) == 4                  # chunks whatever the count
 
 
 def test_one_thread_holds_openblas_to_one_thread_too():
@@ -200,12 +199,12 @@ def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, thre
     few kernels into blocks of columns: any split gives the naive conv's result, and the same
     split gives the same bits twice (exact resume)."""
     from minialex import cpu as utils
-    from minialex.functional import conv
+    from minialex.functional import conv_cpu
     monkeypatch.setattr(utils, "THREADS", threads)
     monkeypatch.setattr(utils, "SPLIT_BYTES", split_bytes)
-    monkeypatch.setattr(conv, "SPLIT_MACS", split_bytes)          # 0: split even this small conv
-    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(conv, "GEMM_BLOCK", gemm_block)           # 3 kernels a group: blocked
+    monkeypatch.setattr(conv_cpu, "SPLIT_MACS", split_bytes)      # 0: split even this small conv
+    monkeypatch.setattr(conv_cpu, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv_cpu, "GEMM_BLOCK", gemm_block)           # 3 kernels a group: blocked
     x, w, b = rng.standard_normal((7, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
     gy = rng.standard_normal((7, 6, 9, 8))
     runs = []

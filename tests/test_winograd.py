@@ -7,15 +7,15 @@ import pytest
 import minialex.functional as F
 from minialex import Tensor, gradcheck
 from minialex import cpu as utils
-from minialex.functional import conv, winograd
+from minialex.functional import conv, conv_cpu, winograd
 
 
 @pytest.fixture
 def every_3x3(monkeypatch):
     """Winograd for every 3x3 stride-1 conv, however small (the tests' shapes are)."""
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_SIZE", 1)
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv_cpu, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_cpu, "WINOGRAD_MIN_SIZE", 1)
+    monkeypatch.setattr(conv_cpu, "WINOGRAD_MIN_TILES", 1)
     calls = []
     forward = winograd.forward
     monkeypatch.setattr(winograd, "forward", lambda *a: calls.append(a[0].shape) or forward(*a))
@@ -52,7 +52,7 @@ def test_winograd_equals_the_naive_conv(every_3x3, rng, n, c, h, w, k, padding, 
 
 def test_winograd_takes_a_large_batch_a_few_images_at_a_time(every_3x3, rng, monkeypatch):
     """WINOGRAD_TILES: three pieces of the batch, and the same function as the loops."""
-    monkeypatch.setattr(conv, "WINOGRAD_TILES", 50)                   # 20 tiles an image
+    monkeypatch.setattr(conv_cpu, "WINOGRAD_TILES", 50)                   # 20 tiles an image
     arrays = [rng.standard_normal((7, 4, 9, 7)), rng.standard_normal((6, 2, 3, 3)),
               rng.standard_normal(6)]
     upstream = rng.standard_normal((7, 6, 9, 7))
@@ -97,12 +97,12 @@ def test_winograd_gives_the_same_bits_on_any_threads(every_3x3, rng, monkeypatch
 
 def test_float32_winograd_is_close_to_im2col(rng, monkeypatch):
     """At the paper's conv3 channel counts (fewer images and a smaller map): rounding only."""
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv_cpu, "WINOGRAD_MIN_TILES", 1)
     x = rng.standard_normal((2, 256, 7, 7)).astype(numpy.float32)
     w = (rng.standard_normal((384, 256, 3, 3)) * 0.02).astype(numpy.float32)
     ys = []
     for on in (True, False):
-        monkeypatch.setattr(conv, "WINOGRAD", on)
+        monkeypatch.setattr(conv_cpu, "WINOGRAD", on)
         op = conv.Conv2d((1, 1), (1, 1), 1)
         ys.append(op.forward(x, w))
         assert (op.winograd is not None) == on
@@ -115,7 +115,9 @@ def test_only_wide_3x3_convs_take_winograd():
     def takes(n, c, size, k, kernel=3, stride=1, groups=1):
         x = numpy.zeros((n, c, size, size), numpy.float32)
         w = numpy.zeros((k, c // groups, kernel, kernel), numpy.float32)
-        return conv.Conv2d((stride, stride), (kernel // 2,) * 2, groups).takes_winograd(x, w)
+        op = conv.Conv2d((stride, stride), (kernel // 2,) * 2, groups)
+        return conv_cpu.takes_winograd(x.shape, w.shape, op.stride, op.padding, groups,
+                                       op.out_hw(x, w))
     assert takes(16, 256, 13, 384) and takes(16, 384, 13, 384, groups=2)
     assert takes(8, 384, 13, 256, groups=2)             # 8 images of 7x7 tiles: 392
     assert not takes(7, 384, 13, 256, groups=2)         # 343 tiles

@@ -23,13 +23,11 @@ transpose, the textbook layout). Then, per group,
     dW = dY @ cols.T            dcols = W.T @ dY          dx = fold(dcols)
 
 ``fold`` (col2im) is the adjoint of ``unfold``: every input pixel receives the sum of the column
-entries that copied it. On the CPU the batch goes through a few images at a time (``CHUNK_BYTES``
-of columns), so that the columns, the GEMMs' outputs and the move to NCHW (with the bias and the
-ReLU) stay in the cache; the backward unfolds each chunk again instead of keeping all columns,
-and writes dcols over them. Chunks go to the threads (``in_parallel``) when the conv is large
-enough (``SPLIT_MACS``); a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
-Wide 3x3 convolutions (the paper's conv3-conv5) take Winograd's F(2x2, 3x3) instead, with 4/9
-of the multiply-adds (``winograd.py``, ``WINOGRAD``).
+entries that copied it. ``Conv2d.forward_images`` and ``backward_images`` are these lines for
+a few images at a time. How the CPU runs them fast is ``conv_cpu.py``'s business, as the GPU's is
+``kernels/conv_gpu.py``'s: the batch in chunks small enough for the cache, shared among the
+threads; a GEMM with few kernels in blocks of columns; and, for wide 3x3 convolutions (the
+paper's conv3-conv5), Winograd's F(2x2, 3x3) with 4/9 of the multiply-adds (``winograd.py``).
 On a GPU (``forward_gpu``/``backward_gpu``) the same arrangement runs on the whole batch in
 ``minialex/kernels/conv_gpu.py``: coalesced CUDA kernels and 2-D cuBLAS GEMMs, where TF32
 applies (docs/performance.md), columns recomputed in the backward pass.
@@ -48,9 +46,9 @@ import numpy
 from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array
-from ..cpu import batch_parts, equal_slices, in_parallel
+from ..cpu import in_parallel
 from ..kernels import conv_gpu
-from . import winograd
+from . import conv_cpu
 from .activation import relu_backward
 from .unfold import _geometry, fold, unfold
 from .utils import check_float, check_ndim, check_same_dtype, output_size, pair, shape_of
@@ -128,65 +126,13 @@ def check_conv_args(op, x, weight, bias, stride, padding, groups):
 # The fast op
 # --------------------------------------------------------------------------------------------
 
-#: The CPU conv works through the batch a few images at a time, so that each chunk's unfolded
-#: columns (about this many bytes) stay in the cache while the GEMMs and the layout change read them.
-CHUNK_BYTES = 4 << 20
-
-#: A convolution whose columns fit one chunk is shared among the threads only when its GEMMs
-#: have at least this many multiply-adds (N*OH*OW*weight.size, about 0.2 ms on one core). Waking
-#: a thread and passing the GIL back and forth cost tens of microseconds each here, so tiny's
-#: conv2-conv5 (1-4 million) ran slower on two threads than on one, and the tiny step took 18%
-#: less time once they stopped splitting. No conv of mini, fashion or paper at their batches
-#: (64 and up; paper 16) is under the line.
-SPLIT_MACS = 8 << 20
-
-#: The CPU computes 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (winograd.py) when each
-#: group has at least WINOGRAD_MIN_CHANNELS input and output channels, the output maps are at
-#: least WINOGRAD_MIN_SIZE on a side and the batch makes WINOGRAD_MIN_TILES 2x2 output tiles:
-#: the paper's conv3-conv5 (13x13 maps: 49 tiles an image, 192-384 channels a group) took 73,
-#: 68 and 53 ms instead of 103, 88 and 62 (forward + backward in the training step, batch 16,
-#: 2 threads). Its transforms are passes over memory that only many channels repay: mini's
-#: conv3 (64 in, 96 out, 5x5 maps) took 17 ms instead of 10, and with those channels even
-#: 11x11 maps were slower. Its 16 GEMMs need enough tiles: the paper's conv3 forward at batch 8
-#: took as long as im2col's, at batch 2 1.5 times as long.
-WINOGRAD, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIZE, WINOGRAD_MIN_TILES = True, 128, 6, 384
-#: Winograd takes the batch a few images at a time, at most about this many tiles each, so that
-#: its arrays stay nearer the cores: the paper's step at batch 128 took 0.91 of im2col's time so
-#: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67.
-WINOGRAD_TILES = 2048
-
-#: OpenBLAS packs a GEMM's whole columns operand before it multiplies. With few kernels per
-#: group (tiny's 3-6) the product itself is so short that this packing, which outgrows the L2
-#: cache, is most of the time, so such GEMMs take GEMM_BLOCK columns at a time: tiny's conv1
-#: (6 kernels, 7,200 columns a chunk) then took 0.08 ms instead of 0.14 forward and 0.09 instead
-#: of 0.21 for the weights' gradient (one core). From BLOCKED_BELOW kernels (mini's 24 and up,
-#: the paper's) blocks were no faster and are not used.
-GEMM_BLOCK, BLOCKED_BELOW = 2048, 16
-
-
-def winograd_tiles(out_hw):
-    """2x2 output tiles per image: ceil(OH / 2) * ceil(OW / 2)."""
-    return ((out_hw[0] + 1) // 2) * ((out_hw[1] + 1) // 2)
-
-
-def winograd_batch(kernel_hw, stride, kernels, channels, out_hw):
-    """The smallest batch from which a conv (``kernels`` and ``channels`` per group, output
-    maps ``out_hw``) takes winograd.py on the CPU, or None if it never does (``WINOGRAD``)."""
-    if not (WINOGRAD and tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
-            and min(kernels, channels) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= WINOGRAD_MIN_SIZE):
-        return None
-    return -(-WINOGRAD_MIN_TILES // winograd_tiles(out_hw))
-
-
-def column_blocks(kernels, width):
-    """The slices of a GEMM's ``width`` columns that one call takes (see ``GEMM_BLOCK``)."""
-    step = GEMM_BLOCK if kernels < BLOCKED_BELOW else width
-    return [slice(start, start + step) for start in range(0, width, step)]
-
-
 class Conv2d(Function):
     """y = conv(x, weight) + bias via unfold and one 2-D GEMM per group (see module docstring);
-    with ``relu``, y = max(0, conv(x, weight) + bias) as one op (``conv2d_relu``)."""
+    with ``relu``, y = max(0, conv(x, weight) + bias) as one op (``conv2d_relu``).
+
+    ``forward_images`` and ``backward_images`` are the algorithm, for a few images at a time;
+    ``conv_cpu`` decides how many images, on which thread, and when Winograd's F(2x2, 3x3) takes
+    the place of the GEMMs (the paper's conv3-conv5)."""
 
     name = "conv2d"
 
@@ -196,88 +142,70 @@ class Conv2d(Function):
             self.name = "conv2d_relu"
 
     def forward(self, x, weight, bias=None):
-        self.has_bias = bias is not None
-        self.winograd = None
-        n, k = x.shape[0], weight.shape[0]
-        y = numpy.empty((n, k) + self.out_hw(x, weight), dtype=x.dtype)
-        if self.takes_winograd(x, weight):          # a few images at a time (WINOGRAD_TILES)
-            u = winograd.kernels(weight)
-            self.winograd = u, [(part, winograd.forward(x[part], u, bias, self.padding[0],
-                                                        self.groups, self.relu, y[part]))
-                                for part in self.winograd_parts(x, weight)]
-            self.save_for_backward(x, weight, y if self.relu else None)
-            return y
-
-        def chunk(part):
-            out = numpy.empty((k, (part.stop - part.start) * y[0, 0].size), dtype=x.dtype)
-            for g, cols, wmat in self.groups_of(x[part], weight):
-                kg = wmat.shape[0]
-                for b in column_blocks(kg, cols.shape[1]):                     # the GEMM
-                    numpy.matmul(wmat, cols[:, b], out=out[g * kg:(g + 1) * kg, b])
-            # the GEMM's rows to NCHW, with the bias and the ReLU, while the chunk is in cache
-            out = self.as_nchw(out, y[part].shape)
-            if bias is None:
-                numpy.copyto(y[part], out)
-            else:
-                numpy.add(out, bias[:, None, None], out=y[part])
-            if self.relu:
-                numpy.maximum(y[part], 0, out=y[part])
-
-        in_parallel(chunk, self.chunks(x, weight))
+        self.has_bias, self.winograd = bias is not None, None
+        out_hw = self.out_hw(x, weight)
+        y = numpy.empty((x.shape[0], weight.shape[0]) + out_hw, dtype=x.dtype)
+        if conv_cpu.takes_winograd(x.shape, weight.shape, self.stride, self.padding, self.groups,
+                                   out_hw):
+            self.winograd = conv_cpu.winograd_forward(x, weight, bias, self.padding[0],
+                                                      self.groups, self.relu, y)
+        else:       # im2col + GEMM, a few images at a time, the chunks shared among the threads
+            in_parallel(lambda part: self.forward_images(x[part], weight, bias, y[part]),
+                        conv_cpu.chunks(x.shape, weight.shape, out_hw, x.itemsize))
         self.save_for_backward(x, weight, y if self.relu else None)     # y: the ReLU's mask
         return y
+
+    def forward_images(self, x, weight, bias, y):
+        """y = W @ unfold(x) + bias (then max(0, y)) for a few images: x (n, C, H, W) into y
+        (n, K, OH, OW), one GEMM per group."""
+        k = weight.shape[0]
+        rows = numpy.empty((k, y[0, 0].size * y.shape[0]), dtype=x.dtype)   # (K, OH*OW*n)
+        for g, cols, wmat in self.groups_of(x, weight):
+            group = slice(g * len(wmat), (g + 1) * len(wmat))               # its kernels' rows
+            conv_cpu.matmul(wmat, cols, rows[group], len(wmat))             # Y = W @ cols
+        # the GEMM's rows to NCHW, with the bias and the ReLU, while they are in the cache
+        if bias is None:
+            numpy.copyto(y, self.as_nchw(rows, y.shape))
+        else:
+            numpy.add(self.as_nchw(rows, y.shape), bias[:, None, None], out=y)
+        if self.relu:
+            numpy.maximum(y, 0, out=y)
 
     def backward(self, gy):
         x, weight, y = self.saved
         need_gx = self.inputs is None or self.inputs[0].requires_grad
-        if self.winograd is not None:
-            u, parts = self.winograd
-            gx = numpy.empty_like(x) if need_gx else None
-            du = gb = None
-            for part, v in parts:                   # in the batch's order: deterministic sums
-                du_part, gb_part = winograd.backward(
-                    gy[part], x[part], u, None if y is None else y[part], v, self.padding[0],
-                    self.groups, None if gx is None else gx[part])
-                du, gb = (du_part, gb_part) if du is None else (du + du_part, gb + gb_part)
-            gw = winograd.kernel_gradient(du)
-            return (gx, gw, gb) if self.has_bias else (gx, gw)
-        k = gy.shape[1]
         gx = numpy.empty_like(x) if need_gx else None
-
-        def chunk(part):
-            """(dW, db) of the images in ``part``; their dx goes straight into gx."""
-            g_part = gy[part]
-            g_rows = numpy.empty((k, g_part.size // k), dtype=gy.dtype)    # the GEMM's layout
-            into_rows = self.as_nchw(g_rows, g_part.shape)
-            if self.relu:                   # the ReLU's backward (dy where y > 0) on the way
-                relu_backward(y[part], g_part, out=into_rows)
-            else:
-                numpy.copyto(into_rows, g_part)
-            gw = numpy.empty_like(weight)
-            for g, cols, wmat in self.groups_of(x[part], weight):      # columns unfolded again
-                kg, cg = wmat.shape[0], weight.shape[1]
-                g_group = g_rows[g * kg:(g + 1) * kg]
-                blocks = column_blocks(kg, cols.shape[1])
-                # (cols @ g.T).T rather than g @ cols.T: the same product, faster in OpenBLAS
-                gw_t = cols[:, blocks[0]] @ g_group[:, blocks[0]].T
-                for b in blocks[1:]:
-                    gw_t += cols[:, b] @ g_group[:, b].T
-                gw[g * kg:(g + 1) * kg] = gw_t.T.reshape(kg, *weight.shape[1:])
-                # An input that needs no gradient (AlexNet's conv1 reads the image) skips fold.
-                if need_gx:         # dcols = W.T @ g, into the columns' memory (still in cache)
-                    for b in blocks:
-                        numpy.matmul(wmat.T, g_group[:, b], out=cols[:, b])
-                    gx[part, g * cg:(g + 1) * cg] = fold(cols, x[part, :cg].shape,
-                                                         weight.shape[2:], self.stride,
-                                                         self.padding, self.batch_last)
-            return gw, g_rows.sum(axis=1)
-
-        parts = in_parallel(chunk, self.chunks(x, weight))
-        gw, gb = parts[0]
-        for part_gw, part_gb in parts[1:]:       # in the batch's order: deterministic sums
-            gw += part_gw
-            gb += part_gb
+        if self.winograd is not None:
+            gw, gb = conv_cpu.winograd_backward(self.winograd, gy, x, y, self.padding[0],
+                                                self.groups, gx)
+        else:       # each chunk's (dW, db), summed in the batch's order: the same bits always
+            parts = conv_cpu.chunks(x.shape, weight.shape, gy.shape[2:], x.itemsize)
+            gw, gb = conv_cpu.summed(in_parallel(
+                lambda p: self.backward_images(gy[p], x[p], weight, None if y is None else y[p],
+                                               None if gx is None else gx[p]), parts))
         return (gx, gw, gb) if self.has_bias else (gx, gw)
+
+    def backward_images(self, gy, x, weight, y, gx):
+        """(dW, db) of a few images; their dx = fold(W.T @ dY) into ``gx`` unless it is None.
+
+        Per group: dW = dY @ cols.T, dcols = W.T @ dY, with the columns unfolded again (cheaper
+        than keeping every image's) and dcols written over them while they are in the cache."""
+        k, cg = weight.shape[0], weight.shape[1]
+        dy_rows = numpy.empty((k, gy.size // k), dtype=gy.dtype)         # dY in the GEMM's layout
+        if self.relu:                       # the ReLU's backward (dy where y > 0) on the way
+            relu_backward(y, gy, out=self.as_nchw(dy_rows, gy.shape))
+        else:
+            numpy.copyto(self.as_nchw(dy_rows, gy.shape), gy)
+        gw = numpy.empty_like(weight)
+        for g, cols, wmat in self.groups_of(x, weight):
+            group = slice(g * len(wmat), (g + 1) * len(wmat))               # its kernels' rows
+            dw = conv_cpu.matmul_bt(dy_rows[group], cols)                   # dY @ cols.T
+            gw[group] = dw.reshape(weight[group].shape)
+            if gx is not None:   # an input that needs no gradient (conv1 reads the image) skips it
+                dcols = conv_cpu.matmul(wmat.T, dy_rows[group], cols, len(wmat))      # W.T @ dY
+                gx[:, g * cg:(g + 1) * cg] = fold(dcols, x[:, :cg].shape, weight.shape[2:],
+                                                  self.stride, self.padding, self.batch_last)
+        return gw, dy_rows.sum(axis=1)
 
     #: The columns' order (see ``unfold``): batch last, at every stride. With stride 1 unfold's
     #: copies and fold's adds run over OW*N contiguous values instead of OW; at conv1's stride
@@ -291,27 +219,9 @@ class Conv2d(Function):
         n, k, oh, ow = shape
         return rows.reshape(k, oh, ow, n).transpose(3, 0, 1, 2)
 
-    def takes_winograd(self, x, weight):
-        """3x3 kernels at stride 1, wide enough for winograd.py to pay (``WINOGRAD``)."""
-        batch = winograd_batch(weight.shape[2:], self.stride, weight.shape[0] // self.groups,
-                               weight.shape[1], self.out_hw(x, weight))
-        return self.padding[0] == self.padding[1] and batch is not None and x.shape[0] >= batch
-
-    def winograd_parts(self, x, weight):
-        """Equal slices of the batch with at most about WINOGRAD_TILES 2x2 output tiles each."""
-        n, tiles = x.shape[0], winograd_tiles(self.out_hw(x, weight))
-        return equal_slices(n, min(n, -(-n * tiles // WINOGRAD_TILES)))
-
     def out_hw(self, x, weight):
         return tuple(output_size(x.shape[2 + a], weight.shape[2 + a], self.stride[a], self.padding[a])
                      for a in (0, 1))
-
-    def chunks(self, x, weight):
-        """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each; a small
-        conv (under ``SPLIT_MACS``) is one slice."""
-        oh, ow = self.out_hw(x, weight)
-        return batch_parts(x.shape[0], weight[0].size * oh * ow * x.itemsize, CHUNK_BYTES,
-                           small=x.shape[0] * oh * ow * weight.size < SPLIT_MACS)
 
     def groups_of(self, x, weight):
         """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""

@@ -24,8 +24,9 @@ Every step is linear, so the backward runs the transposed matrices in reverse:
 
 The results equal the im2col conv's up to rounding (float32: about 1e-6 relative; the tests
 compare with ``conv2d_naive`` in float64). ``conv.Conv2d`` takes this path on the CPU for 3x3,
-stride 1 kernels with many channels on large enough maps and batches (``takes_winograd``: the
-paper's conv3-conv5), a few images at a time; the GPU keeps im2col.
+stride 1 kernels with many channels on large enough maps and batches
+(``conv_cpu.takes_winograd``: the paper's conv3-conv5), a few images at a time; the GPU keeps
+im2col.
 """
 
 from __future__ import annotations

@@ -1,0 +1,157 @@
+"""How the CPU runs ``conv.Conv2d``: chunks of the batch, threads, GEMM blocks and Winograd.
+
+``conv.py`` says what a convolution computes, for a few images at a time: unfold, one GEMM per
+group, bias and ReLU, and back again (dW = dY @ cols.T, dcols = W.T @ dY, dx = fold(dcols)). This
+module decides how the CPU runs it fast, as ``kernels/conv_gpu.py`` does for the GPU, and every
+number in it was measured (the comments say where):
+
+- ``chunks``: the batch goes through a few images at a time (``CHUNK_BYTES`` of unfolded columns),
+  so that the columns, the GEMM's output and the move to NCHW stay in the cache; the chunks go to
+  the threads (``cpu.in_parallel``) when the conv is large enough (``SPLIT_MACS``).
+- ``matmul`` and ``matmul_bt``: a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
+- ``winograd_batch``, ``takes_winograd``, ``winograd_forward``/``winograd_backward``: wide 3x3
+  stride-1 convolutions (the paper's conv3-conv5) take Winograd's F(2x2, 3x3) (``winograd.py``),
+  4/9 of the multiply-adds, a few images at a time (``WINOGRAD_TILES``).
+
+Nothing here changes the result's bits with the thread count: the chunks' and parts' gradients are
+summed in the batch's order (``summed``), and the column blocks' in the columns' order.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..cpu import batch_parts, equal_slices
+from . import winograd
+
+#: The CPU conv works through the batch a few images at a time, so that each chunk's unfolded
+#: columns (about this many bytes) stay in the cache while the GEMMs and the layout change read them.
+CHUNK_BYTES = 4 << 20
+
+#: A convolution whose columns fit one chunk is shared among the threads only when its GEMMs
+#: have at least this many multiply-adds (N*OH*OW*weight.size, about 0.2 ms on one core). Waking
+#: a thread and passing the GIL back and forth cost tens of microseconds each here, so tiny's
+#: conv2-conv5 (1-4 million) ran slower on two threads than on one, and the tiny step took 18%
+#: less time once they stopped splitting. No conv of mini, fashion or paper at their batches
+#: (64 and up; paper 16) is under the line.
+SPLIT_MACS = 8 << 20
+
+#: The CPU computes 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (winograd.py) when each
+#: group has at least WINOGRAD_MIN_CHANNELS input and output channels, the output maps are at
+#: least WINOGRAD_MIN_SIZE on a side and the batch makes WINOGRAD_MIN_TILES 2x2 output tiles:
+#: the paper's conv3-conv5 (13x13 maps: 49 tiles an image, 192-384 channels a group) took 73,
+#: 68 and 53 ms instead of 103, 88 and 62 (forward + backward in the training step, batch 16,
+#: 2 threads). Its transforms are passes over memory that only many channels repay: mini's
+#: conv3 (64 in, 96 out, 5x5 maps) took 17 ms instead of 10, and with those channels even
+#: 11x11 maps were slower. Its 16 GEMMs need enough tiles: the paper's conv3 forward at batch 8
+#: took as long as im2col's, at batch 2 1.5 times as long.
+WINOGRAD, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIZE, WINOGRAD_MIN_TILES = True, 128, 6, 384
+#: Winograd takes the batch a few images at a time, at most about this many tiles each, so that
+#: its arrays stay nearer the cores: the paper's step at batch 128 took 0.91 of im2col's time so
+#: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67.
+WINOGRAD_TILES = 2048
+
+#: OpenBLAS packs a GEMM's whole columns operand before it multiplies. With few kernels per
+#: group (tiny's 3-6) the product itself is so short that this packing, which outgrows the L2
+#: cache, is most of the time, so such GEMMs take GEMM_BLOCK columns at a time: tiny's conv1
+#: (6 kernels, 7,200 columns a chunk) then took 0.08 ms instead of 0.14 forward and 0.09 instead
+#: of 0.21 for the weights' gradient (one core). From BLOCKED_BELOW kernels (mini's 24 and up,
+#: the paper's) blocks were no faster and are not used.
+GEMM_BLOCK, BLOCKED_BELOW = 2048, 16
+
+
+# --------------------------------------------------------------------------------------------
+# im2col + GEMM: chunks of the batch and blocks of columns
+# --------------------------------------------------------------------------------------------
+
+def chunks(x_shape, weight_shape, out_hw, itemsize):
+    """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each; a small conv
+    (under ``SPLIT_MACS`` multiply-adds) is one slice. Shapes: x (N, C, H, W), weight (K, C/groups,
+    kh, kw), out_hw (OH, OW)."""
+    n, (oh, ow) = x_shape[0], out_hw
+    per_kernel = int(numpy.prod(weight_shape[1:]))                  # C/groups * kh * kw
+    return batch_parts(n, per_kernel * oh * ow * itemsize, CHUNK_BYTES,
+                       small=n * oh * ow * weight_shape[0] * per_kernel < SPLIT_MACS)
+
+
+def column_blocks(kernels, width):
+    """The slices of a GEMM's ``width`` columns that one call takes (see ``GEMM_BLOCK``)."""
+    step = GEMM_BLOCK if kernels < BLOCKED_BELOW else width
+    return [slice(start, start + step) for start in range(0, width, step)]
+
+
+def matmul(a, b, out, kernels):
+    """out = a @ b for a (R, D), b (D, M), in blocks of b's columns when the conv's group has
+    few ``kernels`` (R in the forward's W @ cols, D in the backward's W.T @ dY)."""
+    for s in column_blocks(kernels, b.shape[1]):
+        numpy.matmul(a, b[:, s], out=out[:, s])
+    return out
+
+
+def matmul_bt(a, b):
+    """a @ b.T, a (K, M), b (D, M) -> (K, D), summed over b's column blocks in order.
+
+    Computed as (b @ a.T).T: the same product, faster in OpenBLAS (the weights' gradient,
+    dW = dY @ cols.T, with few kernels and many columns). Returns a transposed view."""
+    blocks = column_blocks(a.shape[0], b.shape[1])
+    out = b[:, blocks[0]] @ a[:, blocks[0]].T
+    for s in blocks[1:]:
+        out += b[:, s] @ a[:, s].T
+    return out.T
+
+
+def summed(parts):
+    """Each part's tuple of gradients summed over the parts, in the batch's order (deterministic)."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        for i, value in enumerate(part):
+            total[i] += value
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Winograd's F(2x2, 3x3) for the wide 3x3 convolutions
+# --------------------------------------------------------------------------------------------
+
+def winograd_tiles(out_hw):
+    """2x2 output tiles per image: ceil(OH / 2) * ceil(OW / 2)."""
+    return ((out_hw[0] + 1) // 2) * ((out_hw[1] + 1) // 2)
+
+
+def winograd_batch(kernel_hw, stride, kernels, channels, out_hw):
+    """The smallest batch from which a conv (``kernels`` and ``channels`` per group, output
+    maps ``out_hw``) takes winograd.py on the CPU, or None if it never does (``WINOGRAD``)."""
+    if not (WINOGRAD and tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
+            and min(kernels, channels) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= WINOGRAD_MIN_SIZE):
+        return None
+    return -(-WINOGRAD_MIN_TILES // winograd_tiles(out_hw))
+
+
+def takes_winograd(x_shape, weight_shape, stride, padding, groups, out_hw):
+    """3x3 kernels at stride 1 and equal padding, wide enough for winograd.py to pay."""
+    batch = winograd_batch(weight_shape[2:], stride, weight_shape[0] // groups, weight_shape[1],
+                           out_hw)
+    return padding[0] == padding[1] and batch is not None and x_shape[0] >= batch
+
+
+def winograd_parts(n, out_hw):
+    """Equal slices of a batch of ``n`` with at most about WINOGRAD_TILES 2x2 output tiles each."""
+    return equal_slices(n, min(n, -(-n * winograd_tiles(out_hw) // WINOGRAD_TILES)))
+
+
+def winograd_forward(x, weight, bias, padding, groups, relu, y):
+    """y = conv(x, weight) + bias (then the ReLU) by winograd.py, a few images at a time; returns
+    what ``winograd_backward`` needs: U = G w G^T and each part's (slice, V)."""
+    u = winograd.kernels(weight)
+    return u, [(part, winograd.forward(x[part], u, bias, padding, groups, relu, y[part]))
+               for part in winograd_parts(x.shape[0], y.shape[2:])]
+
+
+def winograd_backward(saved, gy, x, y, padding, groups, gx):
+    """(dW, db) of ``winograd_forward``; dx into ``gx`` unless it is None. ``y``: the ReLU's
+    output (its mask), or None without a ReLU."""
+    u, parts = saved
+    du, gb = summed([winograd.backward(gy[part], x[part], u, None if y is None else y[part], v,
+                                       padding, groups, None if gx is None else gx[part])
+                     for part, v in parts])
+    return winograd.kernel_gradient(du), gb
