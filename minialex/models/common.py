@@ -60,9 +60,18 @@ def check_without(without, allowed=MODEL_TRICKS) -> tuple:
     return names
 
 
-def unit(model, x: Tensor) -> Tensor:
-    """The model's nonlinearity: ReLU (§3.1), or tanh for a model built ``without=('relu',)``."""
-    return F.tanh(x) if "relu" in model.without else F.relu(x)
+def unit(model, x: Tensor, conv: dict = None) -> Tensor:
+    """The model's nonlinearity: ReLU (§3.1), or tanh for a model built ``without=('relu',)``.
+
+    With ``conv`` (the arguments of ``F.conv2d``: weight, bias, stride, padding, groups), ``x`` is
+    the convolution's input, and the ReLU runs with the convolution as one op
+    (``F.conv2d_relu``: the same function, one pass less over the activations)."""
+    relu = "relu" not in model.without
+    if conv is not None:
+        if relu:
+            return F.conv2d_relu(x, **conv)
+        x = F.conv2d(x, **conv)
+    return F.relu(x) if relu else F.tanh(x)
 
 
 def normalise(model, x: Tensor, groups: int = 1) -> Tensor:

@@ -105,9 +105,8 @@ class ColumnsTogether:
         # A layer that reads its own column sees twice its per-column inputs here: two groups.
         # conv1 (the shared image) and conv3 (a crossing) read every channel: one group.
         groups = 2 if h.shape[1] == 2 * s.inputs else 1
-        if "relu" in self.model.without:
-            return F.tanh(F.conv2d(h, w, bias, stride=s.stride, padding=s.padding, groups=groups))
-        return F.conv2d_relu(h, w, bias, stride=s.stride, padding=s.padding, groups=groups)
+        return unit(self.model, h, conv=dict(weight=w, bias=bias, stride=s.stride,
+                                             padding=s.padding, groups=groups))
 
     def lrn(self, h: Tensor) -> Tensor:
         return normalise(self.model, h, 2)
