@@ -48,6 +48,10 @@ def _wrong_sigmoid_float64(x):
     return 1 / (1 + np.exp(-x.astype(np.float64)))           # loses float32
 
 
+def _sigmoid_overflows(x):
+    return 1 / (1 + np.exp(-x))                                 # e^800 overflows: a warning, inf
+
+
 def _wrong_sigmoid_sign(x):
     return 1 / (1 + np.exp(x))                                  # sign flipped
 
@@ -291,6 +295,7 @@ KERNEL_LOSES_NAN = ex.RELU_SIGNATURE + """ {
 }
 """
 KERNEL_SYNTAX = ex.RELU_SIGNATURE + " {\n    out[0] = x[0]\n}\n"
+KERNEL_NOT_A_TEMPLATE = "__global__ void relu_forward(float* out) { out[0] = 0; }"
 
 
 def _allreduce_params_only_float32(preset, num_classes, itemsize):
@@ -309,7 +314,7 @@ def _crossover_forward_only(preset, num_classes):
 # (check, solution (lesson, name), blank, wrong answers)
 CASES = {
     "sigmoid": (ex.check_sigmoid, ("01", "sigmoid"), blank,
-                [_wrong_sigmoid_float64, _wrong_sigmoid_sign]),
+                [_wrong_sigmoid_float64, _wrong_sigmoid_sign, _sigmoid_overflows]),
     "exchange_bytes": (ex.check_exchange_bytes, ("01", "exchange_bytes"), blank,
                        [lambda batch, dtype: batch * 128 * 13 * 13 * 4,
                         lambda batch, dtype: batch * 128 * 13 * 13 * np.dtype(dtype).itemsize * 2]),
@@ -345,7 +350,7 @@ CASES = {
     "topk_error": (ex.check_topk_error, ("13", "topk_error"), blank,
                    [_topk_lowest, _topk_off_by_one]),
     "relu_kernel": (ex.check_relu_kernel, ("14", "RELU_SOURCE"), BLANK_KERNEL,
-                    [KERNEL_NO_LOOP, KERNEL_LOSES_NAN, KERNEL_SYNTAX]),
+                    [KERNEL_NO_LOOP, KERNEL_LOSES_NAN, KERNEL_SYNTAX, KERNEL_NOT_A_TEMPLATE]),
     "allreduce_bytes": (ex.check_allreduce_bytes, ("15", "allreduce_bytes"), blank,
                         [_allreduce_params_only_float32]),
     "crossover_batch": (ex.check_crossover_batch, ("15", "crossover_batch"), blank,
@@ -411,6 +416,22 @@ def test_a_wrong_shape_names_both_shapes():
     text = str(ex.check_max_pool_backward(lambda x, gy, size, stride: gy))
     assert text.startswith("wrong: the gradient of x (3x3/2, x (2, 3, 9, 9)) has shape "
                            "(2, 3, 4, 4), expected shape (2, 3, 9, 9)"), text
+
+
+def test_answers_of_unforeseen_forms_are_one_line_verdicts():
+    class ReturnsList(minialex.Function):
+        def forward(self, x):
+            return list(x)
+
+        def backward(self, gy):
+            return gy
+    for check, answer in ((ex.check_exp_function, ReturnsList),
+                          (ex.check_gradient_checker, lambda op, x, eps: "small"),
+                          (ex.check_ten_crops, lambda image, size: [[1]]),
+                          (ex.check_sgd_update, lambda w, v, g, *rest: (w, 3)),
+                          (ex.check_relu_kernel, "__global__ and nothing else")):
+        text = str(check(answer))
+        assert text.startswith("wrong:") and "\n" not in text, text
 
 
 def test_returning_none_and_non_numbers():
