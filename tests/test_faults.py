@@ -365,3 +365,46 @@ main()
         f"note: {big} is 40x30, 1,200 pixels, over Pillow's limit of 1,000 (a guard against "
         "decompression bombs): read all the same; twice the limit is refused"]
     assert f"{big}\n  1. " in done.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# 9. Left from last round
+# ------------------------------------------------------------------------------------------
+
+def test_a_full_disk_at_config_json_leaves_no_empty_run_folder(tmp_path):
+    """A file-size limit of 2 bytes: the folder is made, config.json cannot be written."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2, 2))
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "minialex.tools.cli", "train", *TINY,
+                           "--epochs", "1", "--out", str(out)], env=ENV, capture_output=True,
+                          text=True, timeout=120, preexec_fn=limit)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {out}/config.json")
+    assert not out.exists()
+
+
+def test_resume_of_a_folder_in_use_names_the_other_process_first(run, tmp_path):
+    """best.h5 older than last.h5 would be refused for its own reason; while another process
+    holds the folder, the lock is the true cause and comes first."""
+    import shutil
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    assert cli("train", "--resume", folder, "--epochs", "2").exit_code == 0
+    shutil.copy(run / "last.h5", folder / "best.h5")               # epoch 1, last.h5 at 2
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from minialex.files import acquire_run_lock
+lock = acquire_run_lock({str(folder)!r})
+print("ready", flush=True)
+time.sleep(300)
+"""], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        one_line_error(cli("train", "--resume", folder / "best.h5"), str(folder),
+                       f"PID {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    one_line_error(cli("train", "--resume", folder / "best.h5"), "best.h5 is from epoch 1")

@@ -23,7 +23,7 @@ from .. import cpu
 from ..backend import DeviceError, default_device, default_devices, gpu_available
 from ..checkpoint import CheckpointError, WriteError
 from ..data import DataError, base_size_for
-from ..files import LockedError, check_folder_path, check_output, read_log
+from ..files import LockedError, acquire_run_lock, check_folder_path, check_output, read_log
 from ..functional import conv_cpu as conv
 from ..models import get_preset, table
 from ..train.evaluate import colourfulness
@@ -185,10 +185,23 @@ def train_command(no_progress, without, **options):
       mpiexec -n 2 python -m mpi4py cli.py train     # data-parallel: batch 128 per process
     """
     check_folder_path(options["out"] or ".")       # not under a file: one line, not a traceback
+    world = distributed.world()
+    if options["resume"] and world.writer:
+        _check_not_in_use(options["resume"], options["out"])
     config = TrainConfig(progress=not no_progress, without=without or None, **options)
-    result = train(config, echo=click.echo, world=distributed.world())
+    result = train(config, echo=click.echo, world=world)
     if result.stopped == "interrupted":     # 130 after Ctrl-C, 143 after SIGTERM (stop_flag.py)
         sys.exit(result.exit_status or EXIT_INTERRUPTED)
+
+
+def _check_not_in_use(resume: str, out) -> None:
+    """A resume into a folder that another process is writing is refused first of all, with the
+    lock's message (files.LockedError, naming its PID), before any judgement of the checkpoint,
+    which that process may be replacing. The training loop takes the lock for good; this only
+    tries it (and frees it) so that the message a user sees is the true cause."""
+    folder = out or (resume if os.path.isdir(resume) else os.path.dirname(os.path.abspath(resume)))
+    if os.path.isdir(folder):
+        acquire_run_lock(folder).release()
 
 
 # --------------------------------------------------------------------------------------------

@@ -586,6 +586,8 @@ class Trainer:
                 if isinstance(e, WriteError) and self.checkpoint_path:
                     raise WriteError(f"{e}; once there is room, continue with: python cli.py "
                                      f"train --resume {self.checkpoint_path}") from None
+                if isinstance(e, WriteError) and self.made_files and not self.losses:
+                    discard_unstarted_run(self.out)   # config.json on a full disk: no empty folder
                 raise
             finally:
                 if self.lock is not None:   # the folder is free for the next run
