@@ -112,10 +112,28 @@ def _grid_and_noise(size: int):
 
 
 def draw_image(rng: numpy.random.Generator, label: int, size: int) -> numpy.ndarray:
-    """One (size, size, 3) uint8 image of class ``CLASSES[label]``, all choices from ``rng``."""
-    s = float(size)
+    """One (size, size, 3) uint8 image of class ``CLASSES[label]``, all choices from ``rng``:
+    a gradient background, clutter, the shape in a bright colour, occluders, pixel noise."""
     xx, yy, bank = _grid_and_noise(size)
-    # Background: a linear gradient between two random colours in a random direction.
+    image, ends = _background(rng, size, xx, yy)
+    width = max(1, round(size / 48))              # the lines' width
+    _clutter(rng, image, size, width)
+    mask = _shape_mask(rng, label, size)
+    image = Image.composite(Image.new("RGB", (size, size), _rgb(_fill_colour(rng, ends))),
+                            image, mask)
+    draw = ImageDraw.Draw(image)    # occluders: one or two thin lines across, over the shape
+    for _ in range(rng.integers(*STYLE["occluders"])):
+        x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, size, 4))
+        draw.line([x0, y0, x1, y1], fill=_rgb(rng.integers(0, 256, 3)), width=width)
+    sigma = rng.uniform(*STYLE["noise"])          # Gaussian pixel noise
+    top, left = (int(v) for v in rng.integers(0, size + 1, 2))
+    pixels = numpy.asarray(image, dtype=numpy.float32)
+    pixels += sigma * bank[top:top + size, left:left + size]
+    return numpy.clip(pixels, 0, 255, out=pixels).astype(numpy.uint8)
+
+
+def _background(rng, size: int, xx, yy):
+    """A linear gradient between two random colours in a random direction: (image, (c0, c1))."""
     c0 = rng.uniform(*STYLE["background"], 3)
     c1 = numpy.clip(c0 + rng.uniform(-1, 1, 3) * STYLE["gradient"], 0, 255)
     theta = rng.uniform(0, 2 * math.pi)
@@ -123,12 +141,13 @@ def draw_image(rng: numpy.random.Generator, label: int, size: int) -> numpy.ndar
     t -= t.min()
     t *= 255.0 / max(float(t.max()), 1e-6)
     ramp = Image.fromarray(t.astype(numpy.uint8))
-    image = Image.composite(Image.new("RGB", (size, size), _rgb(c1)),
-                            Image.new("RGB", (size, size), _rgb(c0)), ramp)
+    return Image.composite(Image.new("RGB", (size, size), _rgb(c1)),
+                           Image.new("RGB", (size, size), _rgb(c0)), ramp), (c0, c1)
 
-    # Clutter under the shape: thin lines and small blobs (smaller than any shape).
-    draw = ImageDraw.Draw(image)
-    width = max(1, round(s / 48))
+
+def _clutter(rng, image, size: int, width: int) -> None:
+    """Thin lines and small blobs under the shape (smaller than any shape), drawn in place."""
+    draw, s = ImageDraw.Draw(image), float(size)
     for _ in range(rng.integers(*STYLE["clutter"])):
         colour = _rgb(rng.integers(0, 256, 3))
         if rng.random() < 0.5:
@@ -139,7 +158,11 @@ def draw_image(rng: numpy.random.Generator, label: int, size: int) -> numpy.ndar
             cx, cy = (float(v) for v in rng.uniform(0, s, 2))
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
 
-    # The shape: random size, aspect, rotation and position, drawn into a supersampled mask.
+
+def _shape_mask(rng, label: int, size: int):
+    """The class's shape at a random size, aspect, rotation and position: an 'L' mask, drawn
+    supersampled and box-filtered (anti-aliased edges) below 128 pixels."""
+    s = float(size)
     radius = rng.uniform(*STYLE["radius"]) * s
     aspect = math.exp(rng.uniform(-0.2, 0.2))
     angle = rng.uniform(0, 2 * math.pi)
@@ -152,31 +175,19 @@ def draw_image(rng: numpy.random.Generator, label: int, size: int) -> numpy.ndar
     for polygon, value in SHAPES[CLASSES[label]]:
         points = ((polygon * [aspect, 1 / aspect]) @ rotation.T * radius + centre) * factor
         mask_draw.polygon(points.ravel().tolist(), fill=255 * value)
-    if factor != 1:
-        mask = mask.reduce(factor)  # box filter: anti-aliased edges
+    return mask.reduce(factor) if factor != 1 else mask
 
-    # A fill colour of any hue, brighter than both ends of the gradient (colour carries no class).
-    floor = max(_luminance(c0), _luminance(c1)) + STYLE["contrast"]
+
+def _fill_colour(rng, ends):
+    """A fill colour of any hue, brighter than both ends of the gradient (colour carries no
+    class): up to 20 draws, then the last one lifted towards white."""
+    floor = max(_luminance(ends[0]), _luminance(ends[1])) + STYLE["contrast"]
     for _ in range(20):
         fill = rng.uniform(0, 255, 3)
         if _luminance(fill) > floor:
-            break
-    else:  # no luck: lift the last draw towards white until it is bright enough
-        fill = fill + (255.0 - fill) * min(1.0, (floor - _luminance(fill)) / max(255.0 - _luminance(fill), 1e-6))
-    image = Image.composite(Image.new("RGB", (size, size), _rgb(fill)), image, mask)
-
-    # Occluders: one or two thin lines across the picture, over the shape.
-    draw = ImageDraw.Draw(image)
-    for _ in range(rng.integers(*STYLE["occluders"])):
-        x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, s, 4))
-        draw.line([x0, y0, x1, y1], fill=_rgb(rng.integers(0, 256, 3)), width=width)
-
-    # Gaussian pixel noise.
-    sigma = rng.uniform(*STYLE["noise"])
-    top, left = (int(v) for v in rng.integers(0, size + 1, 2))
-    pixels = numpy.asarray(image, dtype=numpy.float32)
-    pixels += sigma * bank[top:top + size, left:left + size]
-    return numpy.clip(pixels, 0, 255, out=pixels).astype(numpy.uint8)
+            return fill
+    return fill + (255.0 - fill) * min(1.0, (floor - _luminance(fill))
+                                       / max(255.0 - _luminance(fill), 1e-6))
 
 
 def _luminance(rgb) -> float:
