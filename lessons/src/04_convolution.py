@@ -315,7 +315,7 @@ exercises.check_conv_backward(conv2d_backward);
 #
 # The convolution from its formula, the same thing as im2col and one matrix product (the way
 # minialex's `F.conv2d` and most fast libraries compute it), grouped convolutions, Winograd's
-# F(2, 3), and the backward by hand. Every AlexNet layer from lesson 5 on is built on `F.conv2d`.
+# F(2, 3), and the backward by hand. Every convolutional layer from lesson 5 on runs on `F.conv2d`.
 #
 # ## Exercise
 #
