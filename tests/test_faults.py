@@ -408,3 +408,22 @@ time.sleep(300)
         holder.kill()
         holder.wait()
     one_line_error(cli("train", "--resume", folder / "best.h5"), "best.h5 is from epoch 1")
+
+
+def test_sigterm_stops_prepare_as_ctrl_c_does_and_the_same_command_resumes(tmp_path):
+    cache = tmp_path / "c.h5"
+    args = ["prepare", "builtin", "--out", str(cache), "--base-size", "64", "--limit", "4000",
+            "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "minialex.tools.cli", *args], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (cache.exists() and cache.stat().st_size > 2_000_000):   # images being written
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, text
+    assert f"interrupted by SIGTERM: {cache} is incomplete" in text and "Traceback" not in text
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "(resumed)" in result.output

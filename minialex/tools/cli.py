@@ -30,6 +30,7 @@ from ..train.evaluate import colourfulness
 from ..train.loop import TrainingError
 from ..train.setup import RECIPES, choose_preset, default_epochs, parse_devices, set_precision
 from ..train import TrainConfig, train
+from ..train.stop_flag import Terminated, sigterm_interrupts
 from . import distributed
 from .benchmark import format_result, time_training_step
 from .distributed import error_line
@@ -39,9 +40,10 @@ from .inference import conv1_kernels, evaluate_checkpoint, format_top5, neighbou
 from .prepare import prepare_cache
 from .viz import save_filters, save_neighbours, save_top5, save_training_curves
 
-#: Exit status of a user mistake, and of a training run stopped by Ctrl-C (128 + SIGINT).
+#: Exit status of a user mistake, and of a job stopped by Ctrl-C (128 + SIGINT) or SIGTERM.
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _user_errors():
@@ -557,11 +559,13 @@ def prepare_command(source, out, base_size, limit, seed, no_progress, imagenet):
     if source == "builtin":
         options["seed"] = seed
     try:
-        report = prepare_cache(source, out, base_size=base_size, progress=not no_progress,
-                               echo=click.echo, **options)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: {out} is incomplete; run the same command again to resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        with sigterm_interrupts():      # SIGTERM stops it as Ctrl-C does: the cache resumes
+            report = prepare_cache(source, out, base_size=base_size, progress=not no_progress,
+                                   echo=click.echo, **options)
+    except KeyboardInterrupt as e:
+        click.echo(f"interrupted{' by SIGTERM' if isinstance(e, Terminated) else ''}: {out} is "
+                   "incomplete; run the same command again to resume", err=True)
+        sys.exit(EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED)
     click.echo(report.summary())
 
 

@@ -16,10 +16,15 @@ passes it on to every rank. Both signals mean the same:
 
 Only the main thread can own the handlers; elsewhere (a test runner's worker thread) the flag is
 inert and the signals keep their usual meaning.
+
+Jobs that already stop cleanly on Ctrl-C's ``KeyboardInterrupt`` (``prepare``: its cache is
+resumable) run inside ``sigterm_interrupts()``, where SIGTERM raises ``Terminated``, a
+``KeyboardInterrupt``, instead of ending the process wherever it is (inside an HDF5 write).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -64,3 +69,25 @@ class StopFlag:
             signal.signal(signum, previous)
         self._previous = {}
         return False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt (``sigterm_interrupts``)."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Within the ``with``: SIGTERM raises ``Terminated``, so that a job which stops cleanly on
+    Ctrl-C stops the same way on a scheduler's SIGTERM (the main thread only, as above)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
