@@ -360,8 +360,8 @@ CASES = {
 
 def _needs_compiler(name):
     if name == "relu_kernel":
-        from minialex.tools.exercises import _cuda_host
-        if not _cuda_host().compiler():
+        from minialex.tools import cuda_host
+        if not cuda_host.compiler():
             pytest.skip("no C++ compiler (g++) to run CUDA kernels on the CPU")
 
 

@@ -30,10 +30,12 @@ import numpy
 import minialex
 import minialex.functional as F
 from minialex.data import compute_stats
-from minialex.models import count_parameters, describe
+from minialex.data.transforms import ten_crops as reference_ten_crops
+from minialex.models import count_parameters, describe, get_preset
 from minialex.nn import Parameter
 from minialex.optim import SGD
-from minialex.models import get_preset
+from minialex.tools import cuda_host
+from minialex.train.evaluate import topk_hits
 
 __all__ = [
     "Verdict", "check_sigmoid", "check_exchange_bytes", "check_exp_function",
@@ -477,13 +479,12 @@ def check_ten_crops(ten_crops: Callable) -> str:
     """ten_crops(image, size) -> (10, size, size, 3): the four corner patches (top-left,
     top-right, bottom-left, bottom-right), the centre, then their mirror images in the same order
     (§4.1; lesson 9); compared with ``minialex.data.transforms.ten_crops``."""
-    from minialex.data.transforms import ten_crops as reference
     rng = _rng(18)
     for base, size in ((12, 8), (11, 8), (9, 9)):
         image = rng.integers(0, 256, (base, base, 3), dtype=numpy.uint8)
         got = _call("ten_crops", ten_crops, image.copy(), size)
         _compare(f"the stack of patches of a {base}x{base} image, size {size}", got,
-                 reference(image, size), rtol=0, atol=0)
+                 reference_ten_crops(image, size), rtol=0, atol=0)
     return "even and odd margins, and no margin"
 
 
@@ -604,7 +605,6 @@ def check_topk_error(topk_error: Callable) -> str:
     """topk_error(probs, labels, k) -> the fraction of rows whose label is not among the k
     highest probabilities (lesson 13; the paper's top-1 and top-5 errors, §6); compared with
     ``minialex.train.evaluate.topk_hits``."""
-    from minialex.train.evaluate import topk_hits
     rng = _rng(19)
     probs = rng.dirichlet(numpy.ones(10), size=200)
     labels = rng.integers(0, 10, 200)
@@ -621,14 +621,6 @@ RELU_SIGNATURE = ("template <typename T>\n__global__ void relu_forward(T* __rest
                   "const T* __restrict__ x, const long long total)")
 
 
-def _cuda_host():
-    try:
-        from minialex.tools import cuda_host
-    except ImportError:                       # before the tools/ layout
-        from minialex.kernels import host as cuda_host
-    return cuda_host
-
-
 @_check
 def check_relu_kernel(source) -> str:
     """``source``: CUDA C++ defining ``relu_forward`` with the signature ``RELU_SIGNATURE``,
@@ -637,7 +629,7 @@ def check_relu_kernel(source) -> str:
     a launch of fewer threads than elements (lesson 14)."""
     if not isinstance(source, str) or "__global__" not in source:
         raise _Wrong("not yet: write the kernel's CUDA source as a string (see RELU_SIGNATURE)")
-    host = _cuda_host()
+    host = cuda_host
     if not host.compiler():
         raise _Wrong("not yet: this machine has no C++ compiler (g++) to run the kernel on")
     try:
@@ -685,7 +677,6 @@ def column_bytes_per_image(preset: str, itemsize: int = 4) -> int:
 def check_allreduce_bytes(allreduce_bytes: Callable) -> str:
     """allreduce_bytes(preset, num_classes, itemsize) -> the bytes of gradients one rank hands to
     the allreduce per step in data parallelism: one value per parameter (lesson 15)."""
-    from minialex.models import count_parameters
     for preset, classes, itemsize in (("paper", 1000, 4), ("mini", 10, 4), ("tiny", 5, 2)):
         want = count_parameters(preset, classes) * itemsize
         got = _call("allreduce_bytes", allreduce_bytes, preset, classes, itemsize)
@@ -697,7 +688,6 @@ def check_allreduce_bytes(allreduce_bytes: Callable) -> str:
 def check_crossover_batch(crossover_batch: Callable) -> str:
     """crossover_batch(preset, num_classes) -> the smallest batch (per process) at which the two
     columns exchange more bytes per step than one rank's float32 gradients (lesson 15)."""
-    from minialex.models import count_parameters
     for preset, classes in (("paper", 1000), ("mini", 10), ("tiny", 10)):
         want = 4 * count_parameters(preset, classes) // column_bytes_per_image(preset) + 1
         got = _call("crossover_batch", crossover_batch, preset, classes)
