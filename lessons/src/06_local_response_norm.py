@@ -61,7 +61,7 @@ print("F.local_response_norm_naive == F.local_response_norm:", np.allclose(naive
 # ## 2. Three conventions for the same constants
 #
 # The formula is simple, but implementations disagree on what "alpha" means
-# ([the paper in our own words](../docs/paper.md), on LRN):
+# ([the paper in our own words](../docs/paper.md#local-response-normalisation), on LRN):
 #
 # | source | denominator | AlexNet constants |
 # |---|---|---|

@@ -136,7 +136,7 @@ plt.show()
 # along colour contrasts. The augmentation shifts every pixel of an image by the same RGB vector
 # Σ α_i λ_i p_i, α_i ~ N(0, 0.1): a change of illumination intensity and colour. minialex computes
 # the PCA on the [0, 1] pixel scale (the convention of fb.resnet.torch; see
-# `minialex/data/stats.py` and [the paper in our own words](../docs/paper.md), on PCA lighting).
+# `minialex/data/stats.py` and [the paper in our own words](../docs/paper.md#data), on PCA lighting).
 
 # %%
 def rgb_pca(ds, count):

@@ -127,7 +127,8 @@ print(f"conv layers: {conv_share:.1%} of the parameters, {work_share:.1%} of the
 #
 # §3.5 says the input is 224×224×3 and Figure 2 shows 55×55 maps after conv1. But an 11-wide
 # window with stride 4 fits (224 − 11)/4 + 1 = 54.25 times. The implementations answer differently
-# ([the paper in our own words](../docs/paper.md), on 224 and 227):
+# ([the paper in our own words](../docs/paper.md#where-the-paper-is-ambiguous-and-what-minialex-chose),
+# on 224 and 227):
 #
 # * Caffe crops **227**×227, no padding: (227 − 11)/4 + 1 = 55 exactly. **minialex does this.**
 # * torchvision pads a 224 image by 2 on every side: ⌊(228 − 11)/4⌋ + 1 = 55.
