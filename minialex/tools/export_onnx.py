@@ -64,73 +64,20 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     exists only to show, in the tests, that the difference is visible.
     """
     onnx = _onnx()
-    from onnx import TensorProto, helper, numpy_helper
     if not isinstance(model, AlexNet):
         raise ExportError(f"export writes the two-column AlexNet only, not {type(model).__name__}")
     if model.dtype != numpy.float32:
         raise ExportError(f"export writes float32 graphs; this model is {model.dtype}")
-    p, state = model.preset_spec, model_state(model)     # host arrays by name
-    nodes, inits, count = [], [], [0]
-
-    def const(name, array, dtype=numpy.float32):
-        inits.append(numpy_helper.from_array(numpy.asarray(array, dtype=dtype), name))
-        return name
-
-    def node(op, inputs, **attrs):
-        count[0] += 1
-        out = f"{op.lower()}_{count[0]}"
-        nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
-        return out
-
-    def stacked(layer, part):     # column 0's kernels or neurons first, then column 1's
-        return numpy.concatenate([state[f"column{c}.{layer}.{part}"] for c in (0, 1)])
-
-    s, off = p.input_size, set(model.without)     # tricks left out (models/common.py)
-    unit = "Tanh" if "relu" in off else "Relu"
-    pool = POOL_STRIDE if "overlap" in off else POOL_SIZE
+    g = _Graph(model)
     h = "image"
     if mean is not None:
-        h = node("Sub", [h, const("mean_255", 255.0 * numpy.reshape(mean, (1, 3, 1, 1)))])
-    if p.input_scale != 1.0:
-        h = node("Mul", [h, const("input_scale", p.input_scale)])
-    sides = p.spatial_sizes()
-    for shape in p.conv_layers():
-        name = shape.name
-        w = const(f"{name}.weight", stacked(name, "weight"))
-        groups = 1 if name in ("conv1", "conv3") else 2   # as ColumnsTogether.conv decides
-        h = node(unit, [node("Conv", [h, w, const(f"{name}.bias", stacked(name, "bias"))],
-                               kernel_shape=[shape.kernel] * 2, strides=[shape.stride] * 2,
-                               pads=[shape.padding] * 4, group=groups)])
-        if name in ("conv1", "conv2") and "lrn" not in off:
-            c, side = 2 * shape.outputs // lrn_groups, sides[name]
-            h = node("Reshape", [h, const(f"{name}.lrn_in", [-1, c, side, side], numpy.int64)])
-            h = node("LRN", [h], size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA,
-                     bias=LRN_K)
-            h = node("Reshape", [h, const(f"{name}.lrn_out", [-1, 2 * shape.outputs, side, side],
-                                          numpy.int64)])
-        if name in ("conv1", "conv2", "conv5"):
-            h = node("MaxPool", [h], kernel_shape=[pool] * 2, strides=[POOL_STRIDE] * 2)
-    h = node("Flatten", [h], axis=1)
-    for name in ("fc6", "fc7"):
-        h = node(unit, [node("Gemm", [h, const(f"{name}.weight", stacked(name, "weight")),
-                                      const(f"{name}.bias", stacked(name, "bias"))], transB=1)])
-        # §4.2: the expected training output
-        if model.dropout_mode == "paper" and "dropout" not in off:
-            h = node("Mul", [h, const(f"{name}.dropout", 1.0 - DROPOUT_P)])
-    nodes.append(helper.make_node("Gemm", [h, const("fc8.weight", state["fc8.weight"]),
-                                           const("fc8.bias", state["fc8.bias"])], ["logits"],
-                                  transB=1))
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
-    k = model.num_classes
-    graph = helper.make_graph(
-        nodes, f"minialex AlexNet '{p.name}'", [helper.make_tensor_value_info(
-            "image", TensorProto.FLOAT, ["N", 3, s, s])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", k])
-         for n in ("logits", "probabilities")], initializer=inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="minialex")
-    proto.ir_version = 8                              # what opset 17 came with: older runtimes
-    meta = {"preset": p.name, "input_size": s, "base_size": base_size,
+        h = g.node("Sub", [h, g.const("mean_255", 255.0 * numpy.reshape(mean, (1, 3, 1, 1)))])
+    if model.preset_spec.input_scale != 1.0:
+        h = g.node("Mul", [h, g.const("input_scale", model.preset_spec.input_scale)])
+    h = g.fully_connected(g.convolutions(h, lrn_groups))
+    proto = g.model_proto(h)
+    p = model.preset_spec
+    meta = {"preset": p.name, "input_size": p.input_size, "base_size": base_size,
             "mean": None if mean is None else [float(m) for m in mean],
             "input_scale": p.input_scale, "dropout_mode": model.dropout_mode,
             "without": list(model.without),
@@ -138,9 +85,94 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
                      "base_size (shorter side, central crop)" + ("" if mean is not None else
                                                                  ", the mean already subtracted"),
             "classes": classes, "class_names": class_names}
-    helper.set_model_props(proto, {key: json.dumps(v) for key, v in meta.items()})
+    onnx.helper.set_model_props(proto, {key: json.dumps(v) for key, v in meta.items()})
     onnx.checker.check_model(proto)
     return proto
+
+
+class _Graph:
+    """The nodes and the initializers (the weights) of one exported AlexNet, built layer by
+    layer in the grouped one-device form that minialex runs (models/placement.py)."""
+
+    def __init__(self, model):
+        from onnx import helper, numpy_helper
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.model, self.p, self.state = model, model.preset_spec, model_state(model)
+        self.nodes, self.inits, self.count = [], [], 0
+        self.off = set(model.without)              # tricks left out (models/common.py)
+        self.unit = "Tanh" if "relu" in self.off else "Relu"
+
+    def const(self, name, array, dtype=numpy.float32) -> str:
+        self.inits.append(self.numpy_helper.from_array(numpy.asarray(array, dtype=dtype), name))
+        return name
+
+    def node(self, op, inputs, **attrs) -> str:
+        self.count += 1
+        out = f"{op.lower()}_{self.count}"
+        self.nodes.append(self.helper.make_node(op, list(inputs), [out], **attrs))
+        return out
+
+    def stacked(self, layer, part):
+        """Column 0's kernels or neurons first, then column 1's."""
+        return numpy.concatenate([self.state[f"column{c}.{layer}.{part}"] for c in (0, 1)])
+
+    def convolutions(self, h: str, lrn_groups: int) -> str:
+        """conv1-conv5, each with its nonlinearity, LRN after conv1 and conv2, pooling after
+        conv1, conv2 and conv5 (§3.5)."""
+        pool = POOL_STRIDE if "overlap" in self.off else POOL_SIZE
+        sides = self.p.spatial_sizes()
+        for shape in self.p.conv_layers():
+            name = shape.name
+            w = self.const(f"{name}.weight", self.stacked(name, "weight"))
+            groups = 1 if name in ("conv1", "conv3") else 2   # as ColumnsTogether.conv decides
+            h = self.node(self.unit, [self.node(
+                "Conv", [h, w, self.const(f"{name}.bias", self.stacked(name, "bias"))],
+                kernel_shape=[shape.kernel] * 2, strides=[shape.stride] * 2,
+                pads=[shape.padding] * 4, group=groups)])
+            if name in ("conv1", "conv2") and "lrn" not in self.off:
+                h = self.lrn(h, name, 2 * shape.outputs, sides[name], lrn_groups)
+            if name in ("conv1", "conv2", "conv5"):
+                h = self.node("MaxPool", [h], kernel_shape=[pool] * 2, strides=[POOL_STRIDE] * 2)
+        return h
+
+    def lrn(self, h: str, name: str, channels: int, side: int, lrn_groups: int) -> str:
+        """LRN within each column: the channels as ``lrn_groups`` images of their own (§3.3;
+        ONNX's alpha is divided by the size, the paper's is not)."""
+        c = channels // lrn_groups
+        h = self.node("Reshape", [h, self.const(f"{name}.lrn_in", [-1, c, side, side], numpy.int64)])
+        h = self.node("LRN", [h], size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA,
+                      bias=LRN_K)
+        return self.node("Reshape", [h, self.const(f"{name}.lrn_out", [-1, channels, side, side],
+                                                   numpy.int64)])
+
+    def fully_connected(self, h: str) -> str:
+        """fc6 and fc7 with their nonlinearity and the paper's test-time dropout (x 0.5, §4.2)."""
+        h = self.node("Flatten", [h], axis=1)
+        for name in ("fc6", "fc7"):
+            h = self.node(self.unit, [self.node(
+                "Gemm", [h, self.const(f"{name}.weight", self.stacked(name, "weight")),
+                         self.const(f"{name}.bias", self.stacked(name, "bias"))], transB=1)])
+            if self.model.dropout_mode == "paper" and "dropout" not in self.off:
+                h = self.node("Mul", [h, self.const(f"{name}.dropout", 1.0 - DROPOUT_P)])
+        return h
+
+    def model_proto(self, h: str):
+        """fc8 (the logits) and the softmax as the graph's two outputs, in an opset-17 model."""
+        from onnx import TensorProto
+        helper, s, k = self.helper, self.p.input_size, self.model.num_classes
+        self.nodes.append(helper.make_node(
+            "Gemm", [h, self.const("fc8.weight", self.state["fc8.weight"]),
+                     self.const("fc8.bias", self.state["fc8.bias"])], ["logits"], transB=1))
+        self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+        graph = helper.make_graph(
+            self.nodes, f"minialex AlexNet '{self.p.name}'",
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, s, s])],
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", k])
+             for n in ("logits", "probabilities")], initializer=self.inits)
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="minialex")
+        proto.ir_version = 8                              # what opset 17 came with: older runtimes
+        return proto
 
 
 def parameter_count(proto) -> int:
