@@ -47,13 +47,18 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy
 
+try:
+    import resource            # the process's memory limit, for the out-of-memory line (POSIX)
+except ImportError:
+    resource = None
+
 from .. import data as D, functional as F
 from ..autograd import Tensor
 from ..backend import as_numpy, cupy, default_devices
 from ..checkpoint import WriteError, load, read_meta, save
 from ..data import DataError
 from ..data.sources import absolute_spec
-from ..files import acquire_run_lock, append_line, copy_atomic, write_text
+from ..files import acquire_run_lock, append_line, copy_atomic, size_text, write_text
 from ..models import WITHOUT, build_network, check_without, get_preset
 from ..optim import SGD, make_schedule
 from .evaluate import evaluate, topk_hits
@@ -574,13 +579,14 @@ class Trainer:
                     discard_unstarted_run(self.out)
             except Exception as e:
                 if _is_out_of_memory(e):
-                    where = ("out of GPU memory" if not isinstance(e, MemoryError) else
-                             f"out of memory on the CPU ({_cpu_memory(e)})")
+                    cpu = isinstance(e, MemoryError) and type(e).__name__ != "OutOfMemoryError"
+                    where = (f"out of memory on the CPU ({_cpu_memory(e)})" if cpu else
+                             "out of GPU memory")
                     raise TrainingError(
                         f"{where} at batch size {cfg.batch_size} (preset '{cfg.preset}'): try "
                         f"--batch-size {max(1, cfg.batch_size // 2)}"
-                        + (", or --preset tiny" if cfg.preset not in ("tiny", None) and
-                           isinstance(e, MemoryError) else "")
+                        + (", or --preset tiny" if cpu and cfg.preset not in ("tiny", None)
+                           else "")
                         + (f"; the last good checkpoint is {self.checkpoint_path}"
                            if self.checkpoint_path else "")) from None
                 if isinstance(e, WriteError) and self.checkpoint_path:
@@ -614,7 +620,8 @@ def _epochs(n: int) -> str:
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
-    """Out of GPU memory (CuPy), or of the CPU's (MemoryError: numpy's _ArrayMemoryError is one)."""
+    """Out of GPU memory (CuPy's OutOfMemoryError, a MemoryError by that name), or of the CPU's
+    (any other MemoryError: numpy's _ArrayMemoryError is one)."""
     if isinstance(e, MemoryError):
         return True
     if cupy is not None:
@@ -629,19 +636,18 @@ def _is_out_of_memory(e: BaseException) -> bool:
 def _cpu_memory(e: MemoryError) -> str:
     """What a CPU MemoryError asked for, what the process held and its limit: 'a step wanted
     567.0 MB more on top of the 1.9 GB held, of a 2.0 GB limit (ulimit -v)'."""
-    from ..files import size_text
     wanted = getattr(e, "_total_size", None)       # numpy's _ArrayMemoryError knows
     held = limit = None
     try:
-        with open("/proc/self/status") as fh:
+        with open("/proc/self/status") as fh:     # Linux: the address space the process holds
             for line in fh:
                 if line.startswith("VmSize:"):
                     held = int(line.split()[1]) * 1024
-        import resource
+    except (OSError, ValueError):
+        pass
+    if resource is not None:
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
         limit = None if soft == resource.RLIM_INFINITY else soft
-    except (OSError, ImportError, ValueError):
-        pass
     return ((f"a step wanted {size_text(wanted)} more" if wanted else "an allocation failed")
             + (f" on top of the {size_text(held)} held" if held else "")
             + (f", of a {size_text(limit)} limit (ulimit -v)" if limit else ""))
