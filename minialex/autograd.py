@@ -351,7 +351,7 @@ class Function:
 
 def runs_on_gpu(device: Device) -> bool:
     """Whether an op on ``device`` takes its ``*_gpu`` methods (tests patch this to run the GPU
-    methods on NumPy arrays, with the CUDA kernels emulated by ``minialex.kernels.host``)."""
+    methods on NumPy arrays, with the CUDA kernels emulated by ``minialex.tools.cuda_host``)."""
     return device.is_cuda
 
 

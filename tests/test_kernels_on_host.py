@@ -1,4 +1,4 @@
-"""The CUDA kernels themselves, run on the CPU (minialex/kernels/host.py), against their NumPy twins.
+"""The CUDA kernels themselves, run on the CPU (minialex/tools/cuda_host.py), against their NumPy twins.
 
 Without a GPU the ``.cu`` files would otherwise only be compiled (test_conv.py). Here each kernel's
 own source runs: compiled by g++, every GPU thread of the launch emulated in turn, called through

@@ -17,8 +17,8 @@ The sources sit beside this file, one per kind of op, each a twin of its NumPy c
 
 ``launch.py`` compiles them (once per GPU) and holds the launchers, re-exported here;
 ``conv_gpu.py`` arranges conv2d on a GPU (transposed columns, cuBLAS GEMMs, these kernels);
-``host.py`` runs the same sources on the CPU, which is how the tests check every kernel on
-machines without a GPU. Nothing here imports from ``minialex.functional``.
+``minialex.tools.cuda_host`` runs the same sources on the CPU, which is how the tests check
+every kernel on machines without a GPU. Nothing here imports from ``minialex.functional``.
 """
 
 from .launch import (C_TYPES, KERNELS, col2im, col2im_t, cross_entropy_backward,  # noqa: F401

@@ -10,7 +10,8 @@
 // that range gives a NaN loss and no onehot term, never a read outside the row), loss and lse (N,). The mean
 // of loss_n over n is CuPy's sum; the backward reads lse_n, so the (N, C) log-probabilities are
 // never stored. Written the NumPy way (functional/loss.py) this is about fifteen small launches:
-// max, subtract, exp, sum, log, subtract, gather, mean, then exp, scatter, scale; here it is three.
+// max, subtract, exp, sum, log, subtract, gather, mean, then exp, scatter, scale; here it is the
+// two kernels below and CuPy's sum: three launches.
 
 #define CE_THREADS 256   // threads per block of cross_entropy_forward: a power of two
 

@@ -162,10 +162,10 @@ class HostModule:
         self.label = label
         self.kernels = parse_kernels(source)
         if not self.kernels:
-            raise ValueError(f"minialex.kernels.host: no 'template <typename T> __global__' kernel in {label}")
+            raise ValueError(f"minialex.tools.cuda_host: no 'template <typename T> __global__' kernel in {label}")
         cxx = compiler()
         if not cxx:
-            raise RuntimeError("minialex.kernels.host: no C++ compiler (g++ or $CXX) on this machine")
+            raise RuntimeError("minialex.tools.cuda_host: no C++ compiler (g++ or $CXX) on this machine")
         if threaded is None:
             threaded = "__syncthreads" in source or "__shared__" in source
         text = PRELUDE + "#line 1\n" + source + "".join(
@@ -183,7 +183,7 @@ class HostModule:
                                      "-o", partial],
                                     capture_output=True, text=True)
             if result.returncode != 0:
-                raise RuntimeError(f"minialex.kernels.host: {label} does not compile for the host:\n"
+                raise RuntimeError(f"minialex.tools.cuda_host: {label} does not compile for the host:\n"
                                    f"{result.stderr[-3000:]}")
             os.replace(partial, library)        # atomic: parallel test runs never see half a file
         self.library = ctypes.CDLL(library)
@@ -191,7 +191,7 @@ class HostModule:
     def get_function(self, name: str, dtype) -> "HostKernel":
         dtype = numpy.dtype(dtype)
         if name not in self.kernels:
-            raise KeyError(f"minialex.kernels.host: no kernel {name!r} in {self.label}")
+            raise KeyError(f"minialex.tools.cuda_host: no kernel {name!r} in {self.label}")
         return HostKernel(self, name, dtype)
 
 
@@ -205,7 +205,7 @@ class HostKernel:
         self.function.restype = None
 
     def _check(self, param: Parameter, value):
-        where = f"minialex.kernels.host: {self.name}<{C_TYPES[self.dtype]}> parameter {param.name!r}"
+        where = f"minialex.tools.cuda_host: {self.name}<{C_TYPES[self.dtype]}> parameter {param.name!r}"
         base = C_TYPES[self.dtype] if param.base == "T" else param.base
         if param.pointer:
             want = self.dtype if param.base == "T" else numpy.dtype(_SCALARS[param.base])
@@ -222,7 +222,7 @@ class HostKernel:
 
     def __call__(self, grid: Tuple[int, ...], block: Tuple[int, ...], args: Tuple) -> None:
         if len(args) != len(self.params):
-            raise TypeError(f"minialex.kernels.host: {self.name} takes {len(self.params)} arguments "
+            raise TypeError(f"minialex.tools.cuda_host: {self.name} takes {len(self.params)} arguments "
                             f"({', '.join(p.name for p in self.params)}), got {len(args)}")
         grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
         converted = [self._check(p, v) for p, v in zip(self.params, args)]
