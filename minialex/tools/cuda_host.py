@@ -23,7 +23,7 @@ a ``long long`` a ``numpy.int64``, a ``T`` the array dtype's scalar, a pointer a
 array of the right dtype. On a GPU a wrong width is not an error but silent garbage; here it is a
 ``TypeError`` naming the kernel and the parameter.
 
-    from minialex.kernels import host
+    from minialex.tools import cuda_host as host
     with host.emulate():                          # minialex.kernels now runs on NumPy arrays
         cols = kernels.im2col_t(x, 0, 3, 11, 11, 4, 4, 0, 0, 55, 55)
 """
