@@ -20,7 +20,7 @@ The last partial batch: dropped in training (``drop_last=True``: every step sees
 scored once). ``len(loader)`` is the number of batches of the whole epoch, whatever
 ``start_batch`` is.
 
-Data-parallel (``shard=(r, N)``, ``minialex/distributed.py``): in training, global batch b is
+Data-parallel (``shard=(r, N)``, ``minialex/tools/distributed.py``): in training, global batch b is
 batch b of a single process at batch N·B, and rank r takes its r-th B images, with the crops,
 flips and alphas drawn for the global batch; ``len`` is images // (N·B) on every rank. In
 evaluation rank r takes images r, r+N, r+2N, ... of the order, in batches of B (no padding).
