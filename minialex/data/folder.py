@@ -17,7 +17,7 @@ Fatal, with a one-line DataError naming the path: a missing root or split folder
 folders, a class folder with no image files, a val class unknown to train, a class folder (or
 the root) whose name is not valid UTF-8 (refused as the folder is opened, before any step: the
 class names go into every checkpoint and cache as UTF-8 text). An image *file* whose name is not
-UTF-8 is read as any other; messages show its bad bytes as ``\xe9`` (``images.printable``).
+UTF-8 is read as any other; messages show its bad bytes as ``\\xe9`` (``images.printable``).
 
 Statistics (mean, PCA) come from up to ``STATS_IMAGES`` training images spread evenly over the
 split (decoding all 1.28M ImageNet images would take hours; ``prepare`` computes them from every
