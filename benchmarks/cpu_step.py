@@ -24,7 +24,27 @@ moved by other work on the machine, the fastest over the fastest).
 
 The per-layer table times each layer's forward and backward inside real steps: for minialex every
 ``Function`` call (autograd's ``Function.method``), for PyTorch module hooks. PyTorch is imported
-only here, only if installed; it is never a dependency of minialex.
+only here, only if installed (``--no-torch``, or PyTorch missing: minialex alone, and the
+baseline if given); it is never a dependency of minialex.
+
+The roofline table puts each of minialex's ops, forward and backward, next to the machine's own
+limit. At start the script measures two rates on this machine with ``--threads`` threads: the GEMM
+rate (float32 2048 x 2048 products, the better of OpenBLAS's own threads and minialex's
+``parallel_matmul``) and the memory bandwidth (a 256 MB copy shared among the threads, read + write
+counted), and both again at the end, and takes the better of each (other work on the machine
+only ever lowers them). A quiet 2-core machine here gave about 300 GFLOP/s and 10-20 GB/s. An op's floor is the larger of its FLOPs / the GEMM rate and the bytes it must move /
+the bandwidth:
+
+- FLOPs: 2 per multiply-add of the direct algorithm (conv: N*OH*OW*K*C/groups*kh*kw forward, the
+  same again for dW and for dx in the backward; linear likewise), so Winograd, with 4/9 of the
+  multiply-adds, can show more than 100%; the other ops' FLOPs are left at 0 (their floor is memory).
+- bytes: what the op reads and writes at the least: its inputs and outputs forward, and the
+  gradient, what it saved and the gradients it returns backward. The SGD step reads the weights,
+  gradients and momenta and writes the weights and momenta (5 x 4 bytes per parameter).
+
+The share is floor / time; the step's share is the sum of the floors over the sum of the times.
+An op whose data stay in the cache (the small ones, the SGD step over a small net) can beat the
+memory floor, which is measured for data that do not.
 
 minialex sets glibc's malloc to keep freed memory for the next step (``minialex.cpu.MMAP_THRESHOLD``).
 That holds for the whole process, so PyTorch's steps here get it too: its paper step at batch 16
@@ -52,7 +72,10 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="switches between the frameworks")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per framework per round")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds of rest at each switch")
-    parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
+    parser.add_argument("--no-layers", action="store_true",
+                        help="skip the per-layer tables and the roofline")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="minialex alone (and --baseline): no PyTorch, even if installed")
     parser.add_argument("--baseline", default=None, metavar="DIR",
                         help="a checkout of an older minialex, timed as a third contender")
     return parser.parse_args(argv)
@@ -221,7 +244,7 @@ class Steps:
 
 class BaselineSteps:
     """The training step of the minialex in another checkout (imported as ``minialex_baseline``),
-    on the same data, with OpenBLAS given its threads back as that code expects."""
+    on the same data, with its CPU set up as that code expects."""
 
     def __init__(self, folder, preset, classes, batch, same_data: Steps, threads):
         import importlib.util
@@ -240,9 +263,14 @@ class BaselineSteps:
         self.opt = importlib.import_module(name + ".optim").SGD(self.model.named_parameters())
         self.F = importlib.import_module(name + ".functional")
         self.x, self.y, self.threads = old.Tensor(same_data.x.data.copy()), same_data.y, threads
+        # From the package layout of issue 30 on, importing minialex sets nothing: configure it
+        # as this one is, and its threads hold OpenBLAS to one thread as these do.
+        self.configured = hasattr(importlib.import_module(name + ".cpu"), "configure")
+        if self.configured:
+            sys.modules[name + ".cpu"].configure(threads)
 
     def __call__(self):
-        if utils._BLAS:
+        if utils._BLAS and not self.configured:
             utils._BLAS(self.threads)            # back to 1 at the next minialex step below
         self.opt.zero_grad()
         self.F.cross_entropy(self.model(self.x), self.y, check_labels=False).backward()
@@ -265,9 +293,25 @@ def interleaved(steps_by_name, rounds, per_round, pause):
     return times
 
 
+def nbytes(arrays) -> int:
+    """Bytes of the arrays among ``arrays`` (None and numbers count 0)."""
+    arrays = arrays if isinstance(arrays, (tuple, list)) else (arrays,)
+    return sum(getattr(a, "nbytes", 0) for a in arrays)
+
+
+def direct_flops(fn, args, out) -> float:
+    """2 x the multiply-adds of ``fn``'s forward by the direct algorithm (conv, linear), else 0."""
+    if fn.name in ("conv2d", "conv2d_relu"):          # N*OH*OW*K * C/groups*kh*kw
+        return 2.0 * out.size * args[1][0].size
+    if fn.name == "linear":                           # N*out * in
+        return 2.0 * out.size * args[1].shape[1]
+    return 0.0
+
+
 def minialex_layer_times(step, repeat):
-    """{layer label: [forward s, backward s]} summed over ``repeat`` steps, through every Function."""
-    totals, labels, counts = OrderedDict(), {}, {}
+    """({layer label: [forward s, backward s]}, {label: [(FLOPs, bytes) forward, backward]}),
+    times summed over ``repeat`` steps through every Function, the work of one step."""
+    totals, work, labels, counts, flops = OrderedDict(), OrderedDict(), {}, {}, {}
     original = autograd.Function.method
 
     def timed(fn, name):
@@ -279,9 +323,18 @@ def minialex_layer_times(step, repeat):
         label = labels[id(fn)]
 
         def call(*args):
+            saved = nbytes(fn.saved) if name == "backward" else 0
             start = time.perf_counter()
             out = run(*args)
             totals.setdefault(label, [0.0, 0.0])[name == "backward"] += time.perf_counter() - start
+            if name == "forward":
+                flops[id(fn)] = direct_flops(fn, args, out)
+                cost = (flops[id(fn)], nbytes(args) + nbytes(out))
+            else:       # dW always, dx where the input needs it: the forward's work again each
+                grads = out if isinstance(out, (tuple, list)) else (out,)
+                cost = (flops.get(id(fn), 0.0) * (1 + (grads[0] is not None)),
+                        nbytes(args) + saved + nbytes(grads))
+            work.setdefault(label, [(0.0, 0), (0.0, 0)])[name == "backward"] = cost
             return out
         return call
 
@@ -297,7 +350,67 @@ def minialex_layer_times(step, repeat):
     for _ in range(repeat):
         step.opt.step()
     totals["SGD step"] = [time.perf_counter() - start, 0.0]
-    return totals
+    parameters = sum(p.data.nbytes for _, p in step.model.named_parameters())
+    work["SGD step"] = [(0.0, 5 * parameters), (0.0, 0)]      # read w, g, v; write w, v
+    return totals, work
+
+
+# ------------------------------------------------------------------------------------------
+# The machine's limits and the roofline
+# ------------------------------------------------------------------------------------------
+
+def best_seconds(fn, repeat=8):
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def machine_rates(threads):
+    """(GEMM FLOP/s, memory bytes/s) of this machine on ``threads`` threads, best of a few tries.
+
+    GEMM: float32 2048 x 2048 x 2048 products, the better of OpenBLAS with ``threads`` threads of
+    its own and minialex's ``parallel_matmul`` (rows shared among its threads, OpenBLAS on one).
+    Memory: a 256 MB float32 copy, cut into one slice per thread (read + write: 512 MB moved)."""
+    rng = numpy.random.default_rng(0)
+    a, b = (rng.standard_normal((2048, 2048), dtype=numpy.float32) for _ in range(2))
+    gemm = [best_seconds(lambda: utils.parallel_matmul(a, b))]
+    if utils._BLAS is not None:
+        utils._BLAS(threads)
+        gemm.append(best_seconds(lambda: a @ b))
+        utils._BLAS(1)                      # as minialex's threads keep it
+    source = numpy.ones(64 << 20, dtype=numpy.float32)
+    target = numpy.empty_like(source)
+    parts = utils.equal_slices(len(source), threads)
+    copy = best_seconds(lambda: utils.in_parallel(
+        lambda s: numpy.copyto(target[s], source[s]), parts))
+    return 2.0 * 2048 ** 3 / min(gemm), 2.0 * source.nbytes / copy
+
+
+def print_roofline(title, totals, work, repeat, rates):
+    """Each op's time, floor and share of the floor reached; returns the step's (time, floor) s."""
+    gemm, bandwidth = rates
+    print(f"  minialex's roofline, {title}: GEMM {gemm / 1e9:.0f} GFLOP/s, memory "
+          f"{bandwidth / 1e9:.1f} GB/s; FLOPs of the direct algorithm")
+    print(f"    {'op':<24} {'pass':<4} {'ms':>8} {'GFLOP':>7} {'MB':>8} {'floor ms':>9} {'share':>6}")
+    step_time = step_floor = 0.0
+    for label, seconds in totals.items():
+        for p, pass_name in enumerate(("", "") if label == "SGD step" else ("fwd", "bwd")):
+            t = seconds[p] / repeat
+            flops, moved = work.get(label, [(0.0, 0), (0.0, 0)])[p]
+            if t == 0.0 and flops == 0.0 and moved == 0:
+                continue
+            floor = max(flops / gemm, moved / bandwidth)
+            step_time, step_floor = step_time + t, step_floor + floor
+            if t > 0.00005:
+                print(f"    {label:<24} {pass_name:<4} {1e3 * t:8.2f} {flops / 1e9:7.3f} "
+                      f"{moved / 1e6:8.1f} {1e3 * floor:9.2f} {floor / t:6.0%}")
+    print(f"    {'step':<29} {1e3 * step_time:8.2f} {'':>16} {1e3 * step_floor:9.2f} "
+          f"{step_floor / step_time:6.0%}")
+    return step_time, step_floor
 
 
 def torch_layer_times(step, repeat):
@@ -339,44 +452,82 @@ def print_layers(title, totals, repeat):
           f"{1e3 * sum(b for _, b in totals.values()) / repeat:8.2f}")
 
 
+def have_torch(args) -> bool:
+    if args.no_torch:
+        return False
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch is not installed: minialex alone (pip install torch to compare)")
+        return False
+    return True
+
+
 def main(args):
-    import torch
-    torch.set_num_threads(args.threads)
-    print(f"CPU training step, {args.threads} thread(s) each; minialex (NumPy {numpy.__version__}) "
-          f"against PyTorch {torch.__version__}; medians of {args.rounds} x {args.steps} steps")
-    if utils.MALLOC_TUNED:   # process-wide: PyTorch's arrays come from the same malloc
+    with_torch = have_torch(args)
+    versus = "minialex (NumPy {})".format(numpy.__version__)
+    if with_torch:
+        import torch
+        torch.set_num_threads(args.threads)
+        versus += f" against PyTorch {torch.__version__}"
+    print(f"CPU training step, {args.threads} thread(s) each; {versus}; medians of "
+          f"{args.rounds} x {args.steps} steps")
+    if utils.MALLOC_TUNED and with_torch:   # process-wide: PyTorch's arrays come from the same malloc
         print("glibc malloc keeps freed memory (minialex.cpu.MMAP_THRESHOLD), for "
               "both frameworks: PyTorch alone in its own process may be slower")
-    rows = []
+    rates = None if args.no_layers else machine_rates(args.threads)
+    rows, shares, rooflines = [], [], []
     for preset in args.presets.split(","):
         batch = args.paper_batch if preset == "paper" else args.batch
-        worst = check_same_function(preset, args.classes, batch)
-        print(f"{preset}: same function: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
-        steps = OrderedDict((f, Steps(f, preset, args.classes, batch)) for f in ("minialex", "torch"))
+        steps = OrderedDict([("minialex", Steps("minialex", preset, args.classes, batch))])
+        if with_torch:
+            worst = check_same_function(preset, args.classes, batch)
+            print(f"{preset}: same function: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+            steps["torch"] = Steps("torch", preset, args.classes, batch)
         if args.baseline:
             steps["baseline"] = BaselineSteps(args.baseline, preset, args.classes, batch,
                                               steps["minialex"], args.threads)
         times = interleaved(steps, args.rounds, args.steps, args.pause)
         ms = {f: 1e3 * statistics.median(t) for f, t in times.items()}
         best = {f: 1e3 * min(t) for f, t in times.items()}
-        rows.append((preset, batch, ms["minialex"], ms["torch"], ms["minialex"] / ms["torch"],
-                     best["minialex"] / best["torch"]))
-        print(f"  minialex {ms['minialex']:.1f} ms  PyTorch {ms['torch']:.1f} ms  ratio {rows[-1][-2]:.2f}"
-              f"  (fastest steps: {best['minialex']:.1f} / {best['torch']:.1f} ms, {rows[-1][-1]:.2f})")
+        print(f"{preset}, batch {batch}: minialex {ms['minialex']:.1f} ms a step "
+              f"(fastest {best['minialex']:.1f})")
+        if with_torch:
+            rows.append((preset, batch, ms["minialex"], ms["torch"], ms["minialex"] / ms["torch"],
+                         best["minialex"] / best["torch"]))
+            print(f"  PyTorch {ms['torch']:.1f} ms  ratio {rows[-1][-2]:.2f}"
+                  f"  (fastest steps: {best['torch']:.1f} ms, {rows[-1][-1]:.2f})")
         if args.baseline:
-            print(f"  baseline {ms['baseline']:.1f} ms  ratio to PyTorch {ms['baseline'] / ms['torch']:.2f}"
-                  f"  (fastest steps {best['baseline'] / best['torch']:.2f})")
+            print(f"  baseline {ms['baseline']:.1f} ms: minialex / baseline "
+                  f"{ms['minialex'] / ms['baseline']:.3f} (fastest steps "
+                  f"{best['minialex'] / best['baseline']:.3f})")
         if not args.no_layers:
             repeat = max(2, args.steps)
             time.sleep(args.pause)
-            print_layers("minialex", minialex_layer_times(steps["minialex"], repeat), repeat)
-            time.sleep(args.pause)
-            steps["torch"]()
-            print_layers("PyTorch", torch_layer_times(steps["torch"], repeat), repeat)
-    print("\n| preset | batch | minialex ms/step | PyTorch ms/step | ratio | ratio of fastest steps |"
-          "\n|---|---|---|---|---|---|")
-    for preset, batch, a, b, r, r_best in rows:
-        print(f"| {preset} | {batch} | {a:.1f} | {b:.1f} | {r:.2f} | {r_best:.2f} |")
+            rooflines.append((preset, batch, repeat) + minialex_layer_times(steps["minialex"], repeat))
+            if with_torch:
+                time.sleep(args.pause)
+                steps["torch"]()
+                print_layers("PyTorch", torch_layer_times(steps["torch"], repeat), repeat)
+    if rows:
+        print("\n| preset | batch | minialex ms/step | PyTorch ms/step | ratio | ratio of fastest steps |"
+              "\n|---|---|---|---|---|---|")
+        for preset, batch, a, b, r, r_best in rows:
+            print(f"| {preset} | {batch} | {a:.1f} | {b:.1f} | {r:.2f} | {r_best:.2f} |")
+    if rooflines:       # the limits again: other work on the machine lowers what one try sees
+        again = machine_rates(args.threads)
+        print(f"\nthe machine's limits: GEMM {rates[0] / 1e9:.0f} and {again[0] / 1e9:.0f} GFLOP/s, "
+              f"memory {rates[1] / 1e9:.1f} and {again[1] / 1e9:.1f} GB/s (at start, at the end): "
+              "the better of each is the floor's")
+        rates = (max(rates[0], again[0]), max(rates[1], again[1]))
+    for preset, batch, repeat, totals, work in rooflines:
+        shares.append((preset, batch) + print_roofline(f"{preset}, batch {batch}", totals, work,
+                                                       repeat, rates))
+    if shares:
+        print("\n| preset | batch | step ms (timed ops) | floor ms | share of the floor |"
+              "\n|---|---|---|---|---|")
+        for preset, batch, t, floor in shares:
+            print(f"| {preset} | {batch} | {1e3 * t:.1f} | {1e3 * floor:.1f} | {floor / t:.0%} |")
 
 
 if __name__ == "__main__":
