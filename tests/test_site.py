@@ -4,8 +4,8 @@ and read in a real browser (Debian's headless Chromium, driven by selenium).
 Checked on every page: it loads with no JavaScript console error, every image has loaded, every
 link inside the site leads to a page or file that exists (and to the anchor it names); each
 lesson page shows at least as many figures as its code draws; the search finds the LRN lesson.
-Two screenshots are left for a person to look at: docs/_build/screenshots/landing.png and
-docs/_build/screenshots/lesson06.png.
+Screenshots are left for a person to look at: docs/_build/screenshots/landing.png, and
+lesson06.png and lesson06_figure.png (the LRN lesson's top and its first figure) beside it.
 
 Needs the docs extra (``pip install -e ".[docs]"``; ``[test]`` includes it) and Chromium with its
 driver (``apt-get install chromium chromium-driver``). Without them the tests skip, saying why;
@@ -254,8 +254,15 @@ def test_search_finds_the_lrn_lesson(server, browser, site):
 def test_screenshots_for_a_person(server, browser, site):
     from PIL import Image
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name, page in (("landing", "index.html"), ("lesson06", LESSON_PAGE)):
+    shots = (("landing", "index.html", None), ("lesson06", LESSON_PAGE, None),
+             ("lesson06_figure", LESSON_PAGE, ".cell_output img"))
+    for name, page, scroll_to in shots:
         _load(browser, server + page)
+        if scroll_to:                         # the lesson's first picture, in view
+            assert browser.execute_script(
+                "const e = document.querySelector(arguments[0]);"
+                "if (e) { e.scrollIntoView({block: 'center'}); } return !!e;", scroll_to), page
+            time.sleep(0.3)
         path = SCREENSHOTS / f"{name}.png"
         assert browser.save_screenshot(str(path)), path
         with Image.open(path) as image:
