@@ -39,7 +39,10 @@ def printable(path: str) -> str:
     """A path as it can be printed and stored as UTF-8 text. A name that is not valid UTF-8 (as
     old zip archives unpack: Latin-1 or CP437 bytes) reaches Python with its bad bytes as
     surrogates ('caf\\udce9'), which no UTF-8 output or HDF5 string accepts; here they are
-    shown as their bytes, 'caf\\xe9'. The path itself still opens the file."""
+    shown as their bytes, 'caf\\xe9'. The path itself still opens the file. (A file object, as
+    an archive member is read, is shown as Python shows it.)"""
+    if not isinstance(path, str):
+        return str(path)
     try:
         path.encode("utf-8")
         return path
