@@ -75,10 +75,11 @@ class LocalResponseNorm(Function):
         t = x.dtype.type
         y, scale, s_beta = numpy.empty_like(x), numpy.empty_like(x), numpy.empty_like(x)
 
-        def rows(p):
-            scale[p] = t(self.k) + t(self.alpha) * window_sum(x[p] * x[p], self.size)
-            s_beta[p] = scale[p] ** t(-self.beta)
-            y[p] = x[p] * s_beta[p]
+        def rows(p):                        # written in place: one temporary, not five
+            numpy.multiply(window_sum(numpy.square(x[p]), self.size), t(self.alpha), out=scale[p])
+            scale[p] += t(self.k)                                   # s = k + alpha * S
+            numpy.power(scale[p], t(-self.beta), out=s_beta[p])     # s^-beta
+            numpy.multiply(x[p], s_beta[p], out=y[p])               # b = a * s^-beta
 
         in_parallel(rows, batch_parts(x.shape[0], x[0].nbytes))
         self.save_for_backward(x, y, scale, s_beta)
@@ -89,9 +90,13 @@ class LocalResponseNorm(Function):
         t = x.dtype.type
         gx = numpy.empty_like(x)
 
-        def rows(p):
-            inner = window_sum(gy[p] * y[p] / scale[p], self.size)
-            gx[p] = gy[p] * s_beta[p] - t(2 * self.alpha * self.beta) * x[p] * inner
+        def rows(p):                        # in place, as the forward
+            ratio = numpy.multiply(gy[p], y[p])
+            ratio /= scale[p]                                       # g_i * b_i / s_i
+            inner = window_sum(ratio, self.size)
+            inner *= numpy.multiply(x[p], t(2 * self.alpha * self.beta), out=ratio)
+            numpy.multiply(gy[p], s_beta[p], out=gx[p])             # g_j * s_j^-beta
+            gx[p] -= inner                                          # - 2 alpha beta a_j * sum
 
         in_parallel(rows, batch_parts(x.shape[0], x[0].nbytes))
         return gx
