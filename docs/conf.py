@@ -122,3 +122,4 @@ html_last_updated_fmt = None
 def setup(app):
     minialex_book.setup_search(app)
     minialex_book.setup_docstrings(app)
+    minialex_book.setup_fresh_source_pages(app)

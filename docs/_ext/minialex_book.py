@@ -295,3 +295,29 @@ def setup_docstrings(app) -> None:
     def process(app, what, name, obj, options, lines):
         lines[:] = literal_blocks(lines)
     app.connect("autodoc-process-docstring", process)
+
+
+# --------------------------------------------------------------------------------------------
+# Source pages that follow the code
+# --------------------------------------------------------------------------------------------
+
+def setup_fresh_source_pages(app) -> None:
+    """sphinx.ext.viewcode rewrites a module's source page only when the module's file is newer
+    than the page. A file saved *during* a build, after Sphinx read it and before it wrote the
+    page, would leave a stale page for good (its anchors missing). So each build first removes
+    the pages of modules changed since the previous build began."""
+    def remove_stale(app):
+        outdir = pathlib.Path(app.outdir)
+        stamp = outdir / ".build-started"
+        started = stamp.stat().st_mtime if stamp.exists() else None
+        outdir.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+        if started is None:
+            return
+        for source in (ROOT / "minialex").rglob("*.py"):
+            if source.stat().st_mtime >= started:
+                page = outdir / "_modules" / source.relative_to(ROOT).with_suffix(".html")
+                if source.name == "__init__.py":
+                    page = page.parent.with_suffix(".html")
+                page.unlink(missing_ok=True)
+    app.connect("builder-inited", remove_stale)
