@@ -123,3 +123,4 @@ def setup(app):
     minialex_book.setup_search(app)
     minialex_book.setup_docstrings(app)
     minialex_book.setup_fresh_source_pages(app)
+    minialex_book.setup_code_links(app)

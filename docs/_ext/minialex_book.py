@@ -321,3 +321,36 @@ def setup_fresh_source_pages(app) -> None:
                     page = page.parent.with_suffix(".html")
                 page.unlink(missing_ok=True)
     app.connect("builder-inited", remove_stale)
+
+
+# --------------------------------------------------------------------------------------------
+# Links to the code
+# --------------------------------------------------------------------------------------------
+
+def setup_code_links(app) -> None:
+    """The guides link the code as files, ``[optim.py](../minialex/optim.py)``: right on GitHub and
+    in a clone. On the site such a link would download the file; it opens the module's
+    highlighted source page instead (sphinx.ext.viewcode's), where there is one."""
+    import posixpath
+
+    from docutils import nodes
+    from sphinx import addnodes
+    from sphinx.util.osutil import relative_uri
+
+    def to_source_pages(app, doctree, docname):
+        modules = getattr(app.env, "_viewcode_modules", {})
+        for node in list(doctree.findall(addnodes.download_reference)):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(docname),
+                                                       node.get("reftarget", "")))
+            if not (target.startswith("../minialex/") and target.endswith(".py")):
+                continue
+            module = target[len("../"):-len(".py")].replace("/", ".")
+            module = module[:-len(".__init__")] if module.endswith(".__init__") else module
+            if not modules.get(module):
+                continue                   # no source page for it: keep the download
+            page = "_modules/" + module.replace(".", "/") + app.builder.out_suffix
+            uri = relative_uri(app.builder.get_target_uri(docname), page)
+            link = nodes.reference("", "", *node.children, refuri=uri, internal=True,
+                                   classes=["reference", "internal"])
+            node.replace_self(link)
+    app.connect("doctree-resolved", to_source_pages)
