@@ -270,3 +270,20 @@ def test_screenshots_for_a_person(server, browser, site):
             colours = image.convert("L").getextrema()
         assert width >= 1000 and height >= 600, (path, image.size)
         assert colours[1] - colours[0] > 100, f"{path} is blank"
+
+
+def test_lesson_links_are_rewritten_for_the_copies():
+    # Lessons link from lessons/ (right on GitHub and in Jupyter); the book shows copies in
+    # docs/lessons/, so each relative link is rewritten to reach the same file from there.
+    import minialex_book
+    assert minialex_book.rewrite_link("../docs/paper.md#dropout") == "../paper.md#dropout"
+    assert minialex_book.rewrite_link("../minialex/optim.py") == "../../minialex/optim.py"
+    assert minialex_book.rewrite_link("07_overlapping_pooling.ipynb") == \
+        "07_overlapping_pooling.ipynb"
+    assert minialex_book.rewrite_link("README.md#outputs-policy") == "index.md#outputs-policy"
+    assert minialex_book.rewrite_link("src/06_local_response_norm.py") == \
+        "../../lessons/src/06_local_response_norm.py"
+    for fixed in ("https://papers.nips.cc/", "#the-idea", "mailto:a@b.c"):
+        assert minialex_book.rewrite_link(fixed) == fixed
+    table = minialex_book.lesson_table("lessons/")
+    assert table.count("\n| ") == 15 and "[Local response normalisation]" in table, table

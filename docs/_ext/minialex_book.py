@@ -136,16 +136,33 @@ def lesson_copy(path: pathlib.Path):
     return nb
 
 
+def lesson_title(path: pathlib.Path) -> str:
+    """A lesson's title from its first heading: 'Local response normalisation'."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for line in cell.source.splitlines() if cell.cell_type == "markdown" else ():
+            if line.startswith("# "):
+                return re.sub(r"^Lesson\s+\d+\s*[·:.-]\s*", "", line[2:].strip())
+    return path.stem
+
+
 def lesson_table(prefix: str = "") -> str:
-    """The lesson map's table, from the one in lessons/README.md (the one place it is kept),
-    with its links as seen from docs/lessons/, or from docs/ with ``prefix="lessons/"``."""
+    """The lesson map: number, title (linked) and what each teaches, the last read from the table
+    in lessons/README.md (the one place it is kept); links as seen from docs/lessons/, or from
+    docs/ with ``prefix="lessons/"``."""
     readme = (LESSONS / "README.md").read_text()
-    rows = [line for line in readme.splitlines()
-            if re.match(r"^\|\s*(\d+|#)\s*\|", line) or line.startswith("|---")]
-    if not rows:
-        raise ValueError("lessons/README.md has no lesson table (rows '| 1 | [name](file) | ...')")
-    return "\n".join(_LINK.sub(lambda m: m.group(1) + prefix + rewrite_link(m.group(2))
-                               + m.group(3), r) for r in rows)
+    teaches = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) >= 3 and cells[0].isdigit():
+            teaches[int(cells[0])] = cells[2]
+    rows = ["| # | lesson | what it teaches |", "|---|---|---|"]
+    for path in lesson_notebooks():
+        number = int(path.name[:2])
+        what = _LINK.sub(lambda m: m.group(1) + prefix + rewrite_link(m.group(2)) + m.group(3),
+                         teaches.get(number, ""))
+        rows.append(f"| {number} | [{lesson_title(path)}]({prefix}{path.name}) | {what} |")
+    return "\n".join(rows)
 
 
 def lesson_map() -> str:
