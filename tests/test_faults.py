@@ -427,3 +427,33 @@ def test_sigterm_stops_prepare_as_ctrl_c_does_and_the_same_command_resumes(tmp_p
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "(resumed)" in result.output
+
+
+def test_sigterm_while_a_picture_is_written_leaves_the_old_one_and_no_temporary_file(run,
+                                                                                     tmp_path):
+    """The signal arrives in the middle of the write (the child sends it to itself there)."""
+    picture = tmp_path / "filters.png"
+    assert cli("filters", run / "last.h5", "--out", picture).exit_code == 0
+    old = picture.read_bytes()
+    script = f"""
+import os, signal, sys
+from minialex.tools import viz
+from minialex.tools.cli import main
+write_atomic = viz.write_atomic
+def interrupted(path, write, size, what):
+    def half(fh):
+        fh.write(b"half a picture")
+        fh.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        write(fh)
+    return write_atomic(path, half, size, what)
+viz.write_atomic = interrupted
+sys.argv = ["cli", "filters", {str(run / "last.h5")!r}, "--out", {str(picture)!r}, "--zoom", "5"]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 143, done.stdout + done.stderr
+    assert done.stderr.strip() == "stopped by SIGTERM; any file it was writing is left as it was"
+    assert picture.read_bytes() == old
+    assert os.listdir(tmp_path) == ["filters.png"]

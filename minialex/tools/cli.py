@@ -60,7 +60,10 @@ def _fail(message: str, error: BaseException = None) -> None:
 
 
 def command(*args, **kwargs):
-    """``main.command`` plus a ``--debug`` flag and one-line errors for user mistakes."""
+    """``main.command`` plus a ``--debug`` flag, one-line errors for user mistakes, and Ctrl-C or
+    SIGTERM as a clean stop: the exception unwinds (a file being written through
+    ``files.write_atomic`` loses only its temporary copy), one line says so, and the exit status
+    is 130 or 143. ``train`` and ``prepare`` stop more gently still, at a point they can resume."""
     def decorate(fn):
         @main.command(*args, **kwargs)
         @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
@@ -69,7 +72,15 @@ def command(*args, **kwargs):
         def wrapper(ctx, debug, **options):
             debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
             try:
-                return fn(**options)
+                with sigterm_interrupts():
+                    return fn(**options)
+            except KeyboardInterrupt as e:
+                if debug:
+                    raise
+                name = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+                click.echo(f"stopped by {name}; any file it was writing is left as it was",
+                           err=True)
+                sys.exit(EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED)
             except _user_errors() as e:
                 if debug:
                     raise
