@@ -457,3 +457,22 @@ main()
     assert done.stderr.strip() == "stopped by SIGTERM; any file it was writing is left as it was"
     assert picture.read_bytes() == old
     assert os.listdir(tmp_path) == ["filters.png"]
+
+
+def test_the_cpu_out_of_memory_in_evaluate_is_one_line_too(run):
+    script = f"""
+import resource, sys
+from minialex.tools.cli import main
+size = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 100 * 2**20,) * 2)
+sys.argv = ["cli", "evaluate", {str(run / "last.h5")!r}, "--batch-size", "2000", "--limit", "2000"]
+main()
+"""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("reads the process's size from /proc (Linux)")
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: out of memory on the CPU (an array of "), line
+    assert line.endswith("give a smaller --batch-size than 2000"), line

@@ -23,7 +23,8 @@ from .. import cpu
 from ..backend import DeviceError, default_device, default_devices, gpu_available
 from ..checkpoint import CheckpointError, WriteError
 from ..data import DataError, base_size_for
-from ..files import LockedError, acquire_run_lock, check_folder_path, check_output, read_log
+from ..files import (LockedError, acquire_run_lock, check_folder_path, check_output, read_log,
+                     size_text)
 from ..functional import conv_cpu as conv
 from ..models import get_preset, table
 from ..train.evaluate import colourfulness
@@ -81,6 +82,15 @@ def command(*args, **kwargs):
                 click.echo(f"stopped by {name}; any file it was writing is left as it was",
                            err=True)
                 sys.exit(EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED)
+            except MemoryError as e:     # numpy's _ArrayMemoryError; train says more (loop.py)
+                if debug:
+                    raise
+                wanted = getattr(e, "_total_size", None)
+                _fail("out of memory on the CPU"
+                      + (f" (an array of {size_text(wanted)} more could not be had)" if wanted
+                         else "") + ": "
+                      + (f"give a smaller --batch-size than {options['batch_size']}"
+                         if options.get("batch_size") else "give fewer images at once"), e)
             except _user_errors() as e:
                 if debug:
                     raise
