@@ -23,9 +23,8 @@ from .. import cpu
 from ..backend import DeviceError, default_device, default_devices, gpu_available
 from ..checkpoint import CheckpointError, WriteError
 from ..data import DataError, base_size_for
-from ..files import (LockedError, acquire_run_lock, check_folder_path, check_output, read_log,
-                     size_text)
-from ..functional import conv_cpu as conv
+from ..files import LockedError, check_folder_path, check_output, read_log, size_text
+from ..functional import conv_cpu
 from ..models import get_preset, table
 from ..train.evaluate import colourfulness
 from ..train.loop import TrainingError
@@ -209,22 +208,10 @@ def train_command(no_progress, without, **options):
     """
     check_folder_path(options["out"] or ".")       # not under a file: one line, not a traceback
     world = distributed.world()
-    if options["resume"] and world.writer:
-        _check_not_in_use(options["resume"], options["out"])
     config = TrainConfig(progress=not no_progress, without=without or None, **options)
     result = train(config, echo=click.echo, world=world)
     if result.stopped == "interrupted":     # 130 after Ctrl-C, 143 after SIGTERM (stop_flag.py)
         sys.exit(result.exit_status or EXIT_INTERRUPTED)
-
-
-def _check_not_in_use(resume: str, out) -> None:
-    """A resume into a folder that another process is writing is refused first of all, with the
-    lock's message (files.LockedError, naming its PID), before any judgement of the checkpoint,
-    which that process may be replacing. The training loop takes the lock for good; this only
-    tries it (and frees it) so that the message a user sees is the true cause."""
-    folder = out or (resume if os.path.isdir(resume) else os.path.dirname(os.path.abspath(resume)))
-    if os.path.isdir(folder):
-        acquire_run_lock(folder).release()
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,10 +280,10 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
 # --------------------------------------------------------------------------------------------
 
 def _cpu_convolutions(preset) -> str:
-    """Which convolutions the CPU computes by Winograd's F(2x2, 3x3) (conv.takes_winograd)."""
+    """Which convolutions the CPU computes by Winograd's F(2x2, 3x3) (conv_cpu.winograd_batch)."""
     p = get_preset(preset)
     sides = p.spatial_sizes()
-    batches = {layer.name: conv.winograd_batch((layer.kernel,) * 2, (layer.stride,) * 2,
+    batches = {layer.name: conv_cpu.winograd_batch((layer.kernel,) * 2, (layer.stride,) * 2,
                                                layer.outputs, layer.inputs, (sides[layer.name],) * 2)
                for layer in p.layers(1000) if layer.kernel}
     wide = [name for name, batch in batches.items() if batch is not None]

@@ -190,9 +190,14 @@ class Trainer:
         (setup.RECIPES), the paper's defaults (setup.DEFAULTS). Choose the devices and the
         preset. Returns the resume record, or None."""
         cfg, world = self.config, self.world
+        # The folder's lock first, before anything is read or written: a resume into a folder
+        # another process is writing is refused naming that process, not judged by a checkpoint
+        # it may be replacing.
+        folder = cfg.out or (cfg.resume if cfg.resume and os.path.isdir(cfg.resume) else
+                             os.path.dirname(os.path.abspath(cfg.resume)) if cfg.resume else None)
+        if self.writer and folder and os.path.isdir(folder):
+            self.lock = acquire_run_lock(folder)
         resume = merge_resume(cfg)
-        if self.writer and cfg.out and os.path.isdir(cfg.out):   # before anything is read/written
-            self.lock = acquire_run_lock(cfg.out)
         cfg.data = absolute_spec(cfg.data or DEFAULTS["data"])   # found again from any folder
         world.check_resume(resume)
         if self.writer:
