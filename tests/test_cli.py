@@ -86,6 +86,27 @@ def test_predict_gives_five_classes_per_image(trained, image_files):
     assert probs[:5] == sorted(probs[:5], reverse=True)
 
 
+def test_info_settles_the_options_as_train_does_and_draws_figure_2(tmp_path):
+    """info --data lists the options train settles on (setup.settle, the one place), and
+    info --figure writes the paper's Figure 2 drawn from the layer table."""
+    from PIL import Image
+    from minialex.train import TrainConfig
+    from minialex.train.setup import settle
+    text = run("info", "--preset", "fashion", "--data", "fashion-mnist", "--num-classes", "10",
+               "--figure", tmp_path / "f2.png").output
+    cfg = TrainConfig(data="fashion-mnist", preset="fashion")
+    settle(cfg)
+    assert (f"lr {cfg.lr} (the data's recipe)" in text and f"epochs {cfg.epochs}," in text
+            and f"schedule {cfg.schedule}" in text and cfg.lr != 0.01)
+    assert "settles on" not in run("info", "--preset", "tiny").output
+    with Image.open(tmp_path / "f2.png") as image:
+        assert image.width > 500 and image.height > 200
+    ckpt = tmp_path / "model.h5"
+    ckpt.write_bytes(b"not a picture")
+    result = run("info", "--figure", ckpt, ok=False)                  # never over a checkpoint
+    assert result.exit_code == 1 and ckpt.read_bytes() == b"not a picture"
+
+
 def test_info_prints_the_paper_parameter_count():
     text = run("info").output
     assert "60,965,224" in text and "227" in text and "fc8" in text and "LRN" in text

@@ -28,7 +28,8 @@ from ..functional import conv_cpu
 from ..models import get_preset, table
 from ..train.evaluate import colourfulness
 from ..train.loop import TrainingError
-from ..train.setup import RECIPES, choose_preset, default_epochs, parse_devices, set_precision
+from ..train.setup import (DEFAULTS, RECIPES, choose_preset, default_epochs, parse_devices,
+                           set_precision, settle)
 from ..train import TrainConfig, train
 from ..train.stop_flag import Terminated, sigterm_interrupts
 from . import distributed
@@ -38,7 +39,8 @@ from .export_onnx import export_checkpoint
 from .health import format_table, run_checks
 from .inference import conv1_kernels, evaluate_checkpoint, format_top5, neighbours, predict_files
 from .prepare import prepare_cache
-from .viz import save_filters, save_neighbours, save_top5, save_training_curves
+from .figure2 import draw_figure2
+from .viz import save_figure, save_filters, save_neighbours, save_top5, save_training_curves
 
 #: Exit status of a user mistake, and of a job stopped by Ctrl-C (128 + SIGINT) or SIGTERM.
 EXIT_USER_ERROR = 1
@@ -135,15 +137,15 @@ def main(ctx, debug):
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Default: 12 for mini/tiny on the built-in data (30 for paper), 24 for "
                    "fashion on Fashion-MNIST, 90 (the paper) otherwise "
-                   "(run_setup.DEFAULT_EPOCHS); a cache counts as the data it was prepared from.")
+                   "(minialex.train.setup.DEFAULT_EPOCHS); a cache counts as the data it was prepared from.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="[default: 128, §5; the data's recipe where there is one]")
+              help=f"[default: {DEFAULTS['batch_size']}, §5; the data's recipe where there is one]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning rate epsilon. [default: 0.01, §5; the data's recipe]")
+              help=f"Learning rate epsilon. [default: {DEFAULTS['lr']}, §5; the data's recipe]")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="[default: 0.9, §5]")
+              help=f"[default: {DEFAULTS['momentum']}, §5]")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
-              help="[default: 0.0005, §5]")
+              help=f"[default: {DEFAULTS['weight_decay']}, §5]")
 @click.option("--decay-biases/--no-decay-biases", default=None,
               help="Apply weight decay to biases too (cuda-convnet2 and Caffe do not). "
                    "[default: off, or the checkpoint's with --resume]")
@@ -153,7 +155,7 @@ def main(ctx, debug):
 @click.option("--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
               help="tf32: tensor-core matrix products on the GPU (no effect on the CPU).")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
-              help="Seeds weights, dropout, data order and augmentation. [default: 0]")
+              help=f"Seeds weights, dropout, data order and augmentation. [default: {DEFAULTS['seed']}]")
 @click.option("--out", default=None, metavar="DIR",
               help="Run folder (metrics.jsonl, last.h5, best.h5). Default: runs/<date>-<time>, "
                    "or the checkpoint's folder with --resume.")
@@ -165,9 +167,9 @@ def main(ctx, debug):
               help="plateau: lr / 10 when validation error stalls, at most 3 times (§5); "
                    "step: lr / 10 every --step-size epochs. [default: plateau; the data's recipe]")
 @click.option("--patience", type=click.IntRange(min=1), default=None,
-              help="Epochs without improvement before lr / 10. [default: 2]")
+              help=f"Epochs without improvement before lr / 10. [default: {DEFAULTS['patience']}]")
 @click.option("--step-size", type=click.IntRange(min=1), default=None,
-              help="Epochs between lr / 10 with --schedule step. [default: 30; the data's recipe]")
+              help=f"Epochs between lr / 10 with --schedule step. [default: {DEFAULTS['step_size']}; the data's recipe]")
 @click.option("--limit-batches", type=click.IntRange(min=1), default=None,
               help="At most this many training batches per epoch (quick runs).")
 @click.option("--limit-val-batches", type=click.IntRange(min=1), default=None,
@@ -298,7 +300,13 @@ def _cpu_convolutions(preset) -> str:
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--devices", default=None, metavar="D0[,D1]",
               help="Devices to show for the columns. Default: this machine's.")
-def info_command(preset, num_classes, devices):
+@click.option("--data", default=None, metavar="SPEC",
+              help="Also list the options 'train --preset ... --data SPEC' settles on when no "
+                   "other is given (the data's recipe, else the paper's).")
+@click.option("--figure", default=None, metavar="PNG",
+              help="Also draw the paper's Figure 2 for the preset (both columns, every layer's "
+                   "shape, the crossings) from the layer table, into this file.")
+def info_command(preset, num_classes, devices, data, figure):
     """The network layer by layer: output shape, parameters, neurons, device and crossings.
 
     Also states the choices the paper leaves open: 224 or 227 input, where fc8 lives, the LRN
@@ -309,7 +317,11 @@ def info_command(preset, num_classes, devices):
     Examples:
       python cli.py info                      # the paper's net: 60,965,224 parameters
       python cli.py info --preset mini --num-classes 10
+      python cli.py info --preset fashion --data fashion-mnist   # and the options a run takes
+      python cli.py info --figure figure2.png                    # Figure 2, drawn from the table
     """
+    if figure is not None:
+        check_output(figure, what="the figure")
     d0, d1 = parse_devices(devices) or default_devices()
     click.echo(table(preset, num_classes))
     click.echo(f"devices here (--devices): column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
@@ -324,14 +336,27 @@ def info_command(preset, num_classes, devices):
                "mean RGB subtracted, not the paper's mean image (position independent); PCA "
                "lighting alpha ~ N(0, 0.1) times the eigenvalues of the training pixels' RGB "
                "covariance on the [0, 1] scale (§4.1)")
-    for (data, name), options in RECIPES.items():
+    for (kind, name), options in RECIPES.items():
         if name == preset:
             said = [f"images stored {v}x{v} for the {size}x{size} crops, not {base}x{base} "
                     "(smaller shifts)" if k == "base_size" else f"{k} {v}"
                     for k, v in options.items()]
-            click.echo(f"{data} on '{name}' takes a measured recipe, not the paper's lr 0.01, "
-                       f"batch 128 and plateau schedule (they underfit there; run_setup.RECIPES): "
-                       + ", ".join(said) + f", {default_epochs(data, name)} epochs")
+            click.echo(f"{kind} on '{name}' takes a measured recipe, not the paper's lr 0.01, "
+                       f"batch 128 and plateau schedule (they underfit there; "
+                       "minialex.train.setup.RECIPES): "
+                       + ", ".join(said) + f", {default_epochs(kind, name)} epochs")
+    if data is not None:
+        config = TrainConfig(data=data, preset=preset)
+        from_recipe = settle(config)          # as train settles them (train/setup.py)
+        shown = {k: v for k, v in config.resolved().items()
+                 if k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "decay_biases",
+                          "schedule", "patience", "step_size", "seed", "base_size")}
+        click.echo(f"train --preset {preset} --data {data} settles on: "
+                   + ", ".join(f"{k} {v}" + (" (the data's recipe)" if k in from_recipe else "")
+                               for k, v in shown.items() if v is not None))
+    if figure is not None:
+        save_figure(draw_figure2(preset, num_classes), figure)
+        click.echo(f"wrote {figure}: Figure 2 of the '{preset}' preset, drawn from its layer table")
 
 
 # --------------------------------------------------------------------------------------------

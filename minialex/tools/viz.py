@@ -47,7 +47,8 @@ def _save_png(image: numpy.ndarray, path) -> str:
     return _write_picture(os.fspath(path), pil, _PIL_FORMATS)
 
 
-def _save_figure(fig, path) -> str:
+def save_figure(fig, path) -> str:
+    """A matplotlib Figure written whole to ``path`` (PNG, SVG or PDF by its extension)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     FigureCanvasAgg(fig)
 
@@ -207,7 +208,7 @@ def save_top5(images: Sequence[numpy.ndarray], predictions: Sequence[Sequence[Tu
         bx.set_xlim(0, 1)
         bx.tick_params(axis="x", labelsize=7)
     fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.07)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _short(text: str, width: int) -> str:
@@ -269,4 +270,4 @@ def save_training_curves(records: List[Dict], path, title: str = "") -> str:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.05, right=0.98, top=0.85 if title else 0.9, bottom=0.14, wspace=0.25)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
