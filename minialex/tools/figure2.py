@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import List, Optional, Tuple, Union
 
 from ..models.presets import POOL_SIZE, POOL_STRIDE, Preset, get_preset
@@ -77,19 +78,19 @@ def figure2_stages(preset: Union[str, Preset] = "paper", num_classes: int = 1000
     crossing = {layer.name: layer.crossing for layer in p.layers(num_classes)}
     geometry = {layer.name: layer for layer in p.layers(num_classes)}
     n = p.input_size
-    stages = [Stage("input", (3, n, n), "the image, a copy per column", shared=True)]
+    stages = [Stage("input", (3, n, n), "the image,\na copy per column", shared=True)]
     for row in describe(p, num_classes):
         if row.layer in geometry:
             layer = geometry[row.layer]
             if layer.kernel:
                 detail = f"{layer.kernel}x{layer.kernel}, stride {layer.stride}"
             else:
-                detail = "fully connected" + (", the logits" if layer.name == "fc8" else "")
+                detail = "fully\nconnected" + (",\nthe logits" if layer.name == "fc8" else "")
             stages.append(Stage(row.layer, tuple(row.output), detail,
                                 crossing=crossing[row.layer], shared=row.layer == "fc8"))
         else:                      # 'relu1, lrn1, pool1': the stage after conv1, conv2 or conv5
             pool = [part.strip() for part in row.layer.split(",") if "pool" in part][0]
-            extra = "LRN, " if "lrn" in row.layer else ""
+            extra = "LRN, then\n" if "lrn" in row.layer else ""
             stages.append(Stage(pool, tuple(row.output),
                                 f"{extra}max {POOL_SIZE}x{POOL_SIZE}, stride {POOL_STRIDE}"))
     return stages
@@ -130,7 +131,7 @@ def draw_figure2(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
     max_side = max(s.shape[1] for s in maps)
     max_channels = max(s.shape[0] for s in maps)
 
-    fig = Figure(figsize=(15, 5.6))
+    fig = Figure(figsize=(14, 5.4))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.01, 0.02, 0.98, 0.86))
     ax.set_xlim(-0.7, len(stages) - 0.3)
@@ -144,10 +145,11 @@ def draw_figure2(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
             w, h = 0.5, 1.3
         ax.add_patch(Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour,
                                edgecolor="#333333", linewidth=1.0))
-        ax.text(x, y + h / 2 + 0.06, stage.name, ha="center", va="bottom", fontsize=9,
+        ax.text(x, y + h / 2 + 0.06, stage.name, ha="center", va="bottom", fontsize=10.5,
                 fontweight="bold")
-        ax.text(x, y - h / 2 - 0.06, stage.label.replace("x", "\u00d7") + "\n" + stage.detail,
-                ha="center", va="top", fontsize=7.5, color="#222222", linespacing=1.4)
+        ax.text(x, y - h / 2 - 0.06, re.sub(r"(?<=\d)x(?=\d)", "\u00d7",
+                                               stage.label + "\n" + stage.detail),
+                ha="center", va="top", fontsize=8.5, color="#222222", linespacing=1.35)
         return w, h
 
     def arrow(x0, y0, x1, y1, crossing):
@@ -181,11 +183,11 @@ def draw_figure2(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
 
     for column, y in enumerate(row_y):
         ax.text(-0.65, 2.2 if column == 0 else -2.2, f"column {column} (GPU {column})",
-                fontsize=9, ha="left", va="center",
+                fontsize=10.5, ha="left", va="center",
                 color="#1f4e79" if column == 0 else "#8a4b08", fontweight="bold")
     title = (f"AlexNet preset '{p.name}': Figure 2 from the layer table "
              f"(shapes per column; red arrows cross between the columns, §3.2)")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=12)
     if path is not None:
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
