@@ -4,7 +4,8 @@
     python benchmarks/cpu_step.py --presets mini --batch 128 --rounds 7 --threads 2
     python benchmarks/cpu_step.py --no-layers              # ratios only
     python benchmarks/cpu_step.py --baseline /tmp/old      # also an older checkout's minialex
-                                                           # (git worktree add /tmp/old <commit>)
+                                                           # (git worktree add /tmp/old <commit>),
+                                                           # paired, and same weights checked
 
 A step is forward, softmax cross-entropy, backward and the SGD update (momentum 0.9, weight decay
 5e-4 on weights), on random images, both AlexNet columns on 'cpu' (minialex's one-device path).
@@ -277,11 +278,19 @@ class BaselineSteps:
         self.opt.step()
 
 
+def same_weights(model, other) -> bool:
+    """Whether two models (same init, same steps) hold the same weights, bit for bit: a change
+    meant only to be faster must leave training unchanged."""
+    theirs = dict(other.named_parameters())
+    return all(name in theirs and numpy.array_equal(p.data, theirs[name].data)
+               for name, p in model.named_parameters())
+
+
 def interleaved(steps_by_name, rounds, per_round, pause):
     """{name: [seconds per step]}: the frameworks in turn, a rest and an untimed step at each switch."""
     times = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
+    for r in range(rounds):      # every other round in the reverse order: none always goes first
+        for name, step in (list if r % 2 == 0 else reversed)(list(steps_by_name.items())):
             time.sleep(pause)
             if name == "minialex" and "baseline" in steps_by_name and utils._BLAS:
                 utils._BLAS(1)                   # as minialex's thread pool sets it
@@ -500,7 +509,9 @@ def main(args):
         if args.baseline:
             print(f"  baseline {ms['baseline']:.1f} ms: minialex / baseline "
                   f"{ms['minialex'] / ms['baseline']:.3f} (fastest steps "
-                  f"{best['minialex'] / best['baseline']:.3f})")
+                  f"{best['minialex'] / best['baseline']:.3f}); the same weights after "
+                  f"{len(times['minialex']) + args.rounds} steps each, bit for bit: "
+                  f"{'yes' if same_weights(steps['minialex'].model, steps['baseline'].model) else 'NO'}")
         if not args.no_layers:
             repeat = max(2, args.steps)
             time.sleep(args.pause)

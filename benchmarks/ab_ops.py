@@ -1,0 +1,166 @@
+"""Paired A/B of the CPU ops: this checkout against an older one, alternating in one process.
+
+    git worktree add /tmp/old <commit>                  # the version to compare with
+    python benchmarks/ab_ops.py --baseline /tmp/old     # LRN, max pooling, conv at the paper's shapes
+    python benchmarks/ab_ops.py --baseline /tmp/old --ops lrn --rounds 31 --threads 1
+    python benchmarks/ab_ops.py --overhead              # the Python cost of one Function call
+
+On a machine shared with other work, absolute times move by tens of percent from one minute to
+the next, so the two versions run in turn (ABAB..., BABA.. every other round) on the same arrays,
+and the ratio of their medians is what to read. Each line also says whether the two give the
+same bits (outputs and gradients, NaN equal to NaN): a change meant only to be faster must.
+
+``--overhead`` times ``relu`` on a 2x2 tensor, forward and forward + backward, next to the NumPy
+call inside it: what autograd's bookkeeping costs per op, the part of the tiny preset's step that
+does not shrink with the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import statistics
+import sys
+import time
+
+import numpy
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import minialex  # noqa: E402
+import minialex.cpu  # noqa: E402
+import minialex.functional as F  # noqa: E402
+
+#: (N, C, H, W) of the paper's LRN and pooling inputs at batch 16, and mini's first at 128.
+NORM_SHAPES = [(16, 96, 55, 55), (16, 256, 27, 27), (128, 48, 27, 27)]
+#: name: (N, C, H, K, kernel, stride, padding, groups), the paper's conv1-conv5 at batch 16.
+CONV_SHAPES = {"conv1": (16, 3, 227, 96, 11, 4, 0, 1), "conv2": (16, 96, 27, 256, 5, 1, 2, 2),
+               "conv3": (16, 256, 13, 384, 3, 1, 1, 1), "conv4": (16, 384, 13, 384, 3, 1, 1, 2),
+               "conv5": (16, 384, 13, 256, 3, 1, 1, 2)}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", metavar="DIR", help="a checkout of the older minialex")
+    parser.add_argument("--ops", default="lrn,pool,conv", help="which ops (lrn, pool, conv)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=15, help="runs of each version per op")
+    parser.add_argument("--overhead", action="store_true", help="the cost of one Function call")
+    return parser.parse_args(argv)
+
+
+def load_baseline(folder, threads):
+    """The older checkout's ``minialex`` package, imported as ``minialex_baseline``."""
+    init = os.path.join(folder, "minialex", "__init__.py")
+    spec = importlib.util.spec_from_file_location("minialex_baseline", init,
+                                                  submodule_search_locations=[os.path.dirname(init)])
+    sys.modules["minialex_baseline"] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cpu = importlib.import_module("minialex_baseline.cpu")
+    if hasattr(cpu, "configure"):            # from the layout of issue 30 on
+        cpu.configure(threads)
+    return "minialex_baseline"
+
+
+def cases(ops, package):
+    """(label, [function of the package run once]) for each op, pass and shape, on fixed data."""
+    rng = numpy.random.default_rng(0)
+    functional = package + ".functional"
+    if "lrn" in ops:
+        norm = importlib.import_module(functional + ".normalization").LocalResponseNorm
+        for shape in NORM_SHAPES:
+            x = numpy.maximum(rng.standard_normal(shape, dtype=numpy.float32) * 30, 0)
+            gy = rng.standard_normal(shape, dtype=numpy.float32)
+            op = norm(5, 1e-4, 0.75, 2.0)
+            yield f"lrn {shape}", op.forward, x, op.backward, gy
+    if "pool" in ops:
+        pool = importlib.import_module(functional + ".pooling").MaxPool2d
+        for shape in NORM_SHAPES:
+            x = rng.standard_normal(shape, dtype=numpy.float32)
+            x[0, 0, :5, :5] = 1.0                             # ties
+            x[1, 1, 3, 3] = numpy.nan                         # a NaN wins its windows
+            op = pool((3, 3), (2, 2), (0, 0))
+            gy = rng.standard_normal(op.forward(x).shape, dtype=numpy.float32)
+            yield f"pool {shape}", op.forward, x, op.backward, gy
+    if "conv" in ops:
+        conv = importlib.import_module(functional + ".conv").Conv2d
+        for name, (n, c, h, k, kernel, stride, padding, groups) in CONV_SHAPES.items():
+            x = rng.standard_normal((n, c, h, h), dtype=numpy.float32)
+            w = rng.standard_normal((k, c // groups, kernel, kernel), dtype=numpy.float32) * 0.01
+            b = rng.standard_normal(k, dtype=numpy.float32)
+            op = conv((stride,) * 2, (padding,) * 2, groups, relu=True)
+            op.inputs = None                                   # every gradient, dx included
+            gy = rng.standard_normal(op.forward(x, w, b).shape, dtype=numpy.float32)
+            yield f"{name}", (lambda x, op=op, w=w, b=b: op.forward(x, w, b)), x, op.backward, gy
+
+
+def same_bits(a, b):
+    a, b = (v if isinstance(v, (tuple, list)) else (v,) for v in (a, b))
+    return len(a) == len(b) and all(
+        (p is None and q is None) or numpy.array_equal(p, q, equal_nan=True) for p, q in zip(a, b))
+
+
+def paired(new, old, rounds):
+    """Medians and minima of both, run in turn (the order swapped every other round)."""
+    times = ([], [])
+    for r in range(rounds):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            (new, old)[i]()
+            times[i].append(time.perf_counter() - start)
+    return [(statistics.median(t), min(t)) for t in times]
+
+
+def compare(args):
+    baseline = load_baseline(args.baseline, args.threads)
+    print(f"paired A/B, {args.threads} thread(s), {args.rounds} runs each: this checkout (new) "
+          f"against {args.baseline} (old); ratios below 1 mean new is faster")
+    for new, old in zip(cases(args.ops, "minialex"), cases(args.ops, baseline)):
+        label, forward, x, backward, gy = new
+        _, old_forward, old_x, old_backward, old_gy = old
+        for pass_name, fn, old_fn in (
+                ("forward", lambda: forward(x), lambda: old_forward(old_x)),
+                ("backward", lambda: (forward(x), backward(gy))[1],
+                 lambda: (old_forward(old_x), old_backward(old_gy))[1])):
+            same = same_bits(fn(), old_fn())
+            (new_med, new_min), (old_med, old_min) = paired(fn, old_fn, args.rounds)
+            note = "forward + backward" if pass_name == "backward" else "forward"
+            print(f"  {label:<24} {note:<18} new {1e3 * new_med:8.2f} ms  old {1e3 * old_med:8.2f} ms"
+                  f"  new/old {new_med / old_med:5.2f} (fastest {new_min / old_min:5.2f})"
+                  f"  same bits: {'yes' if same else 'NO'}")
+
+
+def overhead():
+    """Microseconds per relu call on a 2x2 tensor, and per bare NumPy maximum."""
+    x = minialex.Tensor(numpy.ones((2, 2), numpy.float32), requires_grad=True)
+    upstream = numpy.ones((2, 2), numpy.float32)
+    data = x.data
+
+    def best(fn, calls=2000):
+        """The fastest of seven runs of ``calls`` calls, per call."""
+        times = []
+        for _ in range(8):                      # the first run warms up
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - start) / calls)
+        return min(times[1:])
+    numpy_call = best(lambda: numpy.maximum(data, 0))
+    forward = best(lambda: F.relu(x))
+    both = best(lambda: F.relu(x).backward(upstream))
+    print(f"relu on 2x2: forward {1e6 * forward:.1f} us, forward + backward {1e6 * both:.1f} us; "
+          f"numpy.maximum alone {1e6 * numpy_call:.2f} us: autograd's cost per op about "
+          f"{1e6 * (both - 2 * numpy_call):.0f} us")
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    minialex.cpu.configure(ARGS.threads)
+    if ARGS.overhead:
+        overhead()
+    if ARGS.baseline:
+        compare(ARGS)
+    elif not ARGS.overhead:
+        print("nothing to do: give --baseline DIR and/or --overhead")
