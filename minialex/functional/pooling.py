@@ -94,15 +94,15 @@ class MaxPool2d(Function):
         n, c, hp, wp = xpad.shape
         oh, ow = y.shape[2:]
         views = self.views(xpad, oh, ow)
-        # won[w] = the offset of window w's first maximum in row-major order (ties: the first)
+        # won[w] = the offset of window w's first maximum in row-major order (ties: the first):
+        # the number of offsets tried while the window was still open, counted as they go.
         won = numpy.zeros(y.shape, dtype=numpy.uint8 if kh * kw <= 256 else numpy.int32)
         open_ = numpy.ones(y.shape, dtype=bool)            # windows whose maximum is not found yet
         hit = numpy.empty(y.shape, dtype=bool)
         for k, v in enumerate(views):
-            numpy.equal(v, y, out=hit)
-            hit &= open_
-            open_ ^= hit
-            won += hit * won.dtype.type(k)
+            numpy.greater(open_, numpy.equal(v, y, out=hit), out=open_)    # open and not hit
+            if k < len(views) - 1:
+                won += open_
         for k, v in enumerate(views if open_.any() else []):  # a NaN equals nothing: the window's
             hit = numpy.isnan(v) & open_                    # first NaN won
             won[hit], open_[hit] = k, False
