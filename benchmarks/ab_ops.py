@@ -4,11 +4,16 @@
     python benchmarks/ab_ops.py --baseline /tmp/old     # LRN, max pooling, conv at the paper's shapes
     python benchmarks/ab_ops.py --baseline /tmp/old --ops lrn --rounds 31 --threads 1
     python benchmarks/ab_ops.py --overhead              # the Python cost of one Function call
+    python benchmarks/ab_ops.py --scaling paper         # a step on 1 thread and on --threads, in turn
 
 On a machine shared with other work, absolute times move by tens of percent from one minute to
 the next, so the two versions run in turn (ABAB..., BABA.. every other round) on the same arrays,
 and the ratio of their medians is what to read. Each line also says whether the two give the
 same bits (outputs and gradients, NaN equal to NaN): a change meant only to be faster must.
+
+``--scaling PRESET`` times one training step (as benchmarks/cpu_step.py's, paper at batch 16,
+the others at 128) on one thread and on ``--threads`` threads alternately in one process
+(``minialex.cpu.configure`` changes the count between steps): what the second core buys.
 
 ``--overhead`` times ``relu`` on a 2x2 tensor, forward and forward + backward, next to the NumPy
 call inside it: what autograd's bookkeeping costs per op, the part of the tiny preset's step that
@@ -48,6 +53,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15, help="runs of each version per op")
     parser.add_argument("--overhead", action="store_true", help="the cost of one Function call")
+    parser.add_argument("--scaling", metavar="PRESET", help="one step on 1 thread against --threads")
     return parser.parse_args(argv)
 
 
@@ -132,6 +138,37 @@ def compare(args):
                   f"  same bits: {'yes' if same else 'NO'}")
 
 
+def scaling(preset, threads, rounds):
+    """Median and fastest step on 1 thread and on ``threads``, alternating; their ratios."""
+    from minialex.models import AlexNet
+    from minialex.models.presets import PRESETS
+    from minialex.optim import SGD
+    batch = 16 if preset == "paper" else 128
+    rng = numpy.random.default_rng(0)
+    side = PRESETS[preset].input_size
+    x = minialex.Tensor((rng.standard_normal((batch, 3, side, side)) * 60).astype(numpy.float32))
+    labels = rng.integers(0, 10, batch)
+    model = AlexNet(num_classes=10, preset=preset, devices=("cpu", "cpu"), seed=0)
+    model.train()
+    opt = SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), labels, check_labels=False).backward()
+        opt.step()
+    times = {1: [], threads: []}
+    for r in range(rounds):
+        for count in ((1, threads) if r % 2 == 0 else (threads, 1)):
+            minialex.cpu.configure(count)
+            step()                                          # untimed, after the switch
+            start = time.perf_counter()
+            step()
+            times[count].append(time.perf_counter() - start)
+    one, many = (statistics.median(times[c]) for c in (1, threads))
+    print(f"{preset}, batch {batch}: 1 thread {1e3 * one:.1f} ms, {threads} threads {1e3 * many:.1f} ms"
+          f" a step: {one / many:.2f}x (fastest steps {min(times[1]) / min(times[threads]):.2f}x)")
+
+
 def overhead():
     """Microseconds per relu call on a 2x2 tensor, and per bare NumPy maximum."""
     x = minialex.Tensor(numpy.ones((2, 2), numpy.float32), requires_grad=True)
@@ -160,7 +197,9 @@ if __name__ == "__main__":
     minialex.cpu.configure(ARGS.threads)
     if ARGS.overhead:
         overhead()
+    if ARGS.scaling:
+        scaling(ARGS.scaling, ARGS.threads, ARGS.rounds)
     if ARGS.baseline:
         compare(ARGS)
-    elif not ARGS.overhead:
-        print("nothing to do: give --baseline DIR and/or --overhead")
+    elif not (ARGS.overhead or ARGS.scaling):
+        print("nothing to do: give --baseline DIR, --scaling PRESET and/or --overhead")
