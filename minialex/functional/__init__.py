@@ -4,6 +4,7 @@ One module per kind of op, each a ``minialex.Function`` subclass plus the lowerc
 
     conv.py           conv2d (im2col + GEMM), conv2d_relu, im2col, col2im,          §3.5
                       conv2d_naive
+    conv_cpu.py       how the CPU runs conv2d fast: chunks, threads, GEMM blocks, Winograd's choice
     winograd.py       the CPU's wide 3x3 convs (conv3-conv5) by Winograd's F(2x2, 3x3)
     pooling.py        max_pool2d (overlapping), max_pool2d_naive                     §3.4
     normalization.py  local_response_norm (paper literal), local_response_norm_naive §3.3
