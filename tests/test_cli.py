@@ -9,6 +9,7 @@ from PIL import Image
 
 from minialex.tools import cli
 from minialex.tools.cli import main
+from one_line import one_line_error
 
 TINY = ["--preset", "tiny", "--train-images", "192", "--val-images", "64", "--batch-size", "32",
         "--no-progress"]
@@ -188,55 +189,44 @@ def test_bench_times_a_step_on_the_cpu():
 # User mistakes: one line, exit status 1, no traceback; --debug shows it
 # --------------------------------------------------------------------------------------------
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error: ")]
-    # the message is the last line, alone (train may have said which preset it chose first)
-    assert len(errors) == 1 and lines[-1] == errors[0], result.output
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in errors[0], errors[0]
-
-
 def test_missing_checkpoint(tmp_path):
-    _one_line_error(run("evaluate", tmp_path / "nope.h5", ok=False), "nope.h5", "no such")
+    one_line_error(run("evaluate", tmp_path / "nope.h5", ok=False), "nope.h5", "no such")
 
 
 def test_not_a_checkpoint(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_text("hello")
-    _one_line_error(run("filters", bad, ok=False), "bad.h5")
+    one_line_error(run("filters", bad, ok=False), "bad.h5")
 
 
 def test_unknown_preset():
-    _one_line_error(run("train", "--preset", "huge", ok=False), "huge", "paper")
-    _one_line_error(run("info", "--preset", "huge", ok=False), "huge")
+    one_line_error(run("train", "--preset", "huge", ok=False), "huge", "paper")
+    one_line_error(run("info", "--preset", "huge", ok=False), "huge")
 
 
 def test_bad_data_spec(tmp_path):
-    _one_line_error(run("train", "--data", tmp_path / "missing", *TINY, ok=False),
+    one_line_error(run("train", "--data", tmp_path / "missing", *TINY, ok=False),
                     "missing", "not found")
 
 
 def test_checkpoint_of_another_model(trained, tmp_path):
     out, _ = trained
-    _one_line_error(run("train", "--resume", out / "last.h5", "--preset", "mini",
+    one_line_error(run("train", "--resume", out / "last.h5", "--preset", "mini",
                         "--out", tmp_path / "x", ok=False), "tiny", "mini")
     # weights of another shape: a 'mini' file under a 'tiny' name cannot be resumed from
     from minialex import save
     from minialex.models import AlexNet
     other = tmp_path / "other.h5"
     save(str(other), AlexNet(num_classes=3, preset="tiny", seed=0))
-    _one_line_error(run("predict", other, __file__, ok=False), "other.h5")
+    one_line_error(run("predict", other, __file__, ok=False), "other.h5")
 
 
 def test_missing_image_and_non_image(trained, tmp_path):
     out, _ = trained
-    _one_line_error(run("predict", out / "best.h5", tmp_path / "nope.png", ok=False), "nope.png")
+    one_line_error(run("predict", out / "best.h5", tmp_path / "nope.png", ok=False), "nope.png")
     text_file = tmp_path / "notes.png"
     text_file.write_text("not an image")
-    _one_line_error(run("predict", out / "best.h5", text_file, ok=False), "notes.png")
+    one_line_error(run("predict", out / "best.h5", text_file, ok=False), "notes.png")
 
 
 def test_another_datasets_labels_are_never_read_as_the_checkpoints(trained, tmp_path):
@@ -244,19 +234,19 @@ def test_another_datasets_labels_are_never_read_as_the_checkpoints(trained, tmp_
     out, _ = trained
     folder = make_image_folder(tmp_path / "pets", bad=False)     # cat, dog, fish
     for command in ("evaluate", "neighbors"):
-        _one_line_error(run(command, out / "best.h5", "--data", folder, ok=False),
+        one_line_error(run(command, out / "best.h5", "--data", folder, ok=False),
                         "3 classes", "cat", "trained on 10")
 
 
 def test_outputs_and_logs_that_cannot_work(trained, tmp_path):
     out, _ = trained
-    _one_line_error(run("neighbors", out / "best.h5", "--out", tmp_path / "same.png",
+    one_line_error(run("neighbors", out / "best.h5", "--out", tmp_path / "same.png",
                         "--top5-out", tmp_path / "same.png", ok=False), "both")
-    _one_line_error(run("prepare", "builtin", "--out", tmp_path / "cache.txt", ok=False), ".h5")
+    one_line_error(run("prepare", "builtin", "--out", tmp_path / "cache.txt", ok=False), ".h5")
     assert not (tmp_path / "cache.txt").exists()
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"event": "step"}\n[1, 2]\n')
-    _one_line_error(run("plot", log, ok=False), "line 2 is not a JSON object")
+    one_line_error(run("plot", log, ok=False), "line 2 is not a JSON object")
 
 
 def test_plot_of_a_run_in_its_first_epoch(tmp_path, recwarn):
@@ -269,22 +259,22 @@ def test_plot_of_a_run_in_its_first_epoch(tmp_path, recwarn):
 
 
 def test_devices_that_name_nothing():
-    _one_line_error(run("info", "--devices", ",", ok=False), "names no device")
+    one_line_error(run("info", "--devices", ",", ok=False), "names no device")
 
 
 def test_a_device_that_does_not_exist():
     import minialex
     if minialex.gpu_count() >= 8:
         pytest.skip("this machine has cuda:7")
-    _one_line_error(run("gradcheck", "--device", "cuda:7", ok=False), "cuda:7", "does not exist")
-    _one_line_error(run("train", "--devices", "cuda:7", *TINY, ok=False), "cuda:7")
+    one_line_error(run("gradcheck", "--device", "cuda:7", ok=False), "cuda:7", "does not exist")
+    one_line_error(run("train", "--devices", "cuda:7", *TINY, ok=False), "cuda:7")
 
 
 def test_plot_of_a_folder_without_metrics(tmp_path):
-    _one_line_error(run("plot", tmp_path, ok=False), "metrics.jsonl")
+    one_line_error(run("plot", tmp_path, ok=False), "metrics.jsonl")
     checkpoint = tmp_path / "last.h5"
     checkpoint.write_bytes(b"\x89HDF\r\n\x1a\n\xff\xfe" * 8)
-    _one_line_error(run("plot", checkpoint, ok=False), "last.h5", "not a metrics log")
+    one_line_error(run("plot", checkpoint, ok=False), "last.h5", "not a metrics log")
 
 
 def test_debug_shows_the_traceback(tmp_path):

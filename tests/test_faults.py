@@ -18,6 +18,7 @@ from PIL import Image
 import minialex
 from minialex.checkpoint import read_meta
 from minialex.tools.cli import main
+from one_line import one_line_error
 
 resource = pytest.importorskip("resource", reason="POSIX only: signals, resource limits")
 
@@ -29,18 +30,6 @@ ENV = dict(os.environ, PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUF
 
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    """Exit status 1 and one line 'error: ...' at the end, holding every fragment."""
-    assert result.exit_code == 1, result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.output
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
