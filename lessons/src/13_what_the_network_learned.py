@@ -39,7 +39,8 @@ from minialex.models import AlexNet
 from minialex.optim import SGD
 from minialex.tools import exercises
 from minialex.tools.viz import filters_grid
-from minialex.train.evaluate import class_probabilities, colourfulness, last_hidden_features, nearest
+from minialex.train.evaluate import class_probabilities
+from minialex.tools.inference import colourfulness, last_hidden_features, nearest
 
 CI = os.environ.get("MINIALEX_CI") == "1"  # the test suite sets this to shrink loops
 

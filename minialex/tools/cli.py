@@ -26,7 +26,6 @@ from ..data import DataError, base_size_for
 from ..files import LockedError, check_folder_path, check_output, read_log, size_text
 from ..functional import conv_cpu
 from ..models import get_preset, table
-from ..train.evaluate import colourfulness
 from ..train.loop import TrainingError
 from ..train.setup import (DEFAULTS, RECIPES, choose_preset, default_epochs, parse_devices,
                            set_precision, settle)
@@ -37,7 +36,8 @@ from .benchmark import format_result, time_training_step
 from .distributed import error_line
 from .export_onnx import export_checkpoint
 from .health import format_table, run_checks
-from .inference import conv1_kernels, evaluate_checkpoint, format_top5, neighbours, predict_files
+from .inference import (colourfulness, conv1_kernels, evaluate_checkpoint, format_top5, neighbours,
+                        predict_files)
 from .prepare import prepare_cache
 from .figure2 import draw_figure2
 from .viz import save_figure, save_filters, save_neighbours, save_top5, save_training_curves

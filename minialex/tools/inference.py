@@ -2,7 +2,9 @@
 training set's mean and class names), evaluate it on a dataset split, predict image files, read
 conv1's kernels, and find the nearest training images in feature space (§6.1, Figure 4).
 
-The measurements themselves (top-k error, softmax outputs, features, nearest) are in evaluate.py.
+The measurements a training run makes too (top-k error, softmax outputs) are in
+``minialex.train.evaluate``; what §6.1 looks at in a trained net (the last hidden layer's
+features and their nearest neighbours, conv1's colour) is at the end of this file.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from ..data.dataset import Dataset, Subset, spread_indices
 from ..data.images import is_image_name, load_image
 from ..data.stats import DataStats
 from ..models import upgrade_state
-from ..train.evaluate import (class_probabilities, evaluate, last_hidden_features, nearest,
-                              top_classes)
+from ..autograd import Tensor
+from ..backend import as_numpy
+from ..train.evaluate import class_probabilities, evaluate, topk_indices
 from ..train.setup import open_data
 
 
@@ -246,3 +249,40 @@ def format_top5(name: str, preds: Sequence[Tuple[str, float]]) -> str:
     for rank, (cls, p) in enumerate(preds, 1):
         lines.append(f"  {rank}. {cls:<30} {100 * p:6.2f}%")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# What §6.1 looks at: the last hidden layer's neighbours (Figure 4, right), conv1's colour
+# --------------------------------------------------------------------------------------------
+
+def last_hidden_features(model, images) -> numpy.ndarray:
+    """(N, 2*fc) host array: the last hidden layer's activity (fc7 after ReLU, both columns)
+    for a batch (N, 3, S, S), in test mode: the vectors §6.1 compares."""
+    data = images.data if isinstance(images, Tensor) else images
+    return as_numpy(model.last_hidden(Tensor(data, device=model.devices[0])).data)
+
+
+def nearest(query_features: numpy.ndarray, features: numpy.ndarray, k: int = 6) -> numpy.ndarray:
+    """Indices (Q, k) of the rows of ``features`` nearest to each query in Euclidean distance."""
+    q = query_features.astype(numpy.float64)
+    f = features.astype(numpy.float64)
+    d2 = (q * q).sum(1)[:, None] - 2 * q @ f.T + (f * f).sum(1)[None, :]
+    k = min(k, f.shape[0])
+    return numpy.argsort(d2, axis=1, kind="stable")[:, :k]
+
+
+def colourfulness(kernels: numpy.ndarray) -> float:
+    """Mean share of a kernel's energy that differs between R, G and B (0: grey kernels).
+
+    Figure 3's observation (§6.1): one column's kernels come out largely colour-agnostic, the
+    other's colour-specific."""
+    k = numpy.asarray(kernels, dtype=numpy.float64)
+    grey = k.mean(axis=1, keepdims=True)
+    share = ((k - grey) ** 2).sum(axis=(1, 2, 3)) / numpy.maximum((k ** 2).sum(axis=(1, 2, 3)), 1e-30)
+    return float(share.mean())
+
+
+def top_classes(probs: numpy.ndarray, classes: List[str], k: int = 5) -> List[List[Tuple[str, float]]]:
+    """For each row of ``probs``, the k most probable (class name, probability)."""
+    return [[(classes[i], float(row[i])) for i in idx]
+            for row, idx in zip(probs, topk_indices(numpy.asarray(probs), k))]

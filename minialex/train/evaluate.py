@@ -1,6 +1,6 @@
-"""Measuring a trained net: top-1/top-5 error (§6), the 10-patch test (§4.1), class probabilities,
-the last hidden layer's features for nearest neighbours (§6.1, Figure 4), and conv1's colour.
-The jobs the CLI runs on a checkpoint file (predict, neighbours, ...) are in inference.py.
+"""Measuring a net as it trains: top-1/top-5 error (§6), the 10-patch test (§4.1), class
+probabilities. What §6.1 looks at in a trained net (the last hidden layer's nearest neighbours,
+conv1's colour) and the jobs on a checkpoint file are in ``minialex.tools.inference``.
 
 Top-k error: the fraction of images whose true label is not among the k classes with the highest
 scores. With ``ten_crop`` the loader gives 10 patches per image (four corners, centre, and their
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy
 
@@ -113,40 +113,3 @@ def evaluate(model, loader, limit_batches: Optional[int] = None, progress: bool 
     if count == 0:
         raise ValueError("evaluate: the loader gave no images")
     return EvalResult(total_loss / count, 1 - top1 / count, 1 - top5 / count, count, ten, classes)
-
-
-# --------------------------------------------------------------------------------------------
-# Features of the last hidden layer (Figure 4, right)
-# --------------------------------------------------------------------------------------------
-
-def last_hidden_features(model, images) -> numpy.ndarray:
-    """(N, 2*fc) host array: the last hidden layer's activity (fc7 after ReLU, both columns)
-    for a batch (N, 3, S, S), in test mode: the vectors §6.1 compares."""
-    data = images.data if isinstance(images, Tensor) else images
-    return as_numpy(model.last_hidden(Tensor(data, device=model.devices[0])).data)
-
-
-def nearest(query_features: numpy.ndarray, features: numpy.ndarray, k: int = 6) -> numpy.ndarray:
-    """Indices (Q, k) of the rows of ``features`` nearest to each query in Euclidean distance."""
-    q = query_features.astype(numpy.float64)
-    f = features.astype(numpy.float64)
-    d2 = (q * q).sum(1)[:, None] - 2 * q @ f.T + (f * f).sum(1)[None, :]
-    k = min(k, f.shape[0])
-    return numpy.argsort(d2, axis=1, kind="stable")[:, :k]
-
-
-def colourfulness(kernels: numpy.ndarray) -> float:
-    """Mean share of a kernel's energy that differs between R, G and B (0: grey kernels).
-
-    Figure 3's observation (§6.1): one column's kernels come out largely colour-agnostic, the
-    other's colour-specific."""
-    k = numpy.asarray(kernels, dtype=numpy.float64)
-    grey = k.mean(axis=1, keepdims=True)
-    share = ((k - grey) ** 2).sum(axis=(1, 2, 3)) / numpy.maximum((k ** 2).sum(axis=(1, 2, 3)), 1e-30)
-    return float(share.mean())
-
-
-def top_classes(probs: numpy.ndarray, classes: List[str], k: int = 5) -> List[List[Tuple[str, float]]]:
-    """For each row of ``probs``, the k most probable (class name, probability)."""
-    return [[(classes[i], float(row[i])) for i in idx]
-            for row, idx in zip(probs, topk_indices(numpy.asarray(probs), k))]
