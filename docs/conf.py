@@ -6,8 +6,8 @@ Build it from the repository's root (README.md):
     pip install -e ".[docs]" && sphinx-build -b html docs docs/_build/html
 
 and open docs/_build/html/index.html. The lessons are executed during the build through
-jupyter-cache (``nb_execution_mode = "cache"``, folder ``docs/_build/.jupyter_cache``), so a rebuild
-with no change re-executes nothing; tests/test_lessons.py shares that cache (see
+jupyter-cache (``nb_execution_mode = "cache"``, folder ``docs/_build/.jupyter_cache/<hash of the
+package's code>``), so a rebuild with no change re-executes nothing; tests/test_lessons.py shares that cache (see
 docs/_ext/minialex_book.py).
 """
 
@@ -85,7 +85,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
 myst_heading_anchors = 3            # [text](page.md#a-heading) works as on GitHub
 nb_execution_mode = "cache"
-nb_execution_cache_path = str(minialex_book.CACHE_DIR)
+nb_execution_cache_path = str(minialex_book.cache_dir(prune=True))  # keyed by the code too
 nb_execution_timeout = 300          # per cell; a lesson with MINIALEX_CI=1 takes seconds
 nb_execution_raise_on_error = True  # a lesson that fails fails the build, naming the cell
 nb_execution_show_tb = True

@@ -1,9 +1,10 @@
 """Every lesson notebook (lessons/NN_*.ipynb) runs top to bottom, once, shared with the book.
 
 The site build (``sphinx-build -b html docs docs/_build/html``) executes the same notebooks. Both
-go through one jupyter-cache folder, docs/_build/.jupyter_cache, keyed by the hash of a notebook's
-code cells: whichever runs first executes a lesson and stores it with its outputs, the other reads
-it from there. So CI, which runs these tests before tests/test_site.py builds the site, executes
+go through one jupyter-cache folder, docs/_build/.jupyter_cache/<hash of the package's code>, where
+a notebook is keyed by the hash of its code cells: whichever runs first executes a lesson and
+stores it with its outputs, the other reads it from there; a change to the package or to a
+lesson's code runs it again. So CI, which runs these tests before tests/test_site.py builds the site, executes
 each lesson once; a lesson whose code changed gets a new hash and runs again. Both run the kernel
 with the same environment (docs/_ext/minialex_book.py: ``execution_env``), MINIALEX_CI=1 among it:
 the lessons then shrink their loops without changing what they show.
@@ -80,7 +81,7 @@ def test_figure_count_reads_code():
     assert minialex_book.figures_drawn(nb) == 2
 
 
-def _execute_or_read_cache(path, cache_dir=minialex_book.CACHE_DIR):
+def _execute_or_read_cache(path, cache_dir=None):
     """The executed notebook: from the shared jupyter-cache, or executed now and stored there.
     Returns (notebook, seconds it took to execute, True if it was read from the cache)."""
     from jupyter_cache import get_cache
@@ -88,7 +89,7 @@ def _execute_or_read_cache(path, cache_dir=minialex_book.CACHE_DIR):
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = nbformat.read(path, as_version=4)
-    cache = get_cache(str(cache_dir))
+    cache = get_cache(str(cache_dir or minialex_book.cache_dir()))
     try:
         record = cache.match_cache_notebook(nb)
         _, executed = cache.merge_match_into_notebook(nb)
@@ -107,6 +108,24 @@ def _execute_or_read_cache(path, cache_dir=minialex_book.CACHE_DIR):
                                               data={"execution_seconds": elapsed}),
                                 check_validity=False, overwrite=True)
     return nb, elapsed, False
+
+
+def test_a_change_to_the_package_runs_the_lessons_again(tmp_path):
+    # The shared cache is keyed by the package's code too: an edit to any of its .py or .cu
+    # files gives a new folder (the lessons run again), anything else does not.
+    package = tmp_path / "minialex"
+    (package / "kernels").mkdir(parents=True)
+    (package / "ops.py").write_text("def add(a, b):\n    return a + b\n")
+    (package / "kernels" / "relu.cu").write_text("// kernel\n")
+    before = minialex_book.sources_fingerprint(package)
+    (package / "notes.txt").write_text("not code")
+    assert minialex_book.sources_fingerprint(package) == before
+    (package / "kernels" / "relu.cu").write_text("// kernel, changed\n")
+    after_cu = minialex_book.sources_fingerprint(package)
+    (package / "ops.py").write_text("def add(a, b):\n    return b + a\n")
+    assert len({before, after_cu, minialex_book.sources_fingerprint(package)}) == 3
+    assert minialex_book.cache_dir().parent == minialex_book.CACHE_ROOT
+    assert minialex_book.cache_dir().name == minialex_book.sources_fingerprint()
 
 
 def test_what_the_tests_execute_the_book_finds(tmp_path):
@@ -144,4 +163,4 @@ def test_lesson_executes(path, monkeypatch):
     assert images >= max(drawn, 1), \
         f"{path.name}: {images} pictures in the outputs, but its code shows {drawn}"
     print(f"{path.name}: {seconds:.1f} s with MINIALEX_CI=1"
-          + (" (read from docs/_build/.jupyter_cache)" if cached else ""))
+          + (" (read from the cache in docs/_build/)" if cached else ""))

@@ -185,6 +185,7 @@ def test_every_image_loaded(crawl):
     broken = {page: srcs for page, srcs in broken.items() if srcs}
     assert not broken, broken
     assert crawl["index.html"]["images"], "the landing page shows a picture"
+    assert crawl["figure2.html"]["figures"] >= 2, "figure2.md draws the paper's and mini's"
 
 
 def _target_ids(path, cache={}):

@@ -2,7 +2,7 @@
 
 The site (``sphinx-build -b html docs docs/_build/html``) shows the fifteen lessons executed, and
 tests/test_lessons.py executes the same notebooks. Both go through one jupyter-cache folder
-(``CACHE_DIR``): whichever runs first executes a lesson and stores it, keyed by the hash of its
+(``cache_dir()``): whichever runs first executes a lesson and stores it, keyed by the hash of its
 code cells; the other finds it there. Both run the kernel with the same environment
 (``execution_env``), so the cached outputs are the ones either would have made.
 
@@ -21,9 +21,11 @@ cache and Sphinx's own environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import re
+import shutil
 from typing import Dict, Iterable, List
 
 import nbformat
@@ -32,8 +34,8 @@ DOCS = pathlib.Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
 LESSONS = ROOT / "lessons"
 LESSON_COPIES = DOCS / "lessons"
-#: The jupyter-cache folder the site build and tests/test_lessons.py share.
-CACHE_DIR = DOCS / "_build" / ".jupyter_cache"
+#: The jupyter-cache folders the site build and tests/test_lessons.py share (see cache_dir).
+CACHE_ROOT = DOCS / "_build" / ".jupyter_cache"
 #: Where Debian's dataset-fashion-mnist puts the data (minialex.data reads it from there).
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 #: The paper, for readers who want the original.
@@ -44,6 +46,34 @@ PAPER_URL = ("https://papers.nips.cc/paper/4824-imagenet-classification-with-dee
 def lesson_notebooks() -> List[pathlib.Path]:
     """lessons/01_*.ipynb ... lessons/15_*.ipynb, in order."""
     return sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def sources_fingerprint(package: pathlib.Path = ROOT / "minialex") -> str:
+    """A hash of the package's code (its .py, .cu and .cuh files): what a lesson's outputs depend
+    on besides its own cells."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".cu", ".cuh")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cache_dir(prune: bool = False) -> pathlib.Path:
+    """The jupyter-cache folder for the package as it is now, CACHE_ROOT/<sources_fingerprint>.
+
+    jupyter-cache keys a notebook by its code cells alone, so a change to minialex would still
+    find the outputs of the old code: a lesson that the change breaks would look fine. Keyed by
+    the package's code too, the lessons run again after any change to it. ``prune`` removes the
+    folders of other versions of the code."""
+    current = CACHE_ROOT / sources_fingerprint()
+    if prune and CACHE_ROOT.is_dir():
+        for old in CACHE_ROOT.iterdir():
+            if old != current:
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+    return current
 
 
 def execution_env() -> Dict[str, str]:
