@@ -162,15 +162,31 @@ def equal_slices(n: int, count: int) -> list:
             if s.stop > s.start]
 
 
-def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=None) -> list:
+#: A batch whose pieces' results are added up (a convolution's weight gradient) is cut into a
+#: multiple of this many pieces, whatever the thread count: a float sum rounds differently when
+#: its terms are grouped differently, so a cut that followed the threads gave other bits on one
+#: thread than on two (mini's conv2: 5 chunks on one thread, 6 on two).
+SUMMED_PARTS = 2
+
+
+def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=None,
+                summed: bool = False) -> list:
     """Equal slices of a batch of ``n`` whose data take at most about ``chunk_bytes`` each (so
     that an op's passes over one slice run in the CPU's cache), as many as a multiple of the
     threads that share them out (``in_parallel``). A batch that fits one chunk is one slice per
     thread, or a single slice when the work is small: data under ``SPLIT_BYTES``, or ``small``
-    where the caller counts its work otherwise (a convolution counts multiply-adds)."""
+    where the caller counts its work otherwise (a convolution counts multiply-adds).
+
+    ``summed``: the caller adds the slices' results together, so the cut must not depend on the
+    thread count (or the sum's bits would): a multiple of ``SUMMED_PARTS`` slices instead, the
+    same on one thread as on two (the count this project's machines have; any other count still
+    shares them out, the same bits)."""
     count = -(-n * bytes_per_image // chunk_bytes)
     if small is None:
         small = n * bytes_per_image < SPLIT_BYTES
+    if summed:
+        return [slice(0, n)] if small else equal_slices(
+            n, min(n, -(-count // SUMMED_PARTS) * SUMMED_PARTS))
     if count <= 1:       # fits one chunk: one piece per thread, if each is worth a thread's start
         if THREADS < 2 or n < THREADS or small:
             return [slice(0, n)]

@@ -130,6 +130,49 @@ def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monk
     assert utils.batch_parts(64, 100, 1 << 20) == [slice(0, 64)]
 
 
+@pytest.mark.parametrize("n,bytes_per_image,chunk_bytes,pieces", [
+    (64, 100, 1 << 20, 2),      # fits one chunk but is worth splitting: 2 pieces, even on 1 thread
+    (10, 1000, 3000, 4),        # 4 chunks
+    (10, 1000, 2500, 4),        # 4 chunks, not 3 (3 threads) or 5
+    (10, 1000, 1800, 6),        # 6 chunks, not 7 (7 threads)
+    (64, 10, 1 << 20, 1)])      # small (under SPLIT_BYTES): one piece
+def test_summed_batch_parts_do_not_follow_the_thread_count(monkeypatch, n, bytes_per_image,
+                                                           chunk_bytes, pieces):
+    """Pieces whose results are added up (a conv's dW) are cut the same way on any number of
+    threads, a multiple of SUMMED_PARTS, so that the sum rounds the same (same bits)."""
+    from minialex import cpu as utils
+    monkeypatch.setattr(utils, "SPLIT_BYTES", 1000)
+    cuts = []
+    for threads in (1, 2, 3, 7):
+        monkeypatch.setattr(utils, "THREADS", threads)
+        cuts.append(utils.batch_parts(n, bytes_per_image, chunk_bytes, summed=True))
+    assert all(cut == cuts[0] for cut in cuts), cuts
+    assert len(cuts[0]) == pieces
+    assert [p.start for p in cuts[0]] + [n] == [0] + [p.stop for p in cuts[0]]
+
+
+def test_a_conv_gives_the_same_bits_on_any_number_of_threads(rng, monkeypatch):
+    """float32, cut into 3 chunks' worth of columns: one thread used to sum dW over 3 pieces and
+    two threads over 4, and the bits differed. Now every count gives the one thread's bits."""
+    from minialex import cpu as utils
+    from minialex.functional import conv_cpu
+    x = rng.standard_normal((12, 5, 10, 10)).astype(numpy.float32)
+    w = rng.standard_normal((7, 5, 3, 3)).astype(numpy.float32)
+    b = rng.standard_normal(7).astype(numpy.float32)
+    gy = rng.standard_normal((12, 7, 10, 10)).astype(numpy.float32)
+    columns = 5 * 9 * 10 * 10 * 4                                 # bytes of one image's columns
+    monkeypatch.setattr(conv_cpu, "SPLIT_MACS", 0)
+    monkeypatch.setattr(conv_cpu, "CHUNK_BYTES", 4 * columns)     # 12 images: 3 chunks
+    runs = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(utils, "THREADS", threads)
+        y, grads = run_with_grads(lambda *a: F.conv2d_relu(*a, 1, 1), [x, w, b], gy)
+        runs.append([y] + grads)
+    for other in runs[1:]:
+        for first, second in zip(runs[0], other):
+            numpy.testing.assert_array_equal(first, second)
+
+
 def test_a_conv_goes_to_the_threads_by_its_multiply_adds(monkeypatch):
     """A conv whose columns fit one chunk is shared among the threads only from SPLIT_MACS
     multiply-adds on (tiny's conv2 at batch 128 has 3.8 million: the hand-overs would cost more)."""

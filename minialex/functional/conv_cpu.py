@@ -13,8 +13,9 @@ number in it was measured (the comments say where):
   stride-1 convolutions (the paper's conv3-conv5) take Winograd's F(2x2, 3x3) (``winograd.py``),
   4/9 of the multiply-adds, a few images at a time (``WINOGRAD_TILES``).
 
-Nothing here changes the result's bits with the thread count: the chunks' and parts' gradients are
-summed in the batch's order (``summed``), and the column blocks' in the columns' order.
+Nothing here changes the result's bits with the thread count: the batch is cut the same way on
+any number of threads, the chunks' and parts' gradients are summed in the batch's order
+(``summed``), and the column blocks' in the columns' order.
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ GEMM_BLOCK, BLOCKED_BELOW = 2048, 16
 def chunks(x_shape, weight_shape, out_hw, itemsize):
     """Slices of the batch whose unfolded columns take about ``CHUNK_BYTES`` each; a small conv
     (under ``SPLIT_MACS`` multiply-adds) is one slice. Shapes: x (N, C, H, W), weight (K, C/groups,
-    kh, kw), out_hw (OH, OW)."""
+    kh, kw), out_hw (OH, OW). The backward adds the slices' dW and db up, so the cut is the same
+    whatever the thread count (``summed``): one thread and two give the same bits."""
     n, (oh, ow) = x_shape[0], out_hw
     per_kernel = int(numpy.prod(weight_shape[1:]))                  # C/groups * kh * kw
-    return batch_parts(n, per_kernel * oh * ow * itemsize, CHUNK_BYTES,
+    return batch_parts(n, per_kernel * oh * ow * itemsize, CHUNK_BYTES, summed=True,
                        small=n * oh * ow * weight_shape[0] * per_kernel < SPLIT_MACS)
 
 

@@ -1,0 +1,51 @@
+"""A CPU run is deterministic line for line whatever the thread count: one training step of the
+tiny net on 1, 2 and 3 threads gives the same loss and the same gradients, bit for bit.
+
+Every op that shares its work among threads must cut it the same way on any count wherever the
+pieces' results are added up (a float sum rounds by how its terms are grouped). Before this test,
+tiny's conv1 summed its weight gradient over 3 chunks of the batch on one thread and 4 on two,
+and the two runs drifted apart from the first step (mini's conv2 too: 5 chunks against 6)."""
+
+import numpy
+import pytest
+
+import minialex
+import minialex.cpu
+import minialex.functional as F
+from minialex.models import AlexNet
+from minialex.models.presets import PRESETS
+from minialex.optim import SGD
+
+
+def one_step(preset, batch, threads):
+    """(loss, {name: gradient}, {name: weight after the update}) of one step on ``threads``."""
+    minialex.cpu.configure(threads)
+    rng = numpy.random.default_rng(0)
+    side = PRESETS[preset].input_size
+    model = AlexNet(num_classes=10, preset=preset, devices=("cpu", "cpu"), seed=0)
+    model.train()
+    opt = SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = minialex.Tensor((rng.standard_normal((batch, 3, side, side)) * 60).astype(numpy.float32))
+    loss = F.cross_entropy(model(x), rng.integers(0, 10, batch), check_labels=False)
+    loss.backward()
+    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+    opt.step()
+    return float(loss.data), grads, {name: p.data.copy() for name, p in model.named_parameters()}
+
+
+@pytest.fixture
+def restore_threads():
+    threads = minialex.cpu.THREADS
+    yield
+    minialex.cpu.configure(threads)
+
+
+def test_one_step_is_the_same_on_one_two_and_three_threads(restore_threads):
+    runs = [one_step("tiny", 128, threads) for threads in (1, 2, 3)]
+    loss, grads, weights = runs[0]
+    for threads, (other_loss, other_grads, other_weights) in zip((2, 3), runs[1:]):
+        assert other_loss == loss, threads
+        differ = [name for name in grads if not numpy.array_equal(grads[name], other_grads[name])]
+        assert not differ, f"{threads} threads: other gradients of {differ}"
+        differ = [name for name in weights if not numpy.array_equal(weights[name], other_weights[name])]
+        assert not differ, f"{threads} threads: other weights of {differ}"
