@@ -213,7 +213,7 @@ for name, got, ref in [("y", y_gpu, y_ref.data), ("dx", gx, xt.grad), ("dW", gw,
 # ## 6. What the GPU makes of it
 #
 # The per-layer times measured on an NVIDIA H200 on 2026-11-26 (`python benchmarks/layers.py
-# --device cuda:0 --torch`, forward + backward, float32, batch 128; the README's table), before the
+# --device cuda:0 --torch`, forward + backward, float32, batch 128; the table in docs/performance.md), before the
 # ReLU was folded into the convolutions:
 
 # %%
@@ -242,7 +242,7 @@ plt.show()
 # ...) for a matrix of only 128 × 1000; `kernels/loss.cu` now does it in two kernels, a forward
 # with one block per row (as in exercise 3) and a backward, three launches with CuPy's sum for the
 # mean; not yet timed on a GPU. For the whole training step: 28.9 ms in minialex
-# and 24.5 ms in PyTorch with cuDNN, in float32 (README, "Performance"). The
+# and 24.5 ms in PyTorch with cuDNN, in float32 (docs/performance.md). The
 # floor for the step is the arithmetic: 529 billion floating-point operations, 10.6 ms at the
 # 50 TFLOPS a float32 matrix product reaches on that card (`benchmarks/NOTES.md`). Neither
 # framework is near it; the gap is in the convolutions, where cuDNN's kernels never write the
