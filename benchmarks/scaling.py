@@ -36,6 +36,7 @@ def worker(args) -> None:
     from minialex.optim import SGD
     from minialex.train.setup import parse_devices
     w = world()
+    w = w if w.size > 1 else None         # one process: no World methods to call
     rank, size = (w.rank, w.size) if w else (0, 1)
     spec = args.devices
     devices = parse_devices(w.map_devices(spec) if w else spec) or ("cpu", "cpu")
