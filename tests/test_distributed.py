@@ -385,7 +385,7 @@ def test_nccl_on_a_real_gpu():
     from minialex.optim import SGD
     model = AlexNet(num_classes=10, preset="tiny", seed=0, devices=("cuda:0", "cuda:0"))
     opt = SGD(model.named_parameters(), lr=0.01)
-    w = distributed.World(MPI.COMM_WORLD)
+    w = distributed.MPIWorld(MPI.COMM_WORLD)
     assert "NCCL" in w.use_devices(model.devices)
     for _, p in opt.params:
         p.grad = cupy.full(p.shape, 3.0, dtype=p.data.dtype)

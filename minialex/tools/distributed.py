@@ -6,7 +6,7 @@ The rules (each one a test in tests/test_distributed.py; docs/distributed.md say
 
 - A world of one (no mpiexec, or mpi4py missing) is the single process of before: ``world()``
   returns ``minialex.train.world.World()``, which does nothing, and mpi4py is imported only when
-  an MPI launcher's variables are set. ``World`` here is its subclass for N processes.
+  an MPI launcher's variables are set. ``MPIWorld`` here is its subclass for N processes.
 - Same start: every rank builds the model from the seed (or reads the checkpoint), then rank 0's
   parameters and momentum buffers are broadcast and a checksum of their bytes is compared.
 - Same update: after backward, the gradients are packed in the optimizer's parameter order into
@@ -40,7 +40,7 @@ from ..backend import as_numpy, get_array_module, gpu_available
 from ..models.common import dropout_generator
 from ..train.resume import TrainingError
 from ..train.rng_state import restore_generator_states
-from ..train.world import World as OneProcess
+from ..train.world import World
 
 
 #: Variables an MPI launcher sets in every process it starts (MPICH/Hydra, Open MPI, Slurm's PMI).
@@ -54,18 +54,18 @@ class WorldError(TrainingError):
 
 
 def world():
-    """The job's World: N processes under MPI, or ``OneProcess()`` for a world of one."""
+    """The job's World: ``MPIWorld``, N processes under MPI, or ``World()``, a world of one."""
     global _WORLD
     if _WORLD is None:
         if "mpi4py.MPI" not in sys.modules and not any(v in os.environ for v in LAUNCHER_VARIABLES):
-            return OneProcess()
+            return World()
         try:
             from mpi4py import MPI
         except ImportError:
-            return OneProcess()
+            return World()
         if MPI.COMM_WORLD.Get_size() == 1:
-            return OneProcess()
-        _WORLD = World(MPI.COMM_WORLD)
+            return World()
+        _WORLD = MPIWorld(MPI.COMM_WORLD)
         sys.excepthook = _WORLD.excepthook
     return _WORLD
 
@@ -153,7 +153,7 @@ def checksum(arrays) -> str:
     return h.hexdigest()
 
 
-class World(OneProcess):
+class MPIWorld(World):
     """N processes under MPI: rank, size, rank within the node, and what training asks of them
     (``minialex.train.world`` says when the loop calls each method)."""
 
