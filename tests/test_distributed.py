@@ -147,6 +147,20 @@ def test_an_error_on_one_rank_ends_the_job_at_once(tmp_path):
     assert rc != 0 and seconds < 30, out
     # a MemoryError in a step is the CPU's out-of-memory line (train/loop.py), naming the rank
     assert "error: rank 1 of 2: TrainingError: out of memory on the CPU" in out, out
+    assert "Abort(" not in out, out                 # MPICH's own line would only repeat it
+
+
+@launches
+def test_a_user_mistake_under_mpiexec_is_one_line_per_rank_and_no_abort_lines(tmp_path):
+    """A mistake every rank meets (a missing dataset) is one 'error:' line per rank, naming it;
+    MPICH's 'Abort(1) on node ...' line after it would only repeat it (issue 26, item 9)."""
+    rc, seconds, out = _job(["cli.py", "train", *TINY, "--data", str(tmp_path / "nowhere")])
+    errors = [l for l in out.splitlines() if l.startswith("error: ")]
+    assert rc != 0 and seconds < 30, out
+    assert sorted(errors) == [f"error: rank {r} of 2: dataset {tmp_path / 'nowhere'} not found: use "
+                              "'builtin', 'fashion-mnist[:DIR]', a folder with train/ and val/, or "
+                              "a .h5 cache" for r in (0, 1)], out
+    assert "Abort(" not in out, out
 
 
 @launches

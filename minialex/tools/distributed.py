@@ -306,6 +306,8 @@ class MPIWorld(World):
         if "--debug" in sys.argv:
             sys.__excepthook__(kind, value, tb)
         _say(f"error: rank {self.rank} of {self.size}: {kind.__name__}: {value}")
+        if "--debug" not in sys.argv:
+            _quiet_abort()
         self.comm.Abort(1)
 
 
@@ -329,7 +331,20 @@ def error_line(message: str, error: BaseException) -> Optional[str]:
     from mpi4py.run import set_abort_status
     set_abort_status(1)      # at exit, Abort ends the other ranks, even without -m mpi4py
     _say(f"error: rank {w.rank} of {w.size}: {message}")
+    _quiet_abort()
     return None
+
+
+def _quiet_abort() -> None:
+    """Once this rank's one line is out, MPICH's own 'Abort(1) on node ...' line, which MPI_Abort
+    prints per rank at exit, would only repeat it: send this process's stderr to /dev/null."""
+    sys.stderr.flush()
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _say(line: str) -> None:
