@@ -87,9 +87,14 @@ _BLAS = _openblas_threads()
 #: earlier allocations: the mini step took 13,432 page faults and 129 ms after a tiny run in the
 #: same process, 185 and 86 ms with these thresholds, the paper's at batch 16 24,000 and 713 ms,
 #: 43 and 610 ms (2 threads; benchmarks/cpu_step.py interleaves with PyTorch and saw the same).
-#: Blocks up to MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD of free memory at its
-#: top stays with the process for the next step. Set MINIALEX_MALLOC=default to leave malloc alone.
-MMAP_THRESHOLD, TRIM_THRESHOLD = 256 << 20, 512 << 20
+#: Blocks up to MMAP_THRESHOLD come from the heap, and the free memory at its top is never given
+#: back (TRIM_THRESHOLD = -1, glibc's "never"): a step frees what the next one needs again. A
+#: limit of 512 MB did not hold: the paper's step at batch 16 frees about 518 MB at its end, so the
+#: heap shrank by that much every step and the next forward faulted 15,000-19,000 pages in (2 MB
+#: pages where NumPy asks for them), about 8% of the step on one thread (1,016 ms against 1,101,
+#: paired). The process keeps its largest step's memory until it ends, as it would every step.
+#: Set MINIALEX_MALLOC=default to leave malloc alone.
+MMAP_THRESHOLD, TRIM_THRESHOLD = 256 << 20, -1
 
 
 def _keep_freed_memory() -> bool:
@@ -100,6 +105,9 @@ def _keep_freed_memory() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):          # macOS, Windows, musl: their own allocators
         return False
+    # mallopt(int, int): with the types given, a value past 2**31 - 1 raises instead of wrapping
+    # around (a 4 GB trim threshold would have become 0, giving every free page back at once)
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     m_trim_threshold, m_mmap_threshold = -1, -3                       # glibc's <malloc.h>
     return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
         mallopt(m_trim_threshold, TRIM_THRESHOLD))

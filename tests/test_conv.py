@@ -232,6 +232,27 @@ def test_freed_arrays_stay_with_the_process():
     assert counts["default"] > 4 * pages, counts       # every round's pages again
 
 
+def test_a_step_that_frees_more_than_512_mb_keeps_it_too():
+    """The paper's step at batch 16 frees about 518 MB at its end. With a 512 MB trim threshold
+    glibc gave that back every step and the next step faulted it in again; now the heap's top is
+    never trimmed (TRIM_THRESHOLD = -1): 600 MB made and freed four times fault in once."""
+    import sys
+    from minialex import cpu as utils
+    if not utils.MALLOC_TUNED:
+        pytest.skip("no glibc malloc to tune (or MINIALEX_MALLOC=default)")
+    code = ("import resource, numpy, minialex.cpu\n"
+            "minialex.cpu.configure()\n"
+            "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "before = faults()\n"
+            "for _ in range(4):\n"
+            "    arrays = [numpy.ones(50 << 20, dtype=numpy.float32) for _ in range(3)]\n"
+            "    del arrays\n"
+            "    print(faults() - before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, *_, last = (int(f) for f in out.stdout.split())   # faults after round 1, after round 4
+    assert last < 1.5 * first, out.stdout             # (4 KB or 2 MB pages: NumPy asks for huge ones)
+
+
 @pytest.mark.parametrize("threads,chunk_bytes,split_bytes,gemm_block", [
     (1, 1 << 22, 1 << 18, 2048), (2, 1 << 22, 1 << 18, 2048), (2, 1 << 22, 0, 2048),
     (2, 3000, 1 << 18, 2048), (3, 3000, 1 << 18, 2048), (1, 1 << 22, 1 << 18, 50),
