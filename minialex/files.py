@@ -97,6 +97,8 @@ def check_output(path, reads=(), flag: str = "--out", what: str = "the output") 
     - a folder, or a path under a file (``check_folder_path``);
     - the same file as one of ``reads``, the files the command reads (``os.path.samefile``: a
       link or another name of the same file counts), since writing would replace its own input;
+    - a place inside a folder of ``reads`` (a dataset's folder): the file would replace one of
+      its images or become one;
     - an existing HDF5 file (a checkpoint or a data cache): no command writes a picture or a
       graph over one. (``train`` and ``prepare`` write only their own, see run_folder.py and
       prepare.py.)
@@ -106,6 +108,13 @@ def check_output(path, reads=(), flag: str = "--out", what: str = "the output") 
     check_folder_path(text, flag)
     if os.path.isdir(text):
         raise OutputError(f"{flag} {text} is a folder: give a file name for {what}")
+    for source in reads:
+        folder = os.fspath(source)
+        if os.path.isdir(folder) and os.path.realpath(text).startswith(
+                os.path.join(os.path.realpath(folder), "")):
+            raise OutputError(f"{flag} {text} is inside {folder}, the dataset this command reads: "
+                              f"{what} would replace one of its images or become one; choose "
+                              f"another {flag}")
     if not os.path.exists(text):
         return text
     for source in reads:

@@ -465,3 +465,16 @@ main()
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith("error: out of memory on the CPU (an array of "), line
     assert line.endswith("give a smaller --batch-size than 2000"), line
+
+
+def test_a_picture_is_never_written_into_the_dataset_the_command_reads(tmp_path):
+    """neighbors reads the training images of --data (a folder): its pictures may not land among
+    them, where they would replace an image or become one (issue 26, item 1, past the cases)."""
+    image = tmp_path / "data" / "train" / "cat" / "one.png"
+    image.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(image)
+    before = image.read_bytes()
+    for out in (image, image.parent / "new.png"):
+        one_line_error(cli("neighbors", tmp_path / "best.h5", "--data", tmp_path / "data",
+                           "--out", out), "inside", "the dataset this command reads")
+    assert image.read_bytes() == before and sorted(os.listdir(image.parent)) == ["one.png"]

@@ -21,7 +21,7 @@ import click
 
 from .. import cpu
 from ..backend import DeviceError, default_device, default_devices, gpu_available
-from ..checkpoint import CheckpointError, WriteError
+from ..checkpoint import CheckpointError, WriteError, read_extra
 from ..data import DataError, base_size_for
 from ..files import LockedError, check_folder_path, check_output, read_log, size_text
 from ..functional import conv_cpu
@@ -395,6 +395,18 @@ def filters_command(checkpoint, out, zoom):
                f"{len(cols)} blocks; share of kernel energy that is colour: {shares}")
 
 
+def _data_path(spec, checkpoint) -> str:
+    """The file or folder a data spec reads ('fashion-mnist:DIR' reads DIR), by default the
+    checkpoint's own data; '' when there is none to name (the built-in set, a bad checkpoint)."""
+    if spec is None:
+        try:
+            spec = read_extra(checkpoint).get("data", {}).get("spec")
+        except (CheckpointError, OSError):
+            return ""
+    spec = str(spec or "")
+    return spec.partition(":")[2] if spec.startswith("fashion-mnist:") else spec
+
+
 @command("neighbors")
 @click.argument("checkpoint")
 @click.argument("images", nargs=-1)
@@ -424,7 +436,7 @@ def neighbors_command(checkpoint, images, data, out, top5_out, count, search, qu
     if os.path.abspath(out) == os.path.abspath(top5_out):
         raise ValueError(f"--out and --top5-out are both {out}: the second picture would replace "
                          "the first")
-    reads = [checkpoint, *images] + ([data] if data and os.path.isfile(data) else [])
+    reads = [checkpoint, *images, _data_path(data, checkpoint)]
     check_output(out, reads, what="the neighbours grid")
     check_output(top5_out, reads, "--top5-out", what="the top-5 picture")
     r = neighbours(checkpoint, images, data, count, search, queries, devices=parse_devices(devices))
