@@ -1,7 +1,7 @@
 """Paired A/B of the CPU ops: this checkout against an older one, alternating in one process.
 
     git worktree add /tmp/old <commit>                  # the version to compare with
-    python benchmarks/ab_ops.py --baseline /tmp/old     # LRN, max pooling, conv at the paper's shapes
+    python benchmarks/ab_ops.py --baseline /tmp/old     # LRN, max pooling, conv, fc at the paper's shapes
     python benchmarks/ab_ops.py --baseline /tmp/old --ops lrn --rounds 31 --threads 1
     python benchmarks/ab_ops.py --overhead              # the Python cost of one Function call
     python benchmarks/ab_ops.py --scaling paper         # a step on 1 thread and on --threads, in turn
@@ -45,11 +45,14 @@ CONV_SHAPES = {"conv1": (16, 3, 227, 96, 11, 4, 0, 1), "conv2": (16, 96, 27, 256
                "conv3": (16, 256, 13, 384, 3, 1, 1, 1), "conv4": (16, 384, 13, 384, 3, 1, 1, 2),
                "conv5": (16, 384, 13, 256, 3, 1, 1, 2)}
 
+#: name: (N, in, out), one column's fc6 and fc7 of the two-column net at batch 16 (fc8 is small).
+FC_SHAPES = {"fc6 (one column)": (16, 9216, 2048), "fc7 (one column)": (16, 4096, 2048)}
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", metavar="DIR", help="a checkout of the older minialex")
-    parser.add_argument("--ops", default="lrn,pool,conv", help="which ops (lrn, pool, conv)")
+    parser.add_argument("--ops", default="lrn,pool,conv,fc", help="which ops (lrn, pool, conv, fc)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15, help="runs of each version per op")
     parser.add_argument("--overhead", action="store_true", help="the cost of one Function call")
@@ -90,6 +93,15 @@ def cases(ops, package):
             op = pool((3, 3), (2, 2), (0, 0))
             gy = rng.standard_normal(op.forward(x).shape, dtype=numpy.float32)
             yield f"pool {shape}", op.forward, x, op.backward, gy
+    if "fc" in ops:
+        linear = importlib.import_module(functional + ".linear").Linear
+        for name, (n, inputs, outputs) in FC_SHAPES.items():
+            x = rng.standard_normal((n, inputs), dtype=numpy.float32)
+            w = rng.standard_normal((outputs, inputs), dtype=numpy.float32) * 0.01
+            b = rng.standard_normal(outputs, dtype=numpy.float32)
+            op = linear()
+            gy = rng.standard_normal((n, outputs), dtype=numpy.float32)
+            yield name, (lambda x, op=op, w=w, b=b: op.forward(x, w, b)), x, op.backward, gy
     if "conv" in ops:
         conv = importlib.import_module(functional + ".conv").Conv2d
         for name, (n, c, h, k, kernel, stride, padding, groups) in CONV_SHAPES.items():

@@ -203,12 +203,23 @@ def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=
 
 
 def parallel_matmul(a, b):
-    """``a @ b`` for 2-D arrays, the result's rows shared among the threads (one single-threaded
-    GEMM each, see ``in_parallel``): the fully connected layers' products. Small products
-    (under 2**25 multiply-adds) run as one call: the threads' hand-over would cost more."""
+    """``a @ b`` for 2-D arrays (R, D) @ (D, M), shared among the threads (one single-threaded GEMM
+    each, see ``in_parallel``): the fully connected layers' products. At batch 16 they are bound
+    by memory, so each thread takes a slice of the largest array and reads only its share of it:
+    columns of ``b`` (and of the result) when ``b`` is the largest, rows of ``a`` and of the result
+    otherwise. dx = dy (16, 4096) @ W (4096, 9216) cut by dy's rows would have each thread read
+    all of W's 151 MB; dW = dy.T @ x writes 151 MB, in rows: whole rows of the result per thread
+    (a cut by its columns wrote strided rows and took 1.17x as long). Every element of the result
+    is the same dot product whichever slice computes it, so the bits do not depend on the thread
+    count (tests/test_threads.py). Small products (under 2**25 multiply-adds) run as one call:
+    the hand-over would cost more."""
     if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 25:
         return a @ b
     out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
-    in_parallel(lambda part: numpy.matmul(a[part], b, out=out[part]),
-                equal_slices(a.shape[0], THREADS))
+    if b.size > max(a.size, out.size):
+        in_parallel(lambda cols: numpy.matmul(a, b[:, cols], out=out[:, cols]),
+                    equal_slices(b.shape[1], THREADS))
+    else:
+        in_parallel(lambda rows: numpy.matmul(a[rows], b, out=out[rows]),
+                    equal_slices(a.shape[0], THREADS))
     return out
