@@ -13,7 +13,10 @@ same bits (outputs and gradients, NaN equal to NaN): a change meant only to be f
 
 ``--scaling PRESET`` times one training step (as benchmarks/cpu_step.py's, paper at batch 16,
 the others at 128) on one thread and on ``--threads`` threads alternately in one process
-(``minialex.cpu.configure`` changes the count between steps): what the second core buys.
+(``minialex.cpu.configure`` changes the count between steps): what the second core buys. A
+2048^2 GEMM and a 256 MB copy are timed the same way in the same rounds, as a control: on a
+machine shared with other work they show what the second core was free to give (a GEMM
+gains 2x on two quiet cores, a copy less: both cores share the memory's bandwidth).
 
 ``--overhead`` times ``relu`` on a 2x2 tensor, forward and forward + backward, next to the NumPy
 call inside it: what autograd's bookkeeping costs per op, the part of the tiny preset's step that
@@ -151,7 +154,9 @@ def compare(args):
 
 
 def scaling(preset, threads, rounds):
-    """Median and fastest step on 1 thread and on ``threads``, alternating; their ratios."""
+    """Median and fastest step on 1 thread and on ``threads``, alternating; their ratios, next to
+    the same ratios for a 2048^2 GEMM and a 256 MB copy timed in the same rounds: what the
+    machine itself gave the second core during the run (a neighbour on it shows there first)."""
     from minialex.models import AlexNet
     from minialex.models.presets import PRESETS
     from minialex.optim import SGD
@@ -163,22 +168,34 @@ def scaling(preset, threads, rounds):
     model = AlexNet(num_classes=10, preset=preset, devices=("cpu", "cpu"), seed=0)
     model.train()
     opt = SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    a, b = (rng.standard_normal((2048, 2048), dtype=numpy.float32) for _ in range(2))
+    source = numpy.ones(64 << 20, dtype=numpy.float32)
+    target = numpy.empty_like(source)
 
     def step():
         opt.zero_grad()
         F.cross_entropy(model(x), labels, check_labels=False).backward()
         opt.step()
-    times = {1: [], threads: []}
+
+    def copy():
+        minialex.cpu.in_parallel(lambda s: numpy.copyto(target[s], source[s]),
+                                 minialex.cpu.equal_slices(len(source), minialex.cpu.THREADS))
+    jobs = {"step": step, "GEMM 2048^2": lambda: minialex.cpu.parallel_matmul(a, b),
+            "copy 256 MB": copy}
+    times = {(job, count): [] for job in jobs for count in (1, threads)}
     for r in range(rounds):
         for count in ((1, threads) if r % 2 == 0 else (threads, 1)):
             minialex.cpu.configure(count)
-            step()                                          # untimed, after the switch
-            start = time.perf_counter()
-            step()
-            times[count].append(time.perf_counter() - start)
-    one, many = (statistics.median(times[c]) for c in (1, threads))
-    print(f"{preset}, batch {batch}: 1 thread {1e3 * one:.1f} ms, {threads} threads {1e3 * many:.1f} ms"
-          f" a step: {one / many:.2f}x (fastest steps {min(times[1]) / min(times[threads]):.2f}x)")
+            for job, fn in jobs.items():
+                fn()                                        # untimed, after the switch
+                start = time.perf_counter()
+                fn()
+                times[job, count].append(time.perf_counter() - start)
+    print(f"{preset}, batch {batch}, 1 thread against {threads}, {rounds} rounds alternating:")
+    for job in jobs:
+        one, many = (statistics.median(times[job, c]) for c in (1, threads))
+        print(f"  {job:<12} 1 thread {1e3 * one:8.1f} ms, {threads} threads {1e3 * many:8.1f} ms:"
+              f" {one / many:.2f}x (fastest {min(times[job, 1]) / min(times[job, threads]):.2f}x)")
 
 
 def overhead():
