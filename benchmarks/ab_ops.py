@@ -26,6 +26,7 @@ does not shrink with the data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -183,19 +184,66 @@ def scaling(preset, threads, rounds):
     jobs = {"step": step, "GEMM 2048^2": lambda: minialex.cpu.parallel_matmul(a, b),
             "copy 256 MB": copy}
     times = {(job, count): [] for job in jobs for count in (1, threads)}
+    ops = {1: [], threads: []}                  # per timed step: {op and pass: seconds}
     for r in range(rounds):
         for count in ((1, threads) if r % 2 == 0 else (threads, 1)):
             minialex.cpu.configure(count)
             for job, fn in jobs.items():
                 fn()                                        # untimed, after the switch
-                start = time.perf_counter()
-                fn()
-                times[job, count].append(time.perf_counter() - start)
+                with op_times() as per_op:
+                    start = time.perf_counter()
+                    fn()
+                    times[job, count].append(time.perf_counter() - start)
+                if job == "step":
+                    ops[count].append(per_op)
     print(f"{preset}, batch {batch}, 1 thread against {threads}, {rounds} rounds alternating:")
     for job in jobs:
         one, many = (statistics.median(times[job, c]) for c in (1, threads))
         print(f"  {job:<12} 1 thread {1e3 * one:8.1f} ms, {threads} threads {1e3 * many:8.1f} ms:"
               f" {one / many:.2f}x (fastest {min(times[job, 1]) / min(times[job, threads]):.2f}x)")
+    print(f"  the step's ops (medians, ms; 'outside' is autograd, Python and the SGD step's "
+          f"zero_grad):\n    {'op':<28} {'1 thread':>9} {threads:>2} threads  gain")
+    for i, step_times in enumerate(zip(times["step", 1], times["step", threads])):
+        for count, total in zip((1, threads), step_times):
+            ops[count][i]["outside"] = total - sum(ops[count][i].values())
+    for label in ops[1][0]:
+        one, many = (statistics.median(o.get(label, 0.0) for o in ops[c]) for c in (1, threads))
+        if one > 0.001:
+            print(f"    {label:<28} {1e3 * one:9.2f} {1e3 * many:10.2f}  {one / many:4.2f}x")
+
+
+@contextlib.contextmanager
+def op_times():
+    """{'<op> #<call> <pass>': seconds} of every Function call (and the SGD step) in the block."""
+    from minialex import autograd, optim
+    totals, labels, counts = {}, {}, {}
+    method, update = autograd.Function.method, optim.SGD.step
+
+    def timed(fn, name):
+        run = method(fn, name)
+        if id(fn) not in labels:                        # conv2d_relu #1, #2, ... in call order
+            op = fn.name or type(fn).__name__
+            counts[op] = counts.get(op, 0) + 1
+            labels[id(fn)] = f"{op} #{counts[op]}"
+
+        def call(*args):
+            start = time.perf_counter()
+            try:
+                return run(*args)
+            finally:
+                label = f"{labels[id(fn)]} {'bwd' if name == 'backward' else 'fwd'}"
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - start
+        return call
+
+    def timed_update(opt):
+        start = time.perf_counter()
+        update(opt)
+        totals["SGD update"] = time.perf_counter() - start
+    autograd.Function.method, optim.SGD.step = timed, timed_update
+    try:
+        yield totals
+    finally:
+        autograd.Function.method, optim.SGD.step = method, update
 
 
 def overhead():
