@@ -10,11 +10,11 @@ NumPy's BLAS as it came.
 - threads: ``MINIALEX_THREADS``, else ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` (so that a
   process under mpiexec keeps to its share, see ``cli.py``), else the CPUs this process may use.
   ``in_parallel`` then shares the independent pieces of an op (batch chunks, a GEMM's rows or
-  columns, SGD blocks) among that many threads, the caller included, and OpenBLAS is held to one thread: its
-  own idle threads spin after each GEMM and would take the cores from these.
+  columns, SGD blocks) among that many threads, the caller included, and OpenBLAS is held to one
+  thread: its own idle threads spin after each GEMM and would take the cores from these.
 - memory: glibc's malloc is asked to keep freed blocks in the process (``MMAP_THRESHOLD``,
-  ``TRIM_THRESHOLD``), so that each step's large arrays do not fault their pages in again. ``MINIALEX_MALLOC=default``
-  leaves malloc alone.
+  ``TRIM_THRESHOLD``), so that each step's large arrays do not fault their pages in again.
+  ``MINIALEX_MALLOC=default`` leaves malloc alone.
 
 Results do not depend on the thread count: pieces come back in order, whatever is summed over
 them is summed in that order, and pieces that are summed are cut the same way on any count

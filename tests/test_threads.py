@@ -47,7 +47,8 @@ def test_one_step_is_the_same_on_one_two_and_three_threads(restore_threads):
         assert other_loss == loss, threads
         differ = [name for name in grads if not numpy.array_equal(grads[name], other_grads[name])]
         assert not differ, f"{threads} threads: other gradients of {differ}"
-        differ = [name for name in weights if not numpy.array_equal(weights[name], other_weights[name])]
+        differ = [name for name in weights
+                  if not numpy.array_equal(weights[name], other_weights[name])]
         assert not differ, f"{threads} threads: other weights of {differ}"
 
 
