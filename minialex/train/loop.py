@@ -499,19 +499,8 @@ class Trainer:
         path = self.save()
         improved = best_before is None or val.top1_error < best_before
         if improved and self.writer:
-            stop = self.stop
-            if stop is not None:
-                stop.critical = True   # a second Ctrl-C waits until best.h5 is whole
-            try:
-                copy_atomic(path, os.path.join(self.out, "best.h5"))
-            finally:
-                if stop is not None:
-                    stop.critical = False
-        self.echo(f"epoch {record['epoch']:>3}/{cfg.epochs}  train loss {record['train_loss']:.3f} "
-                  f"err {100 * record['train_top1_error']:5.1f}%  |  val loss {val.loss:.3f} "
-                  f"top-1 err {100 * val.top1_error:5.1f}%  top-5 err {100 * val.top5_error:5.1f}%"
-                  f"  |  lr {record['lr']:g}  {record['images_per_s']:.0f} img/s"
-                  + ("  (best)" if improved else ""))
+            self._keep_best(path)
+        self.echo(_epoch_line(record, cfg.epochs) + ("  (best)" if improved else ""))
         if reduced:
             why = ("validation error stopped improving" if cfg.schedule == "plateau" else
                    f"{_epochs(cfg.step_size)} at this rate")
@@ -521,6 +510,17 @@ class Trainer:
             self.echo("the learning rate was reduced 3 times and the validation error stalled "
                       "again: stopping, as the paper did (§5)")
         return self.schedule.finished
+
+    def _keep_best(self, path: str) -> None:
+        """best.h5: a whole copy of the checkpoint just written (a second Ctrl-C waits for it)."""
+        stop = self.stop
+        if stop is not None:
+            stop.critical = True
+        try:
+            copy_atomic(path, os.path.join(self.out, "best.h5"))
+        finally:
+            if stop is not None:
+                stop.critical = False
 
     def test_best(self) -> Optional[Dict]:
         """Once training is over: best.h5's errors on the source's test split (the weights were
@@ -553,6 +553,38 @@ class Trainer:
                       "chosen on validation)")
         return record
 
+    def _stopped_at_once(self, stop: StopFlag) -> None:
+        """A second Ctrl-C (or SIGTERM) outside a training step (validating, saving): stop at
+        once. Checkpoints are written atomically, so the last one is whole."""
+        where = (f"the last checkpoint written, {self.checkpoint_path}, is kept; continue "
+                 f"with: python cli.py train --resume {self.checkpoint_path}"
+                 if self.checkpoint_path else "no checkpoint was written yet")
+        again = SIGNALS.get(stop.signum, "Ctrl-C")
+        self.echo(f"stopped at once (second {again}, outside a training step): {where}")
+        if self.checkpoint_path is None and self.out and self.made_files:
+            discard_unstarted_run(self.out)
+
+    def _one_line(self, e: Exception) -> Exception:
+        """The error to raise for ``e``: out of memory (CPU or GPU) and a full disk as one line
+        that says what to do, else ``e`` itself. A full disk before the first step (config.json)
+        leaves no empty run folder behind."""
+        cfg = self.config
+        if _is_out_of_memory(e):
+            cpu = isinstance(e, MemoryError) and type(e).__name__ != "OutOfMemoryError"
+            where = f"out of memory on the CPU ({_cpu_memory(e)})" if cpu else "out of GPU memory"
+            return TrainingError(
+                f"{where} at batch size {cfg.batch_size} (preset '{cfg.preset}'): try "
+                f"--batch-size {max(1, cfg.batch_size // 2)}"
+                + (", or --preset tiny" if cpu and cfg.preset not in ("tiny", None) else "")
+                + (f"; the last good checkpoint is {self.checkpoint_path}"
+                   if self.checkpoint_path else ""))
+        if isinstance(e, WriteError) and self.checkpoint_path:
+            return WriteError(f"{e}; once there is room, continue with: python cli.py "
+                              f"train --resume {self.checkpoint_path}")
+        if isinstance(e, WriteError) and self.made_files and not self.losses:
+            discard_unstarted_run(self.out)   # config.json on a full disk: no empty folder
+        return e
+
     def run(self) -> TrainResult:
         cfg = self.config
         stopped = "finished"
@@ -572,34 +604,13 @@ class Trainer:
                 if stopped != "interrupted" and not self.nothing_to_do:
                     self.test = self.test_best()
             except KeyboardInterrupt:
-                # A second Ctrl-C (or SIGTERM) outside a training step (validating, saving):
-                # stop at once. Checkpoints are written atomically, so the last one is whole.
                 stopped = "interrupted"
-                where = (f"the last checkpoint written, {self.checkpoint_path}, is kept; continue "
-                         f"with: python cli.py train --resume {self.checkpoint_path}"
-                         if self.checkpoint_path else "no checkpoint was written yet")
-                again = SIGNALS.get(stop.signum, "Ctrl-C")
-                self.echo(f"stopped at once (second {again}, outside a training step): {where}")
-                if self.checkpoint_path is None and self.out and self.made_files:
-                    discard_unstarted_run(self.out)
+                self._stopped_at_once(stop)
             except Exception as e:
-                if _is_out_of_memory(e):
-                    cpu = isinstance(e, MemoryError) and type(e).__name__ != "OutOfMemoryError"
-                    where = (f"out of memory on the CPU ({_cpu_memory(e)})" if cpu else
-                             "out of GPU memory")
-                    raise TrainingError(
-                        f"{where} at batch size {cfg.batch_size} (preset '{cfg.preset}'): try "
-                        f"--batch-size {max(1, cfg.batch_size // 2)}"
-                        + (", or --preset tiny" if cpu and cfg.preset not in ("tiny", None)
-                           else "")
-                        + (f"; the last good checkpoint is {self.checkpoint_path}"
-                           if self.checkpoint_path else "")) from None
-                if isinstance(e, WriteError) and self.checkpoint_path:
-                    raise WriteError(f"{e}; once there is room, continue with: python cli.py "
-                                     f"train --resume {self.checkpoint_path}") from None
-                if isinstance(e, WriteError) and self.made_files and not self.losses:
-                    discard_unstarted_run(self.out)   # config.json on a full disk: no empty folder
-                raise
+                error = self._one_line(e)
+                if error is e:
+                    raise
+                raise error from None
             finally:
                 if self.lock is not None:   # the folder is free for the next run
                     self.lock.release()
@@ -618,6 +629,15 @@ class Trainer:
                       f"{100 * best['val_top5_error']:.1f}%) at epoch {best['epoch']}; "
                       f"checkpoints in {self.out.rstrip(os.sep)}/")
         return result
+
+
+def _epoch_line(record: Dict, epochs: int) -> str:
+    """An epoch's line on the console, from its record in metrics.jsonl."""
+    return (f"epoch {record['epoch']:>3}/{epochs}  train loss {record['train_loss']:.3f} "
+            f"err {100 * record['train_top1_error']:5.1f}%  |  val loss {record['val_loss']:.3f} "
+            f"top-1 err {100 * record['val_top1_error']:5.1f}%  top-5 err "
+            f"{100 * record['val_top5_error']:5.1f}%  |  lr {record['lr']:g}  "
+            f"{record['images_per_s']:.0f} img/s")
 
 
 def _epochs(n: int) -> str:
