@@ -266,7 +266,10 @@ class BaselineSteps:
         self.x, self.y, self.threads = old.Tensor(same_data.x.data.copy()), same_data.y, threads
         # From the package layout of issue 30 on, importing minialex sets nothing: configure it
         # as this one is, and its threads hold OpenBLAS to one thread as these do.
-        self.configured = hasattr(importlib.import_module(name + ".cpu"), "configure")
+        try:
+            self.configured = hasattr(importlib.import_module(name + ".cpu"), "configure")
+        except ImportError:      # an older layout: that minialex configured itself on import
+            self.configured = False
         if self.configured:
             sys.modules[name + ".cpu"].configure(threads)
 
