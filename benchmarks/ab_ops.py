@@ -5,6 +5,7 @@
     python benchmarks/ab_ops.py --baseline /tmp/old --ops lrn --rounds 31 --threads 1
     python benchmarks/ab_ops.py --overhead              # the Python cost of one Function call
     python benchmarks/ab_ops.py --scaling paper         # a step on 1 thread and on --threads, in turn
+    python benchmarks/ab_ops.py --trim paper --batch 32 # glibc's trim threshold: never against 512 MB
 
 On a machine shared with other work, absolute times move by tens of percent from one minute to
 the next, so the two versions run in turn (ABAB..., BABA.. every other round) on the same arrays,
@@ -17,6 +18,11 @@ the others at 128) on one thread and on ``--threads`` threads alternately in one
 2048^2 GEMM and a 256 MB copy are timed the same way in the same rounds, as a control: on a
 machine shared with other work they show what the second core was free to give (a GEMM
 gains 2x on two quiet cores, a copy less: both cores share the memory's bandwidth).
+
+``--trim PRESET`` times the step with glibc's trim threshold at ``minialex.cpu.TRIM_THRESHOLD``
+(never) and at 512 MB (its value before), switched between rounds in one process, and counts the
+page faults of each step: the allocator is the process's, so two checkouts side by side
+(``--baseline``) share it and cannot show the difference.
 
 ``--overhead`` times ``relu`` on a 2x2 tensor, forward and forward + backward, next to the NumPy
 call inside it: what autograd's bookkeeping costs per op, the part of the tiny preset's step that
@@ -61,6 +67,10 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=15, help="runs of each version per op")
     parser.add_argument("--overhead", action="store_true", help="the cost of one Function call")
     parser.add_argument("--scaling", metavar="PRESET", help="one step on 1 thread against --threads")
+    parser.add_argument("--trim", metavar="PRESET", help="the step with malloc's trim threshold "
+                        "at minialex's (never) against 512 MB")
+    parser.add_argument("--batch", type=int, help="batch of --scaling and --trim (paper: 16, "
+                        "others: 128)")
     return parser.parse_args(argv)
 
 
@@ -154,14 +164,13 @@ def compare(args):
                   f"  same bits: {'yes' if same else 'NO'}")
 
 
-def scaling(preset, threads, rounds):
-    """Median and fastest step on 1 thread and on ``threads``, alternating; their ratios, next to
-    the same ratios for a 2048^2 GEMM and a 256 MB copy timed in the same rounds: what the
-    machine itself gave the second core during the run (a neighbour on it shows there first)."""
+def training_step(preset, batch=None):
+    """(batch, one training step of ``preset`` on fixed random images): as cpu_step.py's, the
+    paper at batch 16 and the others at 128 unless ``batch`` says."""
     from minialex.models import AlexNet
     from minialex.models.presets import PRESETS
     from minialex.optim import SGD
-    batch = 16 if preset == "paper" else 128
+    batch = batch or (16 if preset == "paper" else 128)
     rng = numpy.random.default_rng(0)
     side = PRESETS[preset].input_size
     x = minialex.Tensor((rng.standard_normal((batch, 3, side, side)) * 60).astype(numpy.float32))
@@ -169,14 +178,23 @@ def scaling(preset, threads, rounds):
     model = AlexNet(num_classes=10, preset=preset, devices=("cpu", "cpu"), seed=0)
     model.train()
     opt = SGD(model.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    a, b = (rng.standard_normal((2048, 2048), dtype=numpy.float32) for _ in range(2))
-    source = numpy.ones(64 << 20, dtype=numpy.float32)
-    target = numpy.empty_like(source)
 
     def step():
         opt.zero_grad()
         F.cross_entropy(model(x), labels, check_labels=False).backward()
         opt.step()
+    return batch, step
+
+
+def scaling(preset, threads, rounds, batch=None):
+    """Median and fastest step on 1 thread and on ``threads``, alternating; their ratios, next to
+    the same ratios for a 2048^2 GEMM and a 256 MB copy timed in the same rounds: what the
+    machine itself gave the second core during the run (a neighbour on it shows there first)."""
+    batch, step = training_step(preset, batch)
+    rng = numpy.random.default_rng(0)
+    a, b = (rng.standard_normal((2048, 2048), dtype=numpy.float32) for _ in range(2))
+    source = numpy.ones(64 << 20, dtype=numpy.float32)
+    target = numpy.empty_like(source)
 
     def copy():
         minialex.cpu.in_parallel(lambda s: numpy.copyto(target[s], source[s]),
@@ -210,6 +228,40 @@ def scaling(preset, threads, rounds):
         one, many = (statistics.median(o.get(label, 0.0) for o in ops[c]) for c in (1, threads))
         if one > 0.001:
             print(f"    {label:<28} {1e3 * one:9.2f} {1e3 * many:10.2f}  {one / many:4.2f}x")
+
+
+def trim(preset, rounds, batch=None):
+    """The step with glibc's trim threshold at minialex's (``cpu.TRIM_THRESHOLD``) and at 512 MB,
+    switched between rounds (order swapped every other round), two timed steps a round after an
+    untimed one: medians, fastest, and page faults a step."""
+    import ctypes
+    import resource
+    if not minialex.cpu.MALLOC_TUNED:
+        print("--trim: no glibc malloc here (or MINIALEX_MALLOC=default): nothing to compare")
+        return
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    batch, step = training_step(preset, batch)
+    settings = {"never": minialex.cpu.TRIM_THRESHOLD, "512 MB": 512 << 20}
+    times, faults = ({name: [] for name in settings} for _ in range(2))
+    for r in range(rounds):
+        for name in (list(settings) if r % 2 == 0 else list(settings)[::-1]):
+            mallopt(-1, settings[name])                      # M_TRIM_THRESHOLD
+            step()
+            for _ in range(2):
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+                faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    mallopt(-1, settings["never"])
+    print(f"{preset}, batch {batch}, {minialex.cpu.THREADS} thread(s), {rounds} rounds:")
+    for name in settings:
+        print(f"  trim threshold {name:<7} {1e3 * statistics.median(times[name]):8.1f} ms a step "
+              f"(fastest {1e3 * min(times[name]):.1f}), {statistics.median(faults[name]):.0f} "
+              f"page faults a step")
+    never, old = (statistics.median(times[name]) for name in settings)
+    print(f"  never / 512 MB: {never / old:.3f} (fastest {min(times['never']) / min(times['512 MB']):.3f})")
 
 
 @contextlib.contextmanager
@@ -275,8 +327,10 @@ if __name__ == "__main__":
     if ARGS.overhead:
         overhead()
     if ARGS.scaling:
-        scaling(ARGS.scaling, ARGS.threads, ARGS.rounds)
+        scaling(ARGS.scaling, ARGS.threads, ARGS.rounds, ARGS.batch)
+    if ARGS.trim:
+        trim(ARGS.trim, ARGS.rounds, ARGS.batch)
     if ARGS.baseline:
         compare(ARGS)
-    elif not (ARGS.overhead or ARGS.scaling):
-        print("nothing to do: give --baseline DIR, --scaling PRESET and/or --overhead")
+    elif not (ARGS.overhead or ARGS.scaling or ARGS.trim):
+        print("nothing to do: give --baseline DIR, --scaling PRESET, --trim PRESET and/or --overhead")
