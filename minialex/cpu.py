@@ -90,10 +90,11 @@ _BLAS = _openblas_threads()
 #: 43 and 610 ms (2 threads; benchmarks/cpu_step.py interleaves with PyTorch and saw the same).
 #: Blocks up to MMAP_THRESHOLD come from the heap, and the free memory at its top is never given
 #: back (TRIM_THRESHOLD = -1, glibc's "never"): a step frees what the next one needs again. A
-#: limit of 512 MB did not hold: the paper's step at batch 16 frees about 518 MB at its end, so the
-#: heap shrank by that much every step and the next forward faulted 15,000-19,000 pages in (2 MB
-#: pages where NumPy asks for them), about 8% of the step on one thread (1,016 ms against 1,101,
-#: paired). The process keeps its largest step's memory until it ends, as it would every step.
+#: limit of 512 MB was a knife edge: the paper's step at batch 16 frees about 518 MB at its end,
+#: and depending on where its arrays lay in the heap, it shrank by that much every step and the
+#: next forward faulted 15,000-25,000 pages in (2 MB pages where NumPy asks for them): 0.92 of
+#: the time without, at batch 16 on one thread, 0.82 at batch 64 on two (benchmarks/ab_ops.py
+#: --trim). The process keeps its largest step's memory until it ends, as it would every step.
 #: Set MINIALEX_MALLOC=default to leave malloc alone.
 MMAP_THRESHOLD, TRIM_THRESHOLD = 256 << 20, -1
 
