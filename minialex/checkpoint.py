@@ -34,7 +34,6 @@ WriteError saying what could not be written, where, and how much room it needed.
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import os
@@ -48,10 +47,9 @@ from .models import build_model, upgrade_state
 
 
 FORMAT_VERSION = 1
-try:       # the one place the version is written is pyproject.toml
-    VERSION = importlib.metadata.version("minialex")
-except importlib.metadata.PackageNotFoundError:     # a source tree that was never installed
-    VERSION = "unknown"
+#: minialex's version, written into every checkpoint (``created_by``); stated here once, and
+#: pyproject.toml reads it from here (``[tool.setuptools.dynamic]``).
+VERSION = "0.1.0"
 #: Root attributes that belong to the format itself, not to the caller's meta.
 _RESERVED = ("format_version", "created_by", "model", "preset", "config", "json_attrs")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import threading
 
-import h5py
 import numpy
 
 from .dataset import Dataset
@@ -38,11 +37,13 @@ def _strings(dataset) -> list:
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in dataset[()]]
 
 
-def open_cache_file(path: str, mode: str = "r") -> h5py.File:
-    """Open ``path`` and check that ``prepare`` wrote it; DataError naming the file if not."""
+def open_cache_file(path: str, mode: str = "r"):
+    """Open ``path`` (an h5py.File) and check that ``prepare`` wrote it; DataError naming the file
+    if not."""
     if mode == "r" and not os.path.isfile(path):
         raise DataFileNotFoundError(f"cache file {path} does not exist")
     try:
+        import h5py      # here: `import minialex` stays light (h5py takes ~20 ms to load)
         f = h5py.File(path, mode)
     except OSError as e:
         raise DataError(f"{path} is not a readable HDF5 file: {str(e).splitlines()[0]}") from None
