@@ -28,10 +28,12 @@ Like ``minialex.tools.viz`` it uses matplotlib's object API (``Figure`` and the 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 from typing import List, Optional, Tuple, Union
 
+from ..files import WriteError, write_atomic
 from ..models.presets import POOL_SIZE, POOL_STRIDE, Preset, get_preset
 from ..models.summary import describe
 
@@ -115,7 +117,8 @@ def draw_figure2(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
     ----------
     preset : a preset's name ('paper', 'mini', 'fashion', 'tiny') or a ``Preset``
     num_classes : width of fc8 (the paper: 1000)
-    path : if given, the figure is also written there as a PNG (folders are made)
+    path : if given, the figure is also written there as a PNG, whole (``files.write_atomic``;
+        folders are made)
     dpi : resolution of the PNG
 
     Returns the ``matplotlib.figure.Figure``. Raises ``ValueError`` naming the problem for an
@@ -123,80 +126,86 @@ def draw_figure2(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, Rectangle
 
     p = get_preset(preset)
     stages = figure2_stages(p, num_classes)
-    maps = [s for s in stages[1:] if len(s.shape) == 3]
-    max_side = max(s.shape[1] for s in maps)
-    max_channels = max(s.shape[0] for s in maps)
-
     fig = Figure(figsize=(14, 5.4))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.01, 0.02, 0.98, 0.86))
     ax.set_xlim(-0.7, len(stages) - 0.3)
     ax.set_ylim(-2.35, 2.35)
     ax.axis("off")
-    row_y = (1.15, -1.15)          # column 0 on top, column 1 below
+    _connect(ax, stages, _place_boxes(ax, stages, p.input_size))
+    for column, y in enumerate(ROW_Y):
+        ax.text(-0.65, 2.2 if column == 0 else -2.2, f"column {column} (GPU {column})",
+                fontsize=10.5, ha="left", va="center",
+                color="#1f4e79" if column == 0 else "#8a4b08", fontweight="bold")
+    fig.suptitle(f"AlexNet preset '{p.name}': Figure 2 from the layer table "
+                 f"(shapes per column; red arrows cross between the columns, §3.2)", fontsize=12)
+    if path is not None:
+        _write_png(fig, os.fspath(path), dpi)
+    return fig
 
-    def box(x, y, stage, colour):
-        w, h = _box_size(stage, max(max_side, p.input_size), max_channels)
-        if stage.name == "input":
-            w, h = 0.5, 1.3
-        ax.add_patch(Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour,
-                               edgecolor="#333333", linewidth=1.0))
-        ax.text(x, y + h / 2 + 0.06, stage.name, ha="center", va="bottom", fontsize=10.5,
-                fontweight="bold")
-        ax.text(x, y - h / 2 - 0.06, re.sub(r"(?<=\d)x(?=\d)", "\u00d7",
-                                               stage.label + "\n" + stage.detail),
-                ha="center", va="top", fontsize=8.5, color="#222222", linespacing=1.35)
-        return w, h
 
-    def arrow(x0, y0, x1, y1, crossing):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10,
-                                     color=CROSSING_COLOUR if crossing else "#555555",
-                                     linewidth=1.4 if crossing else 1.0,
-                                     shrinkA=0, shrinkB=0, gid="crossing" if crossing else None))
+#: The rows' heights: column 0 on top, column 1 below.
+ROW_Y = (1.15, -1.15)
 
-    # Boxes: where each stage sits, and the half-width of its box for the arrows' ends.
-    places = []                    # per stage: list of (x, y, half width)
+
+def _place_boxes(ax, stages: List[Stage], input_size: int) -> list:
+    """Draw every stage's box (one per column, or one shared); returns, per stage, the places of
+    its boxes as (x, y, half width), where the arrows end."""
+    maps = [s for s in stages[1:] if len(s.shape) == 3]
+    max_side = max(max(s.shape[1] for s in maps), input_size)
+    max_channels = max(s.shape[0] for s in maps)
+    places = []
     for x, stage in enumerate(stages):
-        if stage.shared:
-            w, _ = box(x, 0.0, stage, SHARED_COLOUR)
-            places.append([(x, 0.0, w / 2)])
-        else:
-            spots = []
-            for column, y in enumerate(row_y):
-                w, _ = box(x, y, stage, COLUMN_COLOURS[column])
-                spots.append((x, y, w / 2))
-            places.append(spots)
+        rows = [(0.0, SHARED_COLOUR)] if stage.shared else list(zip(ROW_Y, COLUMN_COLOURS))
+        places.append([(x, y, _box(ax, x, y, stage, colour, max_side, max_channels) / 2)
+                       for y, colour in rows])
+    return places
 
-    # Arrows: inside each column, and across for the stages that read both columns.
+
+def _box(ax, x: float, y: float, stage: Stage, colour: str, max_side: int,
+         max_channels: int) -> float:
+    """One stage's box for one column, its name above and its shape below; returns its width."""
+    from matplotlib.patches import Rectangle
+    w, h = (0.5, 1.3) if stage.name == "input" else _box_size(stage, max_side, max_channels)
+    ax.add_patch(Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour,
+                           edgecolor="#333333", linewidth=1.0))
+    ax.text(x, y + h / 2 + 0.06, stage.name, ha="center", va="bottom", fontsize=10.5,
+            fontweight="bold")
+    ax.text(x, y - h / 2 - 0.06, re.sub(r"(?<=\d)x(?=\d)", "\u00d7",
+                                        stage.label + "\n" + stage.detail),
+            ha="center", va="top", fontsize=8.5, color="#222222", linespacing=1.35)
+    return w
+
+
+def _connect(ax, stages: List[Stage], places: list) -> None:
+    """Arrows inside each column, and across (red) into the stages that read both columns."""
+    from matplotlib.patches import FancyArrowPatch
     for i in range(1, len(stages)):
         for (x1, y1, w1) in places[i]:
             sources = places[i - 1]
             if not stages[i].crossing and len(sources) == len(places[i]):
                 sources = [s for s in sources if s[1] == y1]
             for (x0, y0, w0) in sources:
-                arrow(x0 + w0, y0, x1 - w1, y1,
-                      crossing=stages[i].crossing and y0 != y1)
+                crossing = stages[i].crossing and y0 != y1
+                ax.add_patch(FancyArrowPatch(
+                    (x0 + w0, y0), (x1 - w1, y1), arrowstyle="-|>", mutation_scale=10,
+                    color=CROSSING_COLOUR if crossing else "#555555",
+                    linewidth=1.4 if crossing else 1.0, shrinkA=0, shrinkB=0,
+                    gid="crossing" if crossing else None))
 
-    for column, y in enumerate(row_y):
-        ax.text(-0.65, 2.2 if column == 0 else -2.2, f"column {column} (GPU {column})",
-                fontsize=10.5, ha="left", va="center",
-                color="#1f4e79" if column == 0 else "#8a4b08", fontweight="bold")
-    title = (f"AlexNet preset '{p.name}': Figure 2 from the layer table "
-             f"(shapes per column; red arrows cross between the columns, §3.2)")
-    fig.suptitle(title, fontsize=12)
-    if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        try:
-            os.makedirs(folder, exist_ok=True)
-            fig.savefig(path, dpi=dpi)
-        except OSError as e:
-            raise ValueError(f"figure2: cannot write {path!r}: {e.strerror or e}") from None
-    return fig
+
+def _write_png(fig, path: str, dpi: int) -> None:
+    """The figure as a PNG at ``path``, written whole; ValueError naming the path if it cannot be."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    data = buffer.getbuffer()
+    try:
+        write_atomic(path, lambda fh: fh.write(data), len(data), "the figure")
+    except WriteError as e:
+        raise ValueError(f"figure2: cannot write {path!r}: {e}") from None
 
 
 def crossing_arrows(fig) -> int:
