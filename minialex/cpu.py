@@ -1,4 +1,5 @@
-"""The CPU: its cores, its BLAS and its memory allocator, set in one place.
+"""The CPU: its cores, its BLAS and its memory allocator, set in one place (and, when memory runs
+out, ``memory_report``: what was asked for, what the process held, and its limit).
 
 Importing minialex changes nothing in the process. A job that wants the CPU's speed calls
 ``configure()`` once, before its first step (``python cli.py`` does, and so do the benchmarks and
@@ -30,7 +31,14 @@ import itertools
 import os
 import threading
 
+try:
+    import resource            # the process's memory limit (POSIX)
+except ImportError:
+    resource = None
+
 import numpy
+
+from .files import size_text
 
 #: Threads ``in_parallel`` uses: 1 until ``configure()`` is called.
 THREADS = 1
@@ -225,3 +233,24 @@ def parallel_matmul(a, b):
         in_parallel(lambda rows: numpy.matmul(a[rows], b, out=out[rows]),
                     equal_slices(a.shape[0], THREADS))
     return out
+
+
+def memory_report(e: MemoryError) -> str:
+    """What a MemoryError asked for, what the process held and its limit, for the one line a
+    user sees: 'a step wanted 567.0 MB more on top of the 1.9 GB held, of a 2.0 GB limit
+    (ulimit -v)'."""
+    wanted = getattr(e, "_total_size", None)       # numpy's _ArrayMemoryError knows
+    held = limit = None
+    try:
+        with open("/proc/self/status") as fh:     # Linux: the address space the process holds
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    held = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        limit = None if soft == resource.RLIM_INFINITY else soft
+    return ((f"a step wanted {size_text(wanted)} more" if wanted else "an allocation failed")
+            + (f" on top of the {size_text(held)} held" if held else "")
+            + (f", of a {size_text(limit)} limit (ulimit -v)" if limit else ""))

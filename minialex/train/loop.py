@@ -47,18 +47,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy
 
-try:
-    import resource            # the process's memory limit, for the out-of-memory line (POSIX)
-except ImportError:
-    resource = None
-
-from .. import data as D, functional as F
+from .. import cpu, data as D, functional as F
 from ..autograd import Tensor
 from ..backend import as_numpy, cupy, default_devices
 from ..checkpoint import WriteError, load, read_meta, save
 from ..data import DataError
 from ..data.sources import absolute_spec
-from ..files import acquire_run_lock, append_line, copy_atomic, size_text, write_text
+from ..files import acquire_run_lock, append_line, copy_atomic, write_text
 from ..models import WITHOUT, build_network, check_without, get_preset
 from ..optim import SGD, make_schedule
 from .evaluate import evaluate, topk_hits
@@ -69,61 +64,8 @@ from .run_folder import discard_unstarted_run, holds_a_run, inherit_best, new_ou
 from .setup import (DEFAULTS, choose_preset, describe_storage, open_data, parse_devices,
                     set_precision, settle, stored_side)
 from .stop_flag import SIGNALS, StopFlag
+from .config import TrainConfig, TrainResult
 from .world import World
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Options of a run. ``None`` means: the default, or on ``--resume`` the checkpoint's value."""
-
-    data: Optional[str] = None            # None: "builtin"
-    preset: Optional[str] = None          # None: 'paper' with a GPU, 'mini' without
-    epochs: Optional[int] = None          # None: setup.settle (the data's recipe)
-    batch_size: Optional[int] = None      # 128 (§5)
-    lr: Optional[float] = None            # 0.01 (§5)
-    momentum: Optional[float] = None      # 0.9 (§5)
-    weight_decay: Optional[float] = None  # 0.0005 (§5)
-    decay_biases: Optional[bool] = None   # False: biases not decayed (cuda-convnet2, Caffe)
-    devices: Optional[str] = None         # 'cuda:0,cuda:1', 'cpu:0,cpu:1', 'cpu', ...
-    precision: str = "fp32"               # 'fp32' or 'tf32' (GPU matmuls only)
-    seed: Optional[int] = None            # None: 0
-    out: Optional[str] = None
-    resume: Optional[str] = None
-    workers: int = 0
-    schedule: Optional[str] = None        # 'plateau' (§5) or 'step'
-    patience: Optional[int] = None        # plateau: epochs without improvement before lr / 10
-    step_size: Optional[int] = None       # step: epochs between lr / 10
-    limit_batches: Optional[int] = None   # at most this many training batches per epoch
-    limit_val_batches: Optional[int] = None
-    train_images: Optional[int] = None    # use only this many training images (quick runs)
-    val_images: Optional[int] = None
-    log_every: int = 10
-    lr_scaling: Optional[str] = None      # 'none' or 'linear' (× processes, warm-up: tools/distributed.py)
-    progress: bool = True                 # tqdm bars (off in tests)
-    without: Optional[Tuple[str, ...]] = None  # tricks left out (models.common.WITHOUT); None: none
-    base_size: Optional[int] = None       # side images are stored at before the random crops;
-                                          # None: the data's recipe, else the paper's 256:224 (§2)
-
-    def resolved(self) -> Dict:
-        return {k: v for k, v in dataclasses.asdict(self).items()}
-
-
-@dataclasses.dataclass
-class TrainResult:
-    out_dir: str
-    checkpoint: Optional[str]
-    epochs_done: int
-    steps: int
-    history: List[Dict]
-    losses: List[float]               # every training step's loss in this call, in order
-    stopped: str                      # 'finished', 'schedule', 'interrupted'
-    test: Optional[Dict] = None       # the test split's errors of best.h5, where there is one
-    exit_status: int = 0              # interrupted: 128 + the signal (130 Ctrl-C, 143 SIGTERM)
-
-    @property
-    def best(self) -> Optional[Dict]:
-        rows = [h for h in self.history if h.get("val_top1_error") is not None]
-        return min(rows, key=lambda h: h["val_top1_error"]) if rows else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,12 +512,13 @@ class Trainer:
         leaves no empty run folder behind."""
         cfg = self.config
         if _is_out_of_memory(e):
-            cpu = isinstance(e, MemoryError) and type(e).__name__ != "OutOfMemoryError"
-            where = f"out of memory on the CPU ({_cpu_memory(e)})" if cpu else "out of GPU memory"
+            on_cpu = isinstance(e, MemoryError) and type(e).__name__ != "OutOfMemoryError"
+            where = (f"out of memory on the CPU ({cpu.memory_report(e)})" if on_cpu
+                     else "out of GPU memory")
             return TrainingError(
                 f"{where} at batch size {cfg.batch_size} (preset '{cfg.preset}'): try "
                 f"--batch-size {max(1, cfg.batch_size // 2)}"
-                + (", or --preset tiny" if cpu and cfg.preset not in ("tiny", None) else "")
+                + (", or --preset tiny" if on_cpu and cfg.preset not in ("tiny", None) else "")
                 + (f"; the last good checkpoint is {self.checkpoint_path}"
                    if self.checkpoint_path else ""))
         if isinstance(e, WriteError) and self.checkpoint_path:
@@ -656,26 +599,6 @@ def _is_out_of_memory(e: BaseException) -> bool:
         except AttributeError:
             pass
     return type(e).__name__ == "OutOfMemoryError"
-
-
-def _cpu_memory(e: MemoryError) -> str:
-    """What a CPU MemoryError asked for, what the process held and its limit: 'a step wanted
-    567.0 MB more on top of the 1.9 GB held, of a 2.0 GB limit (ulimit -v)'."""
-    wanted = getattr(e, "_total_size", None)       # numpy's _ArrayMemoryError knows
-    held = limit = None
-    try:
-        with open("/proc/self/status") as fh:     # Linux: the address space the process holds
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    held = int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    if resource is not None:
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        limit = None if soft == resource.RLIM_INFINITY else soft
-    return ((f"a step wanted {size_text(wanted)} more" if wanted else "an allocation failed")
-            + (f" on top of the {size_text(held)} held" if held else "")
-            + (f", of a {size_text(limit)} limit (ulimit -v)" if limit else ""))
 
 
 def train(config: TrainConfig, echo: Callable[[str], None] = print,
