@@ -1,5 +1,6 @@
 """Training AlexNet: the loop behind ``python cli.py train`` (§5).
 
+    config.py      a run's options (TrainConfig) and what it gives back (TrainResult)
     loop.py        the Trainer: set up, then for each epoch the steps, validation, the schedule
                    and a checkpoint; ``train(config)`` runs one
     setup.py       a run's devices, preset, precision, data and the data's measured recipe
