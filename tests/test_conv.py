@@ -206,6 +206,13 @@ def test_one_thread_holds_openblas_to_one_thread_too():
     assert out.split() == ["1"]
 
 
+#: The start of a child process that counts the page faults of what follows (``faults() - before``).
+FAULTS_IN_A_CHILD = ("import resource, numpy, minialex.cpu\n"
+                     "minialex.cpu.configure()\n"
+                     "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+                     "before = faults()\n")
+
+
 def test_freed_arrays_stay_with_the_process():
     """With glibc, the pages of a step's freed arrays serve the next step's (cpu.MMAP_THRESHOLD,
     TRIM_THRESHOLD): twenty 1 MB arrays made and freed five times fault their pages in once.
@@ -214,10 +221,7 @@ def test_freed_arrays_stay_with_the_process():
     from minialex import cpu as utils
     if not utils.MALLOC_TUNED:
         pytest.skip("no glibc malloc to tune (or MINIALEX_MALLOC=default)")
-    code = ("import resource, numpy, minialex.cpu\n"
-            "minialex.cpu.configure()\n"
-            "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-            "before = faults()\n"
+    code = (FAULTS_IN_A_CHILD +
             "for _ in range(5):\n"
             "    arrays = [numpy.ones(1 << 18, dtype=numpy.float32) for _ in range(20)]\n"
             "    del arrays\n"
@@ -240,10 +244,7 @@ def test_a_step_that_frees_more_than_512_mb_keeps_it_too():
     from minialex import cpu as utils
     if not utils.MALLOC_TUNED:
         pytest.skip("no glibc malloc to tune (or MINIALEX_MALLOC=default)")
-    code = ("import resource, numpy, minialex.cpu\n"
-            "minialex.cpu.configure()\n"
-            "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-            "before = faults()\n"
+    code = (FAULTS_IN_A_CHILD +
             "for _ in range(4):\n"
             "    arrays = [numpy.ones(50 << 20, dtype=numpy.float32) for _ in range(3)]\n"
             "    del arrays\n"
