@@ -292,3 +292,27 @@ def test_fashion_mnist_bad_files(tmp_path):
     _idx(short / "t10k-labels-idx1-ubyte.gz", 2049, (3,))
     with pytest.raises(DataError, match="t10k-images.*bytes"):
         open_dataset(f"fashion-mnist:{short}", "test")
+
+
+def test_fashion_mnist_keeps_scaled_images_and_gives_the_same_bytes(tmp_path, monkeypatch):
+    """The scaled images a split keeps after first use (SCALED_CACHE_BYTES) are the bytes that
+    scaling each time gives; a split too large for the limit is scaled each time."""
+    from minialex.data import fashion_mnist
+    d = tmp_path / "fm"
+    d.mkdir()
+    pixels = numpy.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=numpy.uint8)
+    _idx(d / "t10k-images-idx3-ubyte.gz", 2051, (4, 28, 28), payload=pixels.tobytes())
+    _idx(d / "t10k-labels-idx1-ubyte.gz", 2049, (4,), payload=bytes([0, 1, 2, 3]))
+    kept = open_dataset(f"fashion-mnist:{d}", "test", base_size=40)
+    assert kept.scaled is not None and not kept.have.any()
+    first = [kept.load(i)[0] for i in range(4)]
+    assert kept.have.all()
+    monkeypatch.setattr(fashion_mnist, "SCALED_CACHE_BYTES", 4 * 40 * 40 - 1)
+    fresh = open_dataset(f"fashion-mnist:{d}", "test", base_size=40)
+    assert fresh.scaled is None
+    for i in range(4):
+        again, scaled = kept.load(i)[0], fresh.load(i)[0]
+        assert again.shape == (40, 40, 3) and numpy.array_equal(again, first[i])
+        assert numpy.array_equal(again, scaled) and (again[..., 0] == again[..., 2]).all()
+    assert not numpy.array_equal(first[0], first[1])
+    assert open_dataset(f"fashion-mnist:{d}", "test", base_size=28).scaled is None   # no scaling
