@@ -50,8 +50,9 @@ import minialex.functional as F  # noqa: E402
 
 #: (N, C, H, W) of the paper's LRN and pooling inputs at batch 16, and mini's first at 128.
 NORM_SHAPES = [(16, 96, 55, 55), (16, 256, 27, 27), (128, 48, 27, 27)]
-#: name: (N, C, H, K, kernel, stride, padding, groups), the paper's conv1-conv5 at batch 16.
-CONV_SHAPES = {"conv1": (16, 3, 227, 96, 11, 4, 0, 1), "conv2": (16, 96, 27, 256, 5, 1, 2, 2),
+#: name: (N, C, H, K, kernel, stride, padding, groups), the paper's conv1-conv5 at batch 16, and
+#: mini's (and fashion's) conv1 at 128.
+CONV_SHAPES = {"conv1 (mini, 128)": (128, 3, 51, 24, 7, 2, 0, 1), "conv1": (16, 3, 227, 96, 11, 4, 0, 1), "conv2": (16, 96, 27, 256, 5, 1, 2, 2),
                "conv3": (16, 256, 13, 384, 3, 1, 1, 1), "conv4": (16, 384, 13, 384, 3, 1, 1, 2),
                "conv5": (16, 384, 13, 256, 3, 1, 1, 2)}
 
