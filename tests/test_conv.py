@@ -133,8 +133,9 @@ def test_batch_parts_cover_the_batch_one_piece_per_thread_above_split_bytes(monk
 @pytest.mark.parametrize("n,bytes_per_image,chunk_bytes,pieces", [
     (64, 100, 1 << 20, 2),      # fits one chunk but is worth splitting: 2 pieces, even on 1 thread
     (10, 1000, 3000, 4),        # 4 chunks
-    (10, 1000, 2500, 4),        # 4 chunks, not 3 (3 threads) or 5
-    (10, 1000, 1800, 6),        # 6 chunks, not 7 (7 threads)
+    (10, 1000, 2500, 6),        # 2 whole images a chunk: 5 chunks, so 6 (not 3 or 7 threads' 6)
+    (10, 1000, 1800, 10),       # one image a chunk: no chunk over chunk_bytes
+    (16, 3500, 4000, 16),       # the paper's conv2: not 14 pieces, two of them of two images
     (64, 10, 1 << 20, 1)])      # small (under SPLIT_BYTES): one piece
 def test_summed_batch_parts_do_not_follow_the_thread_count(monkeypatch, n, bytes_per_image,
                                                            chunk_bytes, pieces):
