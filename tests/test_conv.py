@@ -284,6 +284,41 @@ def test_chunks_and_threads_give_the_same_conv_every_time(rng, monkeypatch, thre
         numpy.testing.assert_allclose(first, naive, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("stride,padding,groups", [(1, 1, 2), (2, 0, 1)])
+def test_a_conv_that_keeps_its_columns_gives_the_same_bits(rng, monkeypatch, stride, padding, groups):
+    """Under ``conv_cpu.KEEP_BYTES`` the forward keeps each chunk's columns and the backward
+    reuses them instead of unfolding again: the same gradients, bit for bit; the columns are let
+    go after the backward, and not kept at all when no backward will come."""
+    from minialex.functional import conv_cpu
+    monkeypatch.setattr(conv_cpu, "CHUNK_BYTES", 2000)                 # several chunks,
+    monkeypatch.setattr(conv_cpu, "SPLIT_MACS", 0)                     # small as the conv is
+    x = rng.standard_normal((6, 4, 9, 8)).astype(numpy.float32)
+    w = rng.standard_normal((6, 4 // groups, 3, 3)).astype(numpy.float32)
+    b, gy = rng.standard_normal(6).astype(numpy.float32), None
+    grads = {}
+    for keep in (0, 1 << 30):
+        monkeypatch.setattr(conv_cpu, "KEEP_BYTES", keep)
+        ts = [Tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = F.conv2d_relu(*ts, stride, padding, groups)
+        assert (y.creator.columns is not None) == bool(keep)
+        if gy is None:
+            gy = rng.standard_normal(y.shape).astype(numpy.float32)
+        op = y.creator
+        y.backward(gy)
+        assert op.columns is None
+        grads[keep] = [y.data] + [t.grad for t in ts]
+    for kept, unfolded in zip(grads[1 << 30], grads[0]):
+        numpy.testing.assert_array_equal(kept, unfolded)
+    op = Conv2d((stride, stride), (padding, padding), groups, relu=True)
+    with minialex.no_grad():
+        op(*[Tensor(a, requires_grad=True) for a in (x, w, b)])
+    assert op.columns is None
+    op(Tensor(x), Tensor(w), Tensor(b))                          # nothing needs a gradient
+    assert op.columns is None
+    op(*[Tensor(a, requires_grad=True) for a in (x, w, b)])
+    assert op.columns is not None
+
+
 def test_conv2d_output_shapes_alexnet():
     """The paper's sizes: 227 -> 55 (conv1, §3.5 with Caffe's 227 crop), 27 -> 27 (conv2, pad 2)."""
     x = Tensor(numpy.zeros((1, 3, 227, 227), numpy.float32))

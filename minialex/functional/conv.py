@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy
 
 from .. import kernels
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..cpu import in_parallel
 from ..kernels import conv_gpu
@@ -138,6 +138,7 @@ class Conv2d(Function):
 
     def __init__(self, stride, padding, groups, relu=False):
         self.stride, self.padding, self.groups, self.relu = stride, padding, groups, relu
+        self.columns = None                 # the forward's columns, where it keeps them
         if relu:
             self.name = "conv2d_relu"
 
@@ -150,19 +151,24 @@ class Conv2d(Function):
             self.winograd = conv_cpu.winograd_forward(x, weight, bias, self.padding[0],
                                                       self.groups, self.relu, y)
         else:       # im2col + GEMM, a few images at a time, the chunks shared among the threads
-            in_parallel(lambda part: self.forward_images(x[part], weight, bias, y[part]),
-                        conv_cpu.chunks(x.shape, weight.shape, out_hw, x.itemsize))
+            columns = in_parallel(lambda part: self.forward_images(x[part], weight, bias, y[part]),
+                                  conv_cpu.chunks(x.shape, weight.shape, out_hw, x.itemsize))
+            if self.backward_follows() and conv_cpu.keeps_columns(x.shape, weight.shape, out_hw,
+                                                                  x.itemsize):
+                self.columns = columns          # each chunk's, for the backward (small convs)
         self.save_for_backward(x, weight, y if self.relu else None)     # y: the ReLU's mask
         return y
 
     def forward_images(self, x, weight, bias, y):
         """y = W @ unfold(x) + bias (then max(0, y)) for a few images: x (n, C, H, W) into y
-        (n, K, OH, OW), one GEMM per group."""
+        (n, K, OH, OW), one GEMM per group. Returns each group's columns."""
         k = weight.shape[0]
         rows = numpy.empty((k, y[0, 0].size * y.shape[0]), dtype=x.dtype)   # (K, OH*OW*n)
+        columns = []
         for g, cols, wmat in self.groups_of(x, weight):
             group = slice(g * len(wmat), (g + 1) * len(wmat))               # its kernels' rows
             conv_cpu.matmul(wmat, cols, rows[group], len(wmat))             # Y = W @ cols
+            columns.append(cols)
         # the GEMM's rows to NCHW, with the bias and the ReLU, while they are in the cache
         if bias is None:
             numpy.copyto(y, self.as_nchw(rows, y.shape))
@@ -170,6 +176,12 @@ class Conv2d(Function):
             numpy.add(self.as_nchw(rows, y.shape), bias[:, None, None], out=y)
         if self.relu:
             numpy.maximum(y, 0, out=y)
+        return columns
+
+    def backward_follows(self):
+        """Whether a backward pass will come (a graph is being built): only then keep columns."""
+        inputs = getattr(self, "inputs", None) or ()
+        return is_grad_enabled() and any(t.requires_grad for t in inputs)
 
     def backward(self, gy):
         x, weight, y = self.saved
@@ -180,16 +192,20 @@ class Conv2d(Function):
                                                 self.groups, gx)
         else:       # each chunk's (dW, db), summed in the batch's order: the same bits always
             parts = conv_cpu.chunks(x.shape, weight.shape, gy.shape[2:], x.itemsize)
+            columns, self.columns = self.columns or [None] * len(parts), None
             gw, gb = conv_cpu.summed(in_parallel(
-                lambda p: self.backward_images(gy[p], x[p], weight, None if y is None else y[p],
-                                               None if gx is None else gx[p]), parts))
+                lambda i: self.backward_images(gy[parts[i]], x[parts[i]], weight,
+                                               None if y is None else y[parts[i]],
+                                               None if gx is None else gx[parts[i]], columns[i]),
+                range(len(parts))))
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
-    def backward_images(self, gy, x, weight, y, gx):
+    def backward_images(self, gy, x, weight, y, gx, columns=None):
         """(dW, db) of a few images; their dx = fold(W.T @ dY) into ``gx`` unless it is None.
 
-        Per group: dW = dY @ cols.T, dcols = W.T @ dY, with the columns unfolded again (cheaper
-        than keeping every image's) and dcols written over them while they are in the cache."""
+        Per group: dW = dY @ cols.T, dcols = W.T @ dY, with the forward's ``columns`` of these
+        images (small convs, ``conv_cpu.keeps_columns``) or the columns unfolded again, and dcols
+        written over them."""
         k, cg = weight.shape[0], weight.shape[1]
         dy_rows = numpy.empty((k, gy.size // k), dtype=gy.dtype)         # dY in the GEMM's layout
         if self.relu:                       # the ReLU's backward (dy where y > 0) on the way
@@ -197,7 +213,7 @@ class Conv2d(Function):
         else:
             numpy.copyto(self.as_nchw(dy_rows, gy.shape), gy)
         gw = numpy.empty_like(weight)
-        for g, cols, wmat in self.groups_of(x, weight):
+        for g, cols, wmat in self.groups_of(x, weight, columns):
             group = slice(g * len(wmat), (g + 1) * len(wmat))               # its kernels' rows
             dw = conv_cpu.matmul_bt(dy_rows[group], cols)                   # dY @ cols.T
             gw[group] = dw.reshape(weight[group].shape)
@@ -223,12 +239,14 @@ class Conv2d(Function):
         return tuple(output_size(x.shape[2 + a], weight.shape[2 + a], self.stride[a], self.padding[a])
                      for a in (0, 1))
 
-    def groups_of(self, x, weight):
-        """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw))."""
+    def groups_of(self, x, weight, columns=None):
+        """(g, group g's columns (C/groups*kh*kw, images*OH*OW), its kernels (K/groups, C/groups*kh*kw)):
+        the columns unfolded from ``x``, or taken from ``columns`` (the forward's) when given."""
         cg, kg = weight.shape[1], weight.shape[0] // self.groups
         for g in range(self.groups):
-            cols = unfold(x[:, g * cg:(g + 1) * cg], weight.shape[2:], self.stride, self.padding,
-                          self.batch_last)
+            cols = columns[g] if columns is not None else unfold(
+                x[:, g * cg:(g + 1) * cg], weight.shape[2:], self.stride, self.padding,
+                self.batch_last)
             yield g, cols, weight[g * kg:(g + 1) * kg].reshape(kg, -1)
 
     def forward_gpu(self, x, weight, bias=None):

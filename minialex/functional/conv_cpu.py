@@ -8,6 +8,7 @@ number in it was measured (the comments say where):
 - ``chunks``: the batch goes through a few images at a time (``CHUNK_BYTES`` of unfolded columns),
   so that the columns, the GEMM's output and the move to NCHW stay in the cache; the chunks go to
   the threads (``cpu.in_parallel``) when the conv is large enough (``SPLIT_MACS``).
+- ``keeps_columns``: whether the backward reuses the forward's columns or unfolds them again.
 - ``matmul`` and ``matmul_bt``: a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
 - ``winograd_batch``, ``takes_winograd``, ``winograd_forward``/``winograd_backward``: wide 3x3
   stride-1 convolutions (the paper's conv3-conv5) take Winograd's F(2x2, 3x3) (``winograd.py``),
@@ -52,6 +53,17 @@ WINOGRAD, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIZE, WINOGRAD_MIN_TILES = True, 1
 #: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67.
 WINOGRAD_TILES = 2048
 
+#: The forward keeps its unfolded columns for the backward (which otherwise unfolds each chunk
+#: again) when they take at most KEEP_BYTES in all: the small presets' convolutions at batch 128
+#: (mini's and fashion's conv1, 40 MB, and conv2, 37 MB; all of tiny's, 12 MB), not the paper's
+#: conv1 and conv2 (70 and 112 MB at batch 16). The same bits either way. The whole step against
+#: unfolding again (2 threads; paired runs of benchmarks/ab_constant.py and cpu_step.py --baseline,
+#: 10-40 rounds each, which scattered by several percent): mini 0.90-1.04, median of five runs
+#: 0.95; fashion 0.91-0.98; tiny 0.85-1.11 (its step is 12-16 ms); the paper's step, had it kept
+#: its conv1 and conv2 columns too, 1.08-1.10: there one image's columns are re-unfolded while
+#: they are in the cache, for GEMMs that take five times as long, and kept ones come from memory.
+KEEP_BYTES = 64 << 20
+
 #: OpenBLAS packs a GEMM's whole columns operand before it multiplies. With few kernels per
 #: group (tiny's 3-6) the product itself is so short that this packing, which outgrows the L2
 #: cache, is most of the time, so such GEMMs take GEMM_BLOCK columns at a time: tiny's conv1
@@ -74,6 +86,13 @@ def chunks(x_shape, weight_shape, out_hw, itemsize):
     per_kernel = int(numpy.prod(weight_shape[1:]))                  # C/groups * kh * kw
     return batch_parts(n, per_kernel * oh * ow * itemsize, CHUNK_BYTES, summed=True,
                        small=n * oh * ow * weight_shape[0] * per_kernel < SPLIT_MACS)
+
+
+def keeps_columns(x_shape, weight_shape, out_hw, itemsize):
+    """Whether the forward keeps its columns for the backward: all of them (C*kh*kw rows, N*OH*OW
+    columns) take at most KEEP_BYTES."""
+    n, c, (oh, ow) = x_shape[0], x_shape[1], out_hw
+    return n * c * weight_shape[2] * weight_shape[3] * oh * ow * itemsize <= KEEP_BYTES
 
 
 def column_blocks(kernels, width):
