@@ -151,24 +151,27 @@ class Conv2d(Function):
             self.winograd = conv_cpu.winograd_forward(x, weight, bias, self.padding[0],
                                                       self.groups, self.relu, y)
         else:       # im2col + GEMM, a few images at a time, the chunks shared among the threads
-            columns = in_parallel(lambda part: self.forward_images(x[part], weight, bias, y[part]),
+            keep = self.backward_follows() and conv_cpu.keeps_columns(x.shape, weight.shape,
+                                                                      out_hw, x.itemsize)
+            columns = in_parallel(lambda part: self.forward_images(x[part], weight, bias, y[part],
+                                                                   keep),
                                   conv_cpu.chunks(x.shape, weight.shape, out_hw, x.itemsize))
-            if self.backward_follows() and conv_cpu.keeps_columns(x.shape, weight.shape, out_hw,
-                                                                  x.itemsize):
-                self.columns = columns          # each chunk's, for the backward (small convs)
+            self.columns = columns if keep else None    # each chunk's, for the backward
         self.save_for_backward(x, weight, y if self.relu else None)     # y: the ReLU's mask
         return y
 
-    def forward_images(self, x, weight, bias, y):
+    def forward_images(self, x, weight, bias, y, keep=False):
         """y = W @ unfold(x) + bias (then max(0, y)) for a few images: x (n, C, H, W) into y
-        (n, K, OH, OW), one GEMM per group. Returns each group's columns."""
+        (n, K, OH, OW), one GEMM per group. Returns each group's columns if ``keep``, else None
+        (so that each chunk's columns are freed, and their memory reused, before the next)."""
         k = weight.shape[0]
         rows = numpy.empty((k, y[0, 0].size * y.shape[0]), dtype=x.dtype)   # (K, OH*OW*n)
         columns = []
         for g, cols, wmat in self.groups_of(x, weight):
             group = slice(g * len(wmat), (g + 1) * len(wmat))               # its kernels' rows
             conv_cpu.matmul(wmat, cols, rows[group], len(wmat))             # Y = W @ cols
-            columns.append(cols)
+            if keep:
+                columns.append(cols)
         # the GEMM's rows to NCHW, with the bias and the ReLU, while they are in the cache
         if bias is None:
             numpy.copyto(y, self.as_nchw(rows, y.shape))
@@ -176,7 +179,7 @@ class Conv2d(Function):
             numpy.add(self.as_nchw(rows, y.shape), bias[:, None, None], out=y)
         if self.relu:
             numpy.maximum(y, 0, out=y)
-        return columns
+        return columns if keep else None
 
     def backward_follows(self):
         """Whether a backward pass will come (a graph is being built): only then keep columns."""
