@@ -132,13 +132,13 @@ def torch_net(preset, classes, model, dtype):
         def forward(self, x):
             return x * (torch.rand_like(x) >= 0.5) if self.training else x * 0.5
 
-    class Scale(nn.Module):
+    class Scale(nn.Module):           # a grey preset averages the channels first (presets.py)
         def forward(self, x):
-            return x * p.input_scale
+            return (x.mean(dim=1, keepdim=True) if p.grey else x) * p.input_scale
 
     net = nn.Sequential(OrderedDict([
         ("scale", Scale()),
-        ("conv1", nn.Conv2d(3, c1, p.conv1_kernel, p.conv1_stride, p.conv1_padding)),
+        ("conv1", nn.Conv2d(p.conv_layers()[0].inputs, c1, p.conv1_kernel, p.conv1_stride, p.conv1_padding)),
         ("relu1", nn.ReLU()), ("lrn1", ColumnLRN()), ("pool1", nn.MaxPool2d(3, 2)),
         ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=2)),
         ("relu2", nn.ReLU()), ("lrn2", ColumnLRN()), ("pool2", nn.MaxPool2d(3, 2)),

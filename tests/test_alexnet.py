@@ -97,6 +97,32 @@ def test_small_presets_scale_pixels_to_unit_size_before_conv1():
     assert not numpy.allclose(a(x).numpy(), b(x).numpy())
 
 
+@pytest.mark.parametrize("build", [
+    lambda preset: AlexNet(5, preset, devices=TWO_CPUS, seed=0, dtype=numpy.float64),
+    lambda preset: AlexNet(5, preset, devices="cpu", seed=0, dtype=numpy.float64),
+    lambda preset: OneColumnAlexNet(5, preset, device="cpu", seed=0, dtype=numpy.float64)],
+    ids=["two devices", "columns together", "one column"])
+def test_a_grey_preset_is_a_colour_one_with_equal_kernels_on_the_mean(build):
+    import dataclasses
+    assert get_preset("fashion").grey and not get_preset("mini").grey
+    colour = dataclasses.replace(get_preset("tiny"), name="tiny-colour")
+    grey = build(dataclasses.replace(colour, grey=True)).eval()
+    rgb = build(colour).eval()
+    state = grey.state_dict()
+    assert all(w.shape[1] == 1 for name, w in state.items() if name.endswith("conv1.weight"))
+    # conv1 with the kernel w / 3 on each of R, G and B reads 3 * (w / 3) . mean = w . mean
+    rgb.load_state_dict({name: numpy.repeat(w / 3, 3, axis=1) if name.endswith("conv1.weight")
+                         else w for name, w in state.items()})
+    x = images_for(rgb, 2)
+    numpy.testing.assert_allclose(grey(x).numpy(), rgb(x).numpy(), rtol=1e-10, atol=1e-12)
+    # ... and it reads all three channels, not only one of them
+    changed = x.copy()
+    changed[:, 2] += 1
+    assert not numpy.allclose(grey(changed).numpy(), grey(x).numpy())
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 33, 33\)"):
+        grey(x[:, :1])
+
+
 def test_wrong_input_shape_and_unknown_preset_raise_clear_errors():
     model = AlexNet(5, "tiny", devices=TWO_CPUS)
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 33, 33\), got \(2, 3, 32, 32\)"):

@@ -118,7 +118,7 @@ def test_info_prints_the_paper_parameter_count():
     assert "measured recipe" not in text                  # the paper preset keeps the paper's
     fashion = run("info", "--preset", "fashion", "--num-classes", "10").output
     assert "fashion-mnist on 'fashion' takes a measured recipe" in fashion
-    assert "images stored 54x54 for the 51x51 crops" in fashion and "1,470,506" in fashion
+    assert "images stored 54x54 for the 51x51 crops" in fashion and "1,468,154" in fashion and "7x7x1, s2" in fashion
     assert "lr 0.03" in fashion and "24 epochs" in fashion
     assert "conv3, conv4, conv5 by Winograd's F(2x2, 3x3) at batches of 8 and up" in text
     assert "convolutions on the CPU: im2col + GEMM (functional/conv.py)" in mini   # too narrow

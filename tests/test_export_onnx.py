@@ -41,7 +41,7 @@ def minialex_logits(model, x):
 
 
 @pytest.mark.parametrize("preset,dropout_mode", [("tiny", "paper"), ("mini", "paper"),
-                                                 ("tiny", "inverted")])
+                                                 ("tiny", "inverted"), ("fashion", "paper")])
 def test_onnxruntime_computes_what_minialex_computes(preset, dropout_mode):
     model = AlexNet(num_classes=10, preset=preset, seed=3, dropout_mode=dropout_mode)
     x = pixels(model)

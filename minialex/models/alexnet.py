@@ -41,7 +41,7 @@ from .. import nn
 from ..autograd import Tensor, concat, to_device
 from ..backend import Device, as_device, default_devices
 from ..functional.dropout import draw_keep_mask
-from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
+from .common import (PresetModel, activations_in_test_mode, assign_parameters, network_input,
                      check_without, dropout, dropout_generator, split_seed)
 from .init import INIT_SCHEMES, initial_parameters, parameter_shapes
 from .placement import ColumnByColumn, ColumnsTogether
@@ -186,9 +186,7 @@ class AlexNet(PresetModel):
         'column1.pool5' (conv stages after their ReLU; pool stages after LRN and pooling),
         'column0.fc6' ... 'column1.fc7' (after ReLU, before dropout) and 'fc8' (the logits).
         """
-        images = check_images(self, images)
-        if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
-            images = images * self._preset.input_scale
+        images = network_input(self, images)        # grey and input_scale (presets.py)
         run = self.placement()
 
         def keep(stage, h):  # note both columns' outputs of one stage, if asked to

@@ -115,6 +115,18 @@ def max_pool(x: Tensor) -> Tensor:
     return F.max_pool2d(x, kernel_size=POOL_SIZE, stride=POOL_STRIDE)
 
 
+def network_input(model, images) -> Tensor:
+    """What conv1 reads: ``images`` (N, 3, S, S) checked (``check_images``), averaged over the
+    channels to (N, 1, S, S) if the preset is ``grey``, then multiplied by its ``input_scale``."""
+    images = check_images(model, images)
+    p = model.preset_spec
+    if p.grey:                           # R = G = B: one channel, a third of conv1's work
+        images = images.mean(axis=1, keepdims=True)
+    if p.input_scale != 1.0:             # small presets: pixels to unit size (presets.py)
+        images = images * p.input_scale
+    return images
+
+
 def check_images(model, images) -> Tensor:
     """``images`` as a Tensor of shape (N, 3, S, S) and the model's dtype, or a clear error."""
     if not isinstance(images, Tensor):

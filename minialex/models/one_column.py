@@ -36,7 +36,7 @@ from .. import nn
 from ..autograd import Tensor, to_device
 from ..functional.dropout import draw_keep_mask
 from ..backend import as_device, default_devices
-from .common import (PresetModel, activations_in_test_mode, assign_parameters, check_images,
+from .common import (PresetModel, activations_in_test_mode, assign_parameters, network_input,
                      check_without, dropout, dropout_generator, normalise, pool, split_seed,
                      unit)
 from .init import INIT_SCHEMES, draw_parameters
@@ -75,7 +75,7 @@ class OneColumnAlexNet(PresetModel):
             g = geometry[name]
             return nn.Conv2d(cin, cout, g.kernel, stride=g.stride, padding=g.padding, **kw)
 
-        self.conv1 = conv("conv1", 3, c1)
+        self.conv1 = conv("conv1", geometry["conv1"].inputs, c1)   # 3, or 1 if grey
         self.conv2 = conv("conv2", c1, c2)
         self.conv3 = conv("conv3", c2, c3)     # one column: no crossing, conv2's own maps only
         self.conv4 = conv("conv4", c3, c4)
@@ -126,15 +126,13 @@ class OneColumnAlexNet(PresetModel):
     def forward(self, images, activations: Optional[dict] = None) -> Tensor:
         """Logits (N, num_classes). With a dict ``activations``, stores each stage's output
         ('conv1', 'pool1', ..., 'fc7', 'fc8'), named as in ``AlexNet.forward`` without columns."""
-        images = check_images(self, images)
+        images = network_input(self, images)        # grey and input_scale (presets.py)
 
         def keep(stage, h):
             if activations is not None:
                 activations[stage] = h
             return h
 
-        if self._preset.input_scale != 1.0:  # small presets: pixels to unit size (presets.py)
-            images = images * self._preset.input_scale
         x = to_device(images, self.device, label="image -> device")
         x = keep("conv1", unit(self, self.conv1(x)))
         x = keep("pool1", pool(self, normalise(self, x)))

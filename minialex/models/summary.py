@@ -90,6 +90,8 @@ def table(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
              f"input: {n}x{n}x3 = {3 * n * n:,} values"
              + (" (227, not the paper's 224: (227-11)/4+1 = 55 with no padding, as in Caffe)"
                 if p.input_size == PAPER_INPUT_SIZE and p.conv1_kernel == 11 else "")
+             + (", averaged over the three channels before conv1 (grey: one input channel)"
+                if p.grey else "")
              + (f", multiplied by {p.input_scale:g} before conv1 (pixels to unit size for He init)"
                 if p.input_scale != 1.0 else ""),
              f"init: {describe_init(init or p.init)}",

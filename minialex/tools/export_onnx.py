@@ -5,7 +5,9 @@ and that is how they are written out: each layer's two columns' weights stacked 
 axis, **column 0 first**, one node per layer:
 
     image (N, 3, S, S) float32: RGB pixels 0-255 of an S x S crop (S = input_size, 227 for 'paper')
-    Sub 255*mean, Mul input_scale             the preprocessing, baked in (mean from /data)
+    Sub 255*mean, Mul input_scale             the preprocessing, baked in (mean from /data);
+                                              a grey preset ('fashion') first takes ReduceMean
+                                              over the channels, as the model does
     conv1 Conv (group 1: both columns read the image), Relu, LRN per column, MaxPool 3/2 (§3.3-3.4)
     conv2 Conv group=2 (each column its own half), Relu, LRN per column, MaxPool
     conv3 Conv group=1 (the crossing: reads both columns), Relu
@@ -72,6 +74,8 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     h = "image"
     if mean is not None:
         h = g.node("Sub", [h, g.const("mean_255", 255.0 * numpy.reshape(mean, (1, 3, 1, 1)))])
+    if model.preset_spec.grey:
+        h = g.node("ReduceMean", [h], axes=[1], keepdims=1)      # opset 17: axes an attribute
     if model.preset_spec.input_scale != 1.0:
         h = g.node("Mul", [h, g.const("input_scale", model.preset_spec.input_scale)])
     h = g.fully_connected(g.convolutions(h, lrn_groups))
@@ -79,7 +83,7 @@ def build_graph(model, *, mean: Optional[Sequence[float]] = None, classes=None,
     p = model.preset_spec
     meta = {"preset": p.name, "input_size": p.input_size, "base_size": base_size,
             "mean": None if mean is None else [float(m) for m in mean],
-            "input_scale": p.input_scale, "dropout_mode": model.dropout_mode,
+            "input_scale": p.input_scale, "grey": p.grey, "dropout_mode": model.dropout_mode,
             "without": list(model.without),
             "input": "RGB pixels 0-255, NCHW float32, an input_size crop of the image resized to "
                      "base_size (shorter side, central crop)" + ("" if mean is not None else
