@@ -118,7 +118,8 @@ def test_info_prints_the_paper_parameter_count():
     assert "measured recipe" not in text                  # the paper preset keeps the paper's
     fashion = run("info", "--preset", "fashion", "--num-classes", "10").output
     assert "fashion-mnist on 'fashion' takes a measured recipe" in fashion
-    assert "images stored 54x54 for the 51x51 crops" in fashion and "1,468,154" in fashion and "7x7x1, s2" in fashion
+    assert "images stored 54x54 for the 51x51 crops" in fashion and "1,468,154" in fashion
+    assert "7x7x1, s2" in fashion and "averaged over the three channels" in fashion
     assert "lr 0.03" in fashion and "24 epochs" in fashion
     assert "conv3, conv4, conv5 by Winograd's F(2x2, 3x3) at batches of 8 and up" in text
     assert "convolutions on the CPU: im2col + GEMM (functional/conv.py)" in mini   # too narrow
@@ -150,6 +151,23 @@ def test_filters_of_a_grayscale_run_draw_each_kernels_channel_sum(tmp_path):
     want = numpy.round(255 * (k - k.min()) / (k.max() - k.min()))
     assert numpy.array_equal(pixels[0:2 * k.shape[0]:2, 0:2 * k.shape[1]:2, 0], want)
     assert pixels.shape[0] > 20 and (pixels[-16:] < 128).any()   # the caption strip has text
+
+
+def test_filters_of_a_grey_model_draw_its_one_channel(tmp_path):
+    """A grey preset's conv1 has one input channel: drawn as it is, and said so."""
+    import dataclasses
+    import numpy
+    import minialex
+    from minialex.models import AlexNet, get_preset
+    model = AlexNet(10, dataclasses.replace(get_preset("tiny"), grey=True), devices="cpu", seed=0)
+    path = minialex.save(tmp_path / "grey.h5", model)
+    text = run("filters", path, "--out", tmp_path / "g.png", "--zoom", "2").output
+    assert "kernels of 1x5x5" in text and "reads grey images" in text and "colour:" not in text
+    with Image.open(tmp_path / "g.png") as im:
+        pixels = numpy.asarray(im.convert("RGB")).astype(int)
+    k = model.column0.conv1.weight.numpy()[0, 0]
+    want = numpy.round(255 * (k - k.min()) / (k.max() - k.min()))
+    assert numpy.array_equal(pixels[0:2 * k.shape[0]:2, 0:2 * k.shape[1]:2, 1], want)
 
 
 def test_filters_plot_and_neighbors_draw_pictures(trained, tmp_path, image_files):

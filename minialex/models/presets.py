@@ -96,7 +96,8 @@ class Preset:
         """conv1..conv5 of one column (the first rows of ``layers``)."""
         c1, c2, c3, c4, c5 = self.channels
         return (
-            LayerShape("conv1", 1 if self.grey else 3, c1, self.conv1_kernel, self.conv1_stride, self.conv1_padding),
+            LayerShape("conv1", 1 if self.grey else 3, c1, self.conv1_kernel, self.conv1_stride,
+                       self.conv1_padding),
             LayerShape("conv2", c1, c2, CONV2_KERNEL, 1, CONV2_PADDING),
             LayerShape("conv3", 2 * c2, c3, CONV345_KERNEL, 1, CONV345_PADDING, crossing=True),
             LayerShape("conv4", c3, c4, CONV345_KERNEL, 1, CONV345_PADDING),
@@ -176,11 +177,12 @@ PRESETS: Dict[str, Preset] = {
         name="mini", input_size=51, conv1_kernel=7, conv1_stride=2, conv1_padding=0,
         channels=(12, 32, 48, 48, 32), fc=256, init="he", input_scale=1 / 64,
         description="for CPUs and lessons: 51x51 input, 1/4 of the kernels, fc 512"),
-    # For Fashion-MNIST (the preset ``train --data fashion-mnist`` takes; minialex/train/setup.py): mini's
-    # convolutions, conv1 on one grey channel (``grey``), and fc6 and fc7 twice as wide. With the paper's dropout on them, mini's 512
-    # fc neurons underfit 55,000 grey images (training error above validation error after 20
-    # epochs); 1,024 lowered validation error by 0.4-0.7 points in every epoch of a 5-epoch
-    # trial for about 2% more time per step (docs/training.md).
+    # For Fashion-MNIST (the preset ``train --data fashion-mnist`` takes; minialex/train/setup.py):
+    # mini's convolutions, conv1 on one grey channel (``grey``), and fc6 and fc7 twice as wide.
+    # With the paper's dropout on them, mini's 512 fc neurons underfit 55,000 grey images
+    # (training error above validation error after 20 epochs); 1,024 lowered validation error by
+    # 0.4-0.7 points in every epoch of a 5-epoch trial for about 2% more time per step
+    # (docs/training.md).
     "fashion": Preset(
         name="fashion", input_size=51, conv1_kernel=7, conv1_stride=2, conv1_padding=0,
         channels=(12, 32, 48, 48, 32), fc=512, init="he", input_scale=1 / 64, grey=True,

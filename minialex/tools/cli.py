@@ -381,6 +381,12 @@ def filters_command(checkpoint, out, zoom):
     check_output(out, reads=[checkpoint], what="the picture")     # never over the checkpoint
     cols, grayscale = conv1_kernels(checkpoint)
     shape = "x".join(str(s) for s in cols[0].shape[1:])
+    if cols[0].shape[1] == 1:      # a grey preset ('fashion'): conv1 reads the channels' mean
+        save_filters(cols, out, zoom=zoom, caption="a grey model: one input channel")
+        click.echo(f"wrote {out}: {sum(len(c) for c in cols)} kernels of {shape} in {len(cols)} "
+                   "blocks: the model reads grey images (the mean of R, G and B), so its "
+                   "kernels have one channel and no colour")
+        return
     if grayscale:      # R = G = B in every image: only the sum of a kernel's channels acts
         cols = [c.sum(axis=1, keepdims=True) for c in cols]
         save_filters(cols, out, zoom=zoom,
