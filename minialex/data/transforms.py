@@ -94,8 +94,7 @@ def normalize_batch(xp, crops, offsets, scale: float = 255.0):
     """
     d = crops.ndim  # (..., H, W, C) -> (..., C, H, W)
     channels_first = tuple(range(d - 3)) + (d - 1, d - 3, d - 2)
-    x = xp.empty(tuple(crops.shape[i] for i in channels_first), dtype=xp.float32)
-    x[...] = crops.transpose(channels_first)    # one pass: the new layout and float32 at once
+    x = xp.ascontiguousarray(crops.transpose(channels_first)).astype(xp.float32)
     shape = (offsets.shape[0],) + (1,) * (crops.ndim - 4) + (3, 1, 1)
     x += xp.asarray(offsets, dtype=xp.float32).reshape(shape)
     if scale != 255.0:
