@@ -281,12 +281,21 @@ class BaselineSteps:
         self.opt.step()
 
 
-def same_weights(model, other) -> bool:
-    """Whether two models (same init, same steps) hold the same weights, bit for bit: a change
-    meant only to be faster must leave training unchanged."""
-    theirs = dict(other.named_parameters())
-    return all(name in theirs and numpy.array_equal(p.data, theirs[name].data)
-               for name, p in model.named_parameters())
+def same_weights(model, other) -> str:
+    """'yes' when two models (same init, same steps) hold the same weights, bit for bit: a change
+    meant only to be faster must leave training unchanged. 'NO', or, where the two checkouts
+    build different networks for the preset (a retuned preset), which parameter differs."""
+    ours, theirs = dict(model.named_parameters()), dict(other.named_parameters())
+    for name, p in ours.items():
+        if name not in theirs:
+            return f"NO (a different network: the baseline has no {name})"
+        if p.data.shape != theirs[name].data.shape:
+            return (f"NO (a different network: {name} is {tuple(p.data.shape)} here, "
+                    f"{tuple(theirs[name].data.shape)} in the baseline)")
+    if set(theirs) - set(ours):
+        return f"NO (a different network: the baseline also has {sorted(set(theirs) - set(ours))[0]})"
+    same = all(numpy.array_equal(p.data, theirs[name].data) for name, p in ours.items())
+    return "yes" if same else "NO"
 
 
 def interleaved(steps_by_name, rounds, per_round, pause):
@@ -514,7 +523,7 @@ def main(args):
                   f"{ms['minialex'] / ms['baseline']:.3f} (fastest steps "
                   f"{best['minialex'] / best['baseline']:.3f}); the same weights after "
                   f"{len(times['minialex']) + args.rounds} steps each, bit for bit: "
-                  f"{'yes' if same_weights(steps['minialex'].model, steps['baseline'].model) else 'NO'}")
+                  f"{same_weights(steps['minialex'].model, steps['baseline'].model)}")
         if not args.no_layers:
             repeat = max(2, args.steps)
             time.sleep(args.pause)

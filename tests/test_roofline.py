@@ -1,14 +1,18 @@
 """benchmarks/cpu_step.py's roofline (issue 29): the work it counts per op is the direct
 algorithm's, and the floor is the larger of the two limits."""
 
+import dataclasses
 import importlib.util
 import os
 
 import numpy
 import pytest
 
+import minialex
 import minialex.functional as F
 from minialex import Tensor
+from minialex.models import build_network
+from minialex.models.presets import get_preset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -58,3 +62,19 @@ def test_the_floor_is_the_larger_limit_and_winograd_counts_as_direct(cpu_step, c
     assert step_time == pytest.approx(0.007)
     assert floor == pytest.approx(0.001 + 0.1 + 0.0002)
     assert "50%" in capsys.readouterr().out                     # a: 1 ms floor in 2 ms
+
+
+def test_the_bit_for_bit_check_names_a_parameter_that_differs_in_shape(cpu_step):
+    """Two checkouts may build different networks for one preset name (fashion went grey): the
+    check then says which parameter differs rather than a bare NO."""
+    devices = minialex.default_devices()
+    grey = get_preset("fashion")
+    colour = dataclasses.replace(grey, grey=False)
+    a = build_network(10, grey, devices, seed=0)
+    assert cpu_step.same_weights(a, build_network(10, grey, devices, seed=0)) == "yes"
+    moved = build_network(10, grey, devices, seed=0)
+    next(iter(moved.parameters())).data[...] += 1
+    assert cpu_step.same_weights(a, moved) == "NO"
+    said = cpu_step.same_weights(a, build_network(10, colour, devices, seed=0))
+    assert said.startswith("NO (a different network") and "conv1.weight" in said
+    assert "(12, 1, 7, 7)" in said and "(12, 3, 7, 7)" in said
