@@ -238,7 +238,7 @@ shutil.rmtree(workdir)  # the lesson's temporary folder
 # [docs/training.md](../docs/training.md) shows how it was found and what three seeds reach. The
 # run ends by testing `best.h5` twice: on the centre crops, and as the paper reports its errors,
 # averaging the softmax of ten patches per image (§4.1), which is worth about half a point there
-# (8.5% test error from the centre crop against 8.0%, the mean of six runs).
+# (8.5% test error from the centre crop against 7.9%, the means of three seeds).
 # `train --without TRICK` leaves one of the paper's tricks out, and
 # [docs/ablation.md](../docs/ablation.md) measures all six.
 #
