@@ -286,14 +286,11 @@ def same_weights(model, other) -> str:
     meant only to be faster must leave training unchanged. 'NO', or, where the two checkouts
     build different networks for the preset (a retuned preset), which parameter differs."""
     ours, theirs = dict(model.named_parameters()), dict(other.named_parameters())
-    for name, p in ours.items():
-        if name not in theirs:
-            return f"NO (a different network: the baseline has no {name})"
-        if p.data.shape != theirs[name].data.shape:
-            return (f"NO (a different network: {name} is {tuple(p.data.shape)} here, "
-                    f"{tuple(theirs[name].data.shape)} in the baseline)")
-    if set(theirs) - set(ours):
-        return f"NO (a different network: the baseline also has {sorted(set(theirs) - set(ours))[0]})"
+    shape = lambda params, name: tuple(params[name].data.shape) if name in params else "absent"
+    for name in sorted(set(ours) | set(theirs)):
+        if shape(ours, name) != shape(theirs, name):
+            return (f"NO (a different network: {name} is {shape(ours, name)} here, "
+                    f"{shape(theirs, name)} in the baseline)")
     same = all(numpy.array_equal(p.data, theirs[name].data) for name, p in ours.items())
     return "yes" if same else "NO"
 
