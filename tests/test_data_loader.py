@@ -127,3 +127,79 @@ def test_device_batches_equal_cpu_batches(device):
     cten = DataLoader(ds, 8, input_size=16, train=False, ten_crop=True)
     for (x, _), (cx, _) in zip(_batches(ten), _batches(cten)):
         assert numpy.allclose(x, cx, atol=1e-4)
+
+
+class OneByOne:
+    """A dataset as one that cannot give its images at once: the loader loads them one by one."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getattr__(self, name):
+        return getattr(self.dataset, name)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def load_many(self, indices):
+        return None
+
+
+def _fashion(tmp_path, n=40, base_size=32):
+    """A small Fashion-MNIST folder of random grey images, opened at ``base_size``."""
+    from test_data_sources import _idx
+    d = tmp_path / "fm"
+    if not d.exists():
+        d.mkdir()
+        rng = numpy.random.default_rng(5)
+        for files in ("t10k", "train"):                 # the training files give the statistics
+            _idx(d / f"{files}-images-idx3-ubyte.gz", 2051, (n, 28, 28),
+                 payload=rng.integers(0, 256, (n, 28, 28), dtype=numpy.uint8).tobytes())
+            _idx(d / f"{files}-labels-idx1-ubyte.gz", 2049, (n,),
+                 payload=rng.integers(0, 10, n, dtype=numpy.uint8).tobytes())
+    return open_dataset(f"fashion-mnist:{d}", "test", base_size=base_size)
+
+
+@pytest.mark.parametrize("source", ["builtin", "grey", "grey unscaled", "grey subset"])
+def test_images_at_once_give_the_batches_of_images_one_by_one(tmp_path, source):
+    """Datasets held in memory give a batch's images at once (``load_many``; grey ones as one
+    plane) and the loader cuts every crop in one step: the same batches, bit for bit, as loading,
+    cropping and mirroring image by image, in every mode."""
+    from minialex.data.dataset import Subset
+    ds = {"builtin": lambda: _ds(40), "grey": lambda: _fashion(tmp_path),
+          "grey unscaled": lambda: _fashion(tmp_path, base_size=28),
+          "grey subset": lambda: Subset(_fashion(tmp_path), numpy.arange(3, 39))}[source]()
+    stack = ds.load_many(numpy.array([4, 0, 4]))
+    channels = 3 if source == "builtin" else 1
+    assert stack.shape == (3, ds.base_size, ds.base_size, channels)
+    assert numpy.array_equal(stack[0], stack[2]) and numpy.array_equal(
+        stack[1], ds.load(0)[0][..., :channels])
+    size = ds.base_size - 3
+    for mode in (dict(), dict(augment=False), dict(train=False), dict(train=False, ten_crop=True)):
+        at_once = _batches(DataLoader(ds, 8, input_size=size, seed=2, epoch=1, scale=3.0, **mode))
+        by_one = _batches(DataLoader(OneByOne(ds), 8, input_size=size, seed=2, epoch=1,
+                                     scale=3.0, **mode))
+        assert len(at_once) >= 4 and _same(at_once, by_one), mode
+    with pytest.raises(IndexError, match="out of range"):
+        ds.load_many(numpy.array([0, len(ds)]))
+
+
+def test_grey_images_are_read_for_every_channel(tmp_path):
+    """A grey batch (one plane) becomes three channels, each with its own offset."""
+    from minialex.data.transforms import normalize_batch
+    crops = numpy.arange(2 * 3 * 3, dtype=numpy.uint8).reshape(2, 3, 3, 1)
+    offsets = numpy.array([[1, 2, 3], [-4, -5, -6]], numpy.float32)
+    x = normalize_batch(numpy, crops, offsets, scale=127.5)
+    rgb = normalize_batch(numpy, numpy.repeat(crops, 3, axis=3), offsets, scale=127.5)
+    assert x.shape == (2, 3, 3, 3) and x.dtype == numpy.float32 and numpy.array_equal(x, rgb)
+    assert x[1, 2, 0, 1] == (crops[1, 0, 1, 0] - 6) / 2
+
+
+def test_device_grey_batches_equal_cpu_batches(tmp_path, device):
+    ds = _fashion(tmp_path)
+    for mode in (dict(), dict(train=False, ten_crop=True)):
+        cpu = _batches(DataLoader(ds, 8, input_size=29, seed=6, **mode))
+        on_device = _batches(DataLoader(ds, 8, input_size=29, seed=6, device=device, **mode))
+        assert len(cpu) == len(on_device) >= 4
+        for (x, y), (cx, cy) in zip(on_device, cpu):
+            assert numpy.allclose(x, cx, atol=1e-4) and (y == cy).all()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy
 from PIL import Image, ImageDraw
@@ -217,6 +217,14 @@ class _Store:
             self.ready[i] = True
         return image
 
+    def get_many(self, indices: numpy.ndarray) -> Optional[numpy.ndarray]:
+        """Images ``indices`` (n, size, size, 3), drawing those not drawn yet; None if not kept."""
+        if not self.keep:
+            return None
+        for i in indices[~self.ready[indices]]:
+            self.get(int(i))
+        return self.images[indices]
+
 
 _stores: Dict[Tuple[int, str, int, int], _Store] = {}
 _stats: Dict[Tuple[int, int, int], DataStats] = {}
@@ -252,6 +260,9 @@ class BuiltinDataset(Dataset):
 
     def _load(self, i: int) -> numpy.ndarray:
         return self._store.get(i)
+
+    def _load_many(self, indices: numpy.ndarray) -> Optional[numpy.ndarray]:
+        return self._store.get_many(indices)
 
     def describe(self, i: int) -> str:
         return f"builtin {self.split} image {i} (seed {self.seed})"

@@ -4,11 +4,15 @@ A dataset is a list of preprocessed images, all (base_size, base_size, 3) uint8 
 paper's 256×256 store (§2), or smaller for small presets — with integer labels into ``classes``.
 
     len(ds), ds.load(i) -> (image uint8 (B, B, 3), label int), ds.labels (N,) int64,
+    ds.load_many(indices) -> uint8 (n, B, B, C) or None (C = 1 for grey data),
     ds.classes (stable list of str), ds.num_classes, ds.base_size, ds.split ('train' or 'val'),
     ds.stats (DataStats of the *training* split, also on a 'val' dataset), ds.skipped
 
 ``ds.load(i)`` raises ``DataError`` naming the file when image i cannot be read; the loader
-catches it, drops that image from its batch and records it in ``ds.skipped``.
+catches it, drops that image from its batch and records it in ``ds.skipped``. A dataset that
+holds its images in memory (Fashion-MNIST, the built-in set) also gives many at once with
+``ds.load_many``, so that the loader cuts a whole batch's crops in one step instead of image by
+image; it gives grey images as one channel (C = 1), which stands for R = G = B.
 """
 
 from __future__ import annotations
@@ -54,6 +58,11 @@ class Dataset:
         """The (base_size, base_size, 3) uint8 image i; DataError if unreadable."""
         raise NotImplementedError
 
+    def _load_many(self, indices: numpy.ndarray) -> Optional[numpy.ndarray]:
+        """Images ``indices`` (n, base_size, base_size, C) uint8, C = 1 (grey) or 3, when the
+        dataset holds them in memory; None (the default) when it reads them one at a time."""
+        return None
+
     def describe(self, i: int) -> str:
         """Where image i comes from (a path, a file and index, ...), for messages."""
         raise NotImplementedError
@@ -77,6 +86,22 @@ class Dataset:
             raise DataError(f"{self.describe(i)}: expected a ({b}, {b}, 3) uint8 image, "
                             f"got {image.shape} {image.dtype}")
         return image, int(self.labels[i])
+
+    def load_many(self, indices) -> Optional[numpy.ndarray]:
+        """Images ``indices`` as one uint8 array (n, base_size, base_size, C), C = 3, or 1 for
+        grey images (R = G = B), when the dataset holds them in memory; otherwise None (then
+        ``load`` them one by one). Nothing here can be unreadable."""
+        indices = numpy.asarray(indices, dtype=numpy.int64)
+        if len(indices) and not (0 <= indices.min() and indices.max() < len(self)):
+            raise IndexError(f"{self.name} {self.split}: indices {indices.min()}..{indices.max()} "
+                             f"out of range for {len(self)} images")
+        images = self._load_many(indices)
+        b = self.base_size
+        if images is not None and (images.shape[:3] != (len(indices), b, b) or images.ndim != 4
+                                   or images.shape[3] not in (1, 3) or images.dtype != numpy.uint8):
+            raise DataError(f"{self.name} {self.split}: expected ({len(indices)}, {b}, {b}, 1 or 3) "
+                            f"uint8 images, got {images.shape} {images.dtype}")
+        return images
 
     @property
     def stats(self) -> DataStats:
@@ -120,6 +145,9 @@ class Subset(Dataset):
 
     def _load(self, i: int) -> numpy.ndarray:
         return self.parent._load(int(self.indices[i]))
+
+    def _load_many(self, indices: numpy.ndarray) -> Optional[numpy.ndarray]:
+        return self.parent._load_many(self.indices[indices])
 
     def describe(self, i: int) -> str:
         return self.parent.describe(int(self.indices[i]))

@@ -15,7 +15,8 @@ Three splits, so that nothing is chosen by looking at the test set:
 
 How 28×28 grayscale becomes AlexNet's input: each image is scaled (bilinear) to
 base_size × base_size and its one channel is copied into R, G and B, so it goes through exactly
-the same path as colour data. The ``fashion`` preset, made for this data, averages the three
+the same path as colour data (``load_many`` gives the one plane, which the loader reads for each
+channel: the same batches, one copy instead of three). The ``fashion`` preset, made for this data, averages the three
 channels again before conv1 and gives conv1 one input channel (``Preset.grey``); any other preset
 reads all three (equal) channels. The classes keep
 Fashion-MNIST's official label order (0 = T-shirt/top ... 9 = Ankle boot), so labels match every
@@ -32,7 +33,7 @@ from __future__ import annotations
 import gzip
 import os
 import threading
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy
 from PIL import Image
@@ -167,6 +168,15 @@ class FashionMNIST(Dataset):
         else:
             gray = self._scale(self.images[i])
         return numpy.repeat(gray[:, :, None], 3, axis=2)
+
+    def _load_many(self, indices: numpy.ndarray) -> Optional[numpy.ndarray]:
+        """The grey images themselves, (n, B, B, 1): the loader reads the plane for R, G and B.
+        None when they are scaled anew at every use (too many to keep at this base size)."""
+        if self.scaled is None:
+            return self.images[indices, :, :, None] if self.base_size == self.images.shape[-1] else None
+        for i in indices[~self.have[indices]]:
+            self._load(int(i))
+        return self.scaled[indices, :, :, None]
 
     def _scale(self, gray: numpy.ndarray) -> numpy.ndarray:
         """A 28x28 image at base_size x base_size (bilinear, Pillow's)."""

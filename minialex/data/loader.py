@@ -30,7 +30,8 @@ by one, and recorded in ``dataset.skipped`` / counted in ``loader.num_skipped``;
 readable image is not yielded. Nothing is raised mid-epoch.
 
 Workers: ``workers`` threads each build whole batches (decode, crop, flip, and on the CPU the
-float conversion); up to ``2 × workers`` batches are prepared ahead while the caller trains.
+float conversion; a dataset held in memory gives the batch's images at once, ``load_many``, and
+all its crops are cut in one step); up to ``2 × workers`` batches are prepared ahead while the caller trains.
 Pillow decoding and NumPy's batch arithmetic release the GIL, so threads overlap with training
 without pickling datasets or opening HDF5 files in several processes. workers=0 builds each batch
 in the calling thread.
@@ -48,18 +49,20 @@ import math
 from typing import Iterator, NamedTuple, Optional, Tuple
 
 import numpy
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..backend import as_device, cupy
 from .errors import DataError
 from .stats import DataStats
 from .transforms import (center_offset, crop, hflip, lighting_alphas, normalize_batch,
-                         pixel_offsets, random_crop_offsets, random_flips, ten_crops)
+                         pixel_offsets, random_crop_offsets, random_flips, ten_crop_offsets,
+                         ten_crops)
 
 
 class HostBatch(NamedTuple):
     """One batch on the host before normalisation, unreadable images left out."""
 
-    crops: numpy.ndarray     # uint8 (n, [10,] S, S, 3)
+    crops: numpy.ndarray     # uint8 (n, [10,] S, S, C): C = 3, or 1 for grey data (R = G = B)
     labels: numpy.ndarray    # int64 (n,)
     offsets: numpy.ndarray   # float32 (n, 3): 255 * (lighting - mean), see transforms.pixel_offsets
     skipped: int             # images of this batch that could not be read
@@ -190,8 +193,25 @@ class DataLoader:
     def host_batch(self, b: int) -> HostBatch:
         """Batch b before normalisation (runs in a worker thread: it changes no loader state)."""
         indices = self.batch_indices(b)
-        s, base = self.input_size, self.dataset.base_size
         aug = self.augmentation(b) if self.augment else None
+        stack = self.dataset.load_many(indices)
+        if stack is None:
+            crops, labels, kept = self._crops_one_by_one(indices, aug)
+        else:
+            crops = self._crops_of_stack(stack, aug)
+            labels, kept = self.dataset.labels[indices], numpy.arange(len(indices))
+        if aug is not None and self.lighting_std > 0:
+            lighting = self.stats.lighting(aug.alphas[kept])
+        else:
+            lighting = numpy.zeros((len(kept), 3))
+        offsets = pixel_offsets(self.stats.mean, lighting)
+        return HostBatch(crops, numpy.asarray(labels, dtype=numpy.int64), offsets,
+                         len(indices) - len(kept))
+
+    def _crops_one_by_one(self, indices, aug):
+        """(crops (n, [10,] S, S, 3), labels, kept): each image loaded, cropped and mirrored in
+        turn; an unreadable one is left out (``kept``: the batch positions of those read)."""
+        s, base = self.input_size, self.dataset.base_size
         shape = (len(indices),) + ((10,) if self.ten_crop else ()) + (s, s, 3)
         crops = self._empty_host(shape)
         labels, kept = [], []
@@ -212,14 +232,29 @@ class DataLoader:
                 crops[k] = crop(image, o, o, s)
             labels.append(label)
             kept.append(j)
-        kept = numpy.asarray(kept, dtype=numpy.int64)
-        if aug is not None and self.lighting_std > 0:
-            lighting = self.stats.lighting(aug.alphas[kept])
+        return crops[:len(kept)], labels, numpy.asarray(kept, dtype=numpy.int64)
+
+    def _crops_of_stack(self, stack, aug):
+        """The same crops as ``_crops_one_by_one``, (n, [10,] S, S, C), cut at once from a stack
+        of images already in memory (n, B, B, C) (``Dataset.load_many``; C = 1 for grey data):
+        every S x S window of every image is a view, and one fancy index picks the batch's."""
+        n, s, base, c = len(stack), self.input_size, self.dataset.base_size, stack.shape[-1]
+        windows = sliding_window_view(stack, (s, s), axis=(1, 2))    # (n, top, left, C, S, S)
+        images = numpy.arange(n)
+        if self.ten_crop:
+            tops, lefts = numpy.array(ten_crop_offsets(base, s)).T
+            five = windows[images[:, None], tops, lefts]                # (n, 5, C, S, S)
+            patches = numpy.concatenate([five, five[..., ::-1]], axis=1)  # then their mirrors
+        elif aug is not None:
+            patches = windows[images, aug.tops, aug.lefts]              # (n, C, S, S)
+            patches[aug.flips] = patches[aug.flips, ..., ::-1]
         else:
-            lighting = numpy.zeros((len(kept), 3))
-        offsets = pixel_offsets(self.stats.mean, lighting)
-        return HostBatch(crops[:len(kept)], numpy.asarray(labels, dtype=numpy.int64), offsets,
-                         len(indices) - len(kept))
+            o = center_offset(base, s)
+            patches = windows[:, o, o]
+        shape = (n,) + ((10,) if self.ten_crop else ()) + (s, s, c)
+        crops = self._empty_host(shape)
+        numpy.copyto(crops, numpy.moveaxis(patches, -3, -1))            # channels last again
+        return crops
 
     def _cpu_batch(self, b: int):
         host = self.host_batch(b)

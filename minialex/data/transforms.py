@@ -84,19 +84,25 @@ def pixel_offsets(mean: numpy.ndarray, lighting: numpy.ndarray) -> numpy.ndarray
 
 
 def normalize_batch(xp, crops, offsets, scale: float = 255.0):
-    """uint8 crops (N, [10,] S, S, 3) -> float32 (N, [10,] 3, S, S) ready for the net.
+    """uint8 crops (N, [10,] S, S, C) -> float32 (N, [10,] 3, S, S) ready for the net.
 
     out = (pixel + offsets[n]) · scale/255, pixel in 0..255, offsets from ``pixel_offsets``. With
     the default scale 255 the values are the 0–255 pixels minus the training mean plus the PCA
     colour shift — the units of the paper's own code (cuda-convnet) and Caffe; scale=1 gives
-    the [0, 1] units. ``xp`` is numpy or cupy: the one place where the GPU path and the CPU path
-    share code.
+    the [0, 1] units. C = 3, or C = 1 for grey images (R = G = B: their one plane is read for
+    each channel, each with its own offset). ``xp`` is numpy or cupy: the one place where the
+    GPU path and the CPU path share code.
     """
     d = crops.ndim  # (..., H, W, C) -> (..., C, H, W)
     channels_first = tuple(range(d - 3)) + (d - 1, d - 3, d - 2)
-    x = xp.ascontiguousarray(crops.transpose(channels_first)).astype(xp.float32)
     shape = (offsets.shape[0],) + (1,) * (crops.ndim - 4) + (3, 1, 1)
-    x += xp.asarray(offsets, dtype=xp.float32).reshape(shape)
+    offsets = xp.asarray(offsets, dtype=xp.float32).reshape(shape)
+    if crops.shape[-1] == 1:        # one pass: float32(pixel) + offset, as the two passes below
+        x = xp.empty(crops.shape[:-3] + (3,) + crops.shape[-3:-1], dtype=xp.float32)
+        xp.add(crops.transpose(channels_first), offsets, out=x)
+    else:
+        x = xp.ascontiguousarray(crops.transpose(channels_first)).astype(xp.float32)
+        x += offsets
     if scale != 255.0:
         x *= xp.float32(scale / 255.0)
     return x
