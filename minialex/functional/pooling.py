@@ -99,19 +99,21 @@ class MaxPool2d(Function):
         won = numpy.zeros(y.shape, dtype=numpy.uint8 if kh * kw <= 256 else numpy.int32)
         open_ = numpy.ones(y.shape, dtype=bool)            # windows whose maximum is not found yet
         hit = numpy.empty(y.shape, dtype=bool)
+        count = open_.view(numpy.uint8) if won.dtype == numpy.uint8 else open_   # no cast to add
         for k, v in enumerate(views):
             numpy.greater(open_, numpy.equal(v, y, out=hit), out=open_)    # open and not hit
             if k < len(views) - 1:
-                won += open_
+                won += count
         for k, v in enumerate(views if open_.any() else []):  # a NaN equals nothing: the window's
             hit = numpy.isnan(v) & open_                    # first NaN won
             won[hit], open_[hit] = k, False
         # Scatter: flat index in xpad of every window's winner, then one bincount adds the
-        # gradients of all windows a pixel won (overlapping windows can share a winner).
+        # gradients of all windows a pixel won (overlapping windows can share a winner). Offset
+        # k = i*kw + j lies i*wp + j = k + i*(wp - kw) past the window's corner.
         corner = (numpy.arange(n * c)[:, None, None] * (hp * wp) + numpy.arange(oh)[:, None] * (sh * wp)
                   + numpy.arange(ow) * sw)
-        offset = (numpy.arange(kh)[:, None] * wp + numpy.arange(kw)).ravel()
-        winners = corner.reshape(y.shape) + offset[won]
+        winners = corner.reshape(y.shape) + won
+        winners += (won // kw) * numpy.int64(wp - kw)
         gxpad[...] = numpy.bincount(winners.ravel(), weights=gy.ravel(),
                                     minlength=xpad.size).reshape(xpad.shape)
 
