@@ -16,9 +16,9 @@ Three splits, so that nothing is chosen by looking at the test set:
 How 28×28 grayscale becomes AlexNet's input: each image is scaled (bilinear) to
 base_size × base_size and its one channel is copied into R, G and B, so it goes through exactly
 the same path as colour data (``load_many`` gives the one plane, which the loader reads for each
-channel: the same batches, one copy instead of three). The ``fashion`` preset, made for this data, averages the three
-channels again before conv1 and gives conv1 one input channel (``Preset.grey``); any other preset
-reads all three (equal) channels. The classes keep
+channel: the same batches, one copy instead of three). The ``fashion`` preset, made for this
+data, averages the three channels again before conv1 and gives conv1 one input channel
+(``Preset.grey``); any other preset reads all three (equal) channels. The classes keep
 Fashion-MNIST's official label order (0 = T-shirt/top ... 9 = Ankle boot), so labels match every
 other use of the dataset.
 

@@ -31,7 +31,8 @@ readable image is not yielded. Nothing is raised mid-epoch.
 
 Workers: ``workers`` threads each build whole batches (decode, crop, flip, and on the CPU the
 float conversion; a dataset held in memory gives the batch's images at once, ``load_many``, and
-all its crops are cut in one step); up to ``2 × workers`` batches are prepared ahead while the caller trains.
+all its crops are cut in one step); up to ``2 × workers`` batches are prepared ahead while the
+caller trains.
 Pillow decoding and NumPy's batch arithmetic release the GIL, so threads overlap with training
 without pickling datasets or opening HDF5 files in several processes. workers=0 builds each batch
 in the calling thread.
