@@ -160,14 +160,7 @@ class FashionMNIST(Dataset):
         return len(self.images)
 
     def _load(self, i: int) -> numpy.ndarray:
-        if self.scaled is not None:
-            if not self.have[i]:              # worker threads may both scale an image: same bytes
-                self.scaled[i] = self._scale(self.images[i])
-                self.have[i] = True
-            gray = self.scaled[i]
-        else:
-            gray = self._scale(self.images[i])
-        return numpy.repeat(gray[:, :, None], 3, axis=2)
+        return numpy.repeat(self._grey(i)[:, :, None], 3, axis=2)
 
     def _load_many(self, indices: numpy.ndarray) -> Optional[numpy.ndarray]:
         """The grey images themselves, (n, B, B, 1): the loader reads the plane for R, G and B.
@@ -175,8 +168,17 @@ class FashionMNIST(Dataset):
         if self.scaled is None:
             return self.images[indices, :, :, None] if self.base_size == self.images.shape[-1] else None
         for i in indices[~self.have[indices]]:
-            self._load(int(i))
+            self._grey(int(i))
         return self.scaled[indices, :, :, None]
+
+    def _grey(self, i: int) -> numpy.ndarray:
+        """Image i at base_size (B, B), scaled once and kept where ``scaled`` is kept."""
+        if self.scaled is None:
+            return self._scale(self.images[i])
+        if not self.have[i]:                  # worker threads may both scale an image: same bytes
+            self.scaled[i] = self._scale(self.images[i])
+            self.have[i] = True
+        return self.scaled[i]
 
     def _scale(self, gray: numpy.ndarray) -> numpy.ndarray:
         """A 28x28 image at base_size x base_size (bilinear, Pillow's)."""
