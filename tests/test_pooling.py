@@ -58,6 +58,29 @@ def test_max_pool2d_fast_matches_naive(device, rng, n, c, h, w, kernel, stride, 
     numpy.testing.assert_allclose(g_fast, g_naive, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n,c,h,w,kernel,stride,padding", CASES + [
+    pytest.param(3, 4, 23, 23, 3, 2, 0, id="fashion-pool1"),
+    pytest.param(2, 3, 10, 12, (2, 4), (3, 1), 0, id="wide-window-stride-3"),
+    pytest.param(2, 2, 6, 6, 1, 1, 0, id="1x1")])
+def test_window_max_equals_the_maximum_over_the_views(rng, n, c, h, w, kernel, stride, padding):
+    """The forward's two running maxima over flat memory give, bit for bit, the maximum over
+    the kh*kw strided views in row-major order (the textbook form): signed zeros (a tie of -0
+    and +0), ties and NaN included."""
+    x = rng.choice(numpy.array([-0.0, 0.0, 1.0, 2.0, -1.0, numpy.nan], numpy.float32),
+                   size=(n, c, h, w), p=[0.25, 0.25, 0.2, 0.1, 0.15, 0.05])
+    k, s, p = F.pooling.check_pool_args("test", x, kernel, stride, padding)
+    op = F.pooling.MaxPool2d(k, s, p)
+    xpad = numpy.pad(x, ((0, 0), (0, 0), (p[0],) * 2, (p[1],) * 2), constant_values=-numpy.inf)
+    oh, ow = (xpad.shape[2] - k[0]) // s[0] + 1, (xpad.shape[3] - k[1]) // s[1] + 1
+    views = op.views(xpad, oh, ow)
+    want = views[0].copy()
+    for v in views[1:]:
+        numpy.maximum(want, v, out=want)
+    got = op.window_max(xpad, oh, ow)
+    assert got.shape == want.shape
+    assert numpy.array_equal(got.view(numpy.uint32), want.view(numpy.uint32))   # the very bits
+
+
 def test_gradient_adds_over_every_overlapping_window(device):
     """A maximum in the middle of a 5x5 input wins all four 3x3/2 windows: it gets their sum."""
     x = numpy.zeros((1, 1, 5, 5))

@@ -12,9 +12,11 @@ be the maximum of several windows; the backward pass adds the gradient from ever
 
     dx[n, c, y, x] = sum over windows w whose maximum sits at (y, x) of dy[w]
 
-The forward keeps only the padded input and y; the backward finds each window's winning offset
-``i*kw + j`` again (one compare per offset), which costs less than tracking it while taking the
-maximum. A NaN in a window wins it (its gradient goes to the window's first NaN).
+The forward takes the maximum in two steps, across kw columns and then down kh rows (a maximum
+of maxima is the maximum), and keeps only the padded input and y; the backward finds each
+window's winning offset ``i*kw + j`` again (one compare per offset), which costs less than
+tracking it while taking the maximum. A NaN in a window wins it (its gradient goes to the
+window's first NaN).
 """
 
 from __future__ import annotations
@@ -46,9 +48,25 @@ def check_pool_args(op, x, kernel_size, stride, padding):
     return (kh, kw), (sh, sw), (ph, pw)
 
 
+def running_max(src, step, terms):
+    """out[f] = max_{t < terms} src[f + t*step] for a 1-D ``src``, at every f where all the
+    terms lie in it (the last (terms - 1)*step places, where they do not, keep src's values),
+    in ``terms - 1`` passes of ``numpy.maximum`` over shifted slices. ``src`` for one term."""
+    if terms == 1:
+        return src
+    n = src.size - (terms - 1) * step
+    out = numpy.empty_like(src)
+    out[n:] = src[n:]
+    numpy.maximum(src[:n], src[step:step + n], out=out[:n])
+    for t in range(2, terms):           # a NaN wins: maximum passes it on (as PyTorch does)
+        numpy.maximum(out[:n], src[t * step:t * step + n], out=out[:n])
+    return out
+
+
 class MaxPool2d(Function):
-    """Max pooling as a maximum over the kh*kw window offsets (each offset a strided view of the
-    input); the backward finds each window's first maximum again and sends its gradient there."""
+    """Max pooling: the forward takes each window's maximum along rows and then down columns
+    (``window_max``); the backward finds each window's first maximum again, one comparison per
+    window offset (each offset a strided view of the input), and sends its gradient there."""
 
     name = "max_pool2d"
 
@@ -65,14 +83,28 @@ class MaxPool2d(Function):
         y = numpy.empty((n, c, output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)), x.dtype)
 
         def rows(p):                        # a share of the batch (threads: see in_parallel)
-            views = self.views(xpad[p], *y.shape[2:])
-            numpy.copyto(y[p], views[0])
-            for v in views[1:]:             # a NaN wins: maximum passes it on (as PyTorch does)
-                numpy.maximum(y[p], v, out=y[p])
+            y[p] = self.window_max(xpad[p], *y.shape[2:])
 
         in_parallel(rows, batch_parts(n, xpad[0].nbytes))
         self.save_for_backward(xpad, y)
         return y
+
+    def window_max(self, xpad, oh, ow):
+        """Every window's maximum, in two passes of maxima along the flat memory of xpad (n, C,
+        Hp, Wp), C-ordered, in which a step of one row is Wp places:
+
+            across[f] = max_{j < kw} xpad.flat[f + j]          each pixel and kw - 1 to its right
+            down[f]   = max_{i < kh} across[f + i*Wp]           and the kh - 1 rows below those
+
+        At a window's corner f, down[f] is the window's maximum, and y keeps every sh-th row and
+        sw-th column of down. Elsewhere, near a row's or a map's end, the terms run into the next
+        row or map: those places are never kept. The same values as the maximum over the kh*kw
+        strided ``views`` (a maximum is exact; ties and NaN go the same way), for fewer passes,
+        each over long stretches of memory instead of one output row (2-27 values here)."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        across = running_max(xpad.reshape(-1), 1, kw)
+        down = running_max(across, xpad.shape[3], kh)
+        return down.reshape(xpad.shape)[:, :, 0:sh * oh:sh, 0:sw * ow:sw]
 
     def views(self, xpad, oh, ow):
         """The kh*kw strided views (N, C, OH, OW) of the padded input, one per window offset:
