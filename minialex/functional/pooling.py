@@ -141,11 +141,12 @@ class MaxPool2d(Function):
             won[hit], open_[hit] = k, False
         # Scatter: flat index in xpad of every window's winner, then one bincount adds the
         # gradients of all windows a pixel won (overlapping windows can share a winner). Offset
-        # k = i*kw + j lies i*wp + j = k + i*(wp - kw) past the window's corner.
-        corner = (numpy.arange(n * c)[:, None, None] * (hp * wp) + numpy.arange(oh)[:, None] * (sh * wp)
-                  + numpy.arange(ow) * sw)
-        winners = corner.reshape(y.shape) + won
-        winners += (won // kw) * numpy.int64(wp - kw)
+        # k = i*kw + j lies i*wp + j past the corner of window (n, c, oy, ox), which lies at
+        # (n*C + c)*hp*wp + oy*sh*wp + ox*sw.
+        past_corner = numpy.array([i * wp + j for i in range(kh) for j in range(kw)], numpy.int64)
+        winners = numpy.take(past_corner, won)
+        winners += (numpy.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
+        winners += numpy.arange(oh)[:, None] * (sh * wp) + numpy.arange(ow) * sw
         gxpad[...] = numpy.bincount(winners.ravel(), weights=gy.ravel(),
                                     minlength=xpad.size).reshape(xpad.shape)
 
