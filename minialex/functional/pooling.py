@@ -90,8 +90,8 @@ class MaxPool2d(Function):
         return y
 
     def window_max(self, xpad, oh, ow):
-        """Every window's maximum, in two passes of maxima along the flat memory of xpad (n, C,
-        Hp, Wp), C-ordered, in which a step of one row is Wp places:
+        """Every window's maximum, as two running maxima (``running_max``) along the flat memory
+        of xpad (n, C, Hp, Wp), C-ordered, in which a step of one row is Wp places:
 
             across[f] = max_{j < kw} xpad.flat[f + j]          each pixel and kw - 1 to its right
             down[f]   = max_{i < kh} across[f + i*Wp]           and the kh - 1 rows below those
