@@ -65,10 +65,13 @@ def configure(threads: int = None) -> int:
     if _pool is not None and _pool._max_workers != THREADS - 1:   # another count: a new pool
         _pool.shutdown()
         _pool = None
-    if THREADS == 1 and _BLAS is not None:
+    if _BLAS is not None:
         # One thread means one: OpenBLAS would otherwise start its own, which spin on the other
         # cores after each GEMM (two 1-thread runs side by side on 2 cores: 155 images/s each, ~600
-        # with OpenBLAS held to one thread too).
+        # with OpenBLAS held to one thread too). On more, in_parallel shares the GEMMs out, and a
+        # GEMM before the first such call must not run on OpenBLAS's threads either: a product
+        # cut among them may round otherwise than on one (the fc layers' at 16 x 4096 x 1024 did
+        # here), and a run on two threads would part from a run on one.
         _BLAS(1)
     MALLOC_TUNED = MALLOC_TUNED or _keep_freed_memory()
     return THREADS
@@ -215,6 +218,21 @@ def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=
     return equal_slices(n, min(n, -(-count // THREADS) * THREADS))
 
 
+#: A product shared among the threads is cut into this many pieces (fewer if it has fewer rows
+#: or columns), whatever the thread count: OpenBLAS may round a row or column of a product
+#: differently depending on how many rows or columns its call holds (on this project's AMD EPYC
+#: with AVX-512, a (16, 4096) @ (4096, 1024) product's first 8 rows came out other than the same
+#: rows of the whole product), so a cut that followed the threads gave other bits on one thread
+#: than on two. 6 pieces share out evenly on 1, 2, 3 and 6 threads.
+PIECES = 6
+
+
+def pieces(n: int) -> list:
+    """``range(n)`` cut into ``PIECES`` slices (the same on any thread count), for a product's
+    rows or columns."""
+    return equal_slices(n, min(n, PIECES))
+
+
 def parallel_matmul(a, b):
     """``a @ b`` for 2-D arrays (R, D) @ (D, M), shared among the threads (one single-threaded GEMM
     each, see ``in_parallel``): the fully connected layers' products. At batch 16 they are bound
@@ -223,18 +241,16 @@ def parallel_matmul(a, b):
     otherwise. dx = dy (16, 4096) @ W (4096, 9216) cut by dy's rows would have each thread read
     all of W's 151 MB; dW = dy.T @ x writes 151 MB, in rows: whole rows of the result per thread
     (a cut by its columns wrote strided rows and took 1.17x as long). Every element of the result
-    is the same dot product whichever slice computes it, so the bits do not depend on the thread
-    count (tests/test_threads.py). Small products (under 2**25 multiply-adds) run as one call:
+    is computed by the same call whichever thread takes its piece (``PIECES``), so the bits do
+    not depend on the thread count (tests/test_threads.py). Small products (under 2**25 multiply-adds) run as one call:
     the hand-over would cost more."""
     if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 25:
         return a @ b
     out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
     if b.size > max(a.size, out.size):
-        in_parallel(lambda cols: numpy.matmul(a, b[:, cols], out=out[:, cols]),
-                    equal_slices(b.shape[1], THREADS))
+        in_parallel(lambda cols: numpy.matmul(a, b[:, cols], out=out[:, cols]), pieces(b.shape[1]))
     else:
-        in_parallel(lambda rows: numpy.matmul(a[rows], b, out=out[rows]),
-                    equal_slices(a.shape[0], THREADS))
+        in_parallel(lambda rows: numpy.matmul(a[rows], b, out=out[rows]), pieces(a.shape[0]))
     return out
 
 

@@ -190,8 +190,11 @@ def test_a_conv_goes_to_the_threads_by_its_multiply_adds(monkeypatch):
     assert len(conv_cpu.chunks(x, w, (9, 9), 4)) == 4                  # chunks whatever the count
 
 
-def test_one_thread_holds_openblas_to_one_thread_too():
-    """MINIALEX_THREADS=1 alone also stops OpenBLAS's own threads (they spin on the other cores)."""
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_configure_holds_openblas_to_one_thread(threads):
+    """configure() stops OpenBLAS's own threads at once, on one thread (they would spin on the
+    other cores) and on more (in_parallel shares the GEMMs; OpenBLAS's own cut could round
+    otherwise, and a GEMM before the first parallel call would part from a run on one thread)."""
     import glob
     import sys
     from minialex import cpu as utils
@@ -202,7 +205,7 @@ def test_one_thread_holds_openblas_to_one_thread_too():
     code = (f"import ctypes, minialex.cpu; minialex.cpu.configure(); print(ctypes.CDLL({libs[0]!r})"
             ".scipy_openblas_get_num_threads64_())")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", code], env=dict(env, MINIALEX_THREADS="1"),
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, MINIALEX_THREADS=threads),
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1"]
 
