@@ -266,13 +266,32 @@ print("2x2 block, direct:", block.ravel().round(6), "| Winograd:",
       (A_T @ ((G @ kernel @ G.T) * (B_T @ tile @ B_T.T)) @ A_T.T).ravel().round(6))
 
 # %% [markdown]
+# Where do B, G and A come from? Two outputs of a 3-tap kernel are the transpose of multiplying
+# two polynomials, (u0 + u1·x)(g0 + g1·x + g2·x²), and a polynomial product can be computed by
+# evaluating both factors at a few points, multiplying the values (the only multiplications that
+# involve the data) and interpolating the product back (Toom–Cook). The points 0, 1, −1 and
+# "infinity" (the leading coefficient) give exactly the matrices above;
+# `winograd.minimal_filter(m, r)` builds them for any F(m, r) from its points. More outputs per
+# tile need more points: the paper's conv2 (5×5 kernels) takes F(3×3, 5×5), 49 multiplications
+# for 9 outputs instead of 225, built from 0, ±1, ±2, ½ and infinity.
+
+# %%
+a_t, g35, b_t = winograd.minimal_filter(3, 5)          # F(3, 5): 7 inputs, 3 outputs
+d7, g5 = rng.standard_normal(7), rng.standard_normal(5)
+print("F(2, 3) from its points equals the matrices above:",
+      all(np.array_equal(x, y) for x, y in zip(winograd.minimal_filter(2, 3), (A_T, G, B_T))))
+print("F(3, 5), direct:", np.round([d7[i:i + 5] @ g5 for i in range(3)], 6), "| Winograd:",
+      np.round(a_t @ ((g35 @ g5) * (b_t @ d7)), 6))
+
+# %% [markdown]
 # Summed over the input channels, each of the 16 products of a tile is a matrix product over all
 # tiles of the batch, so a conv becomes 16 GEMMs with 4/9 of im2col's multiply-adds, plus the
 # transforms, which are passes over memory. Those only pay when there are many channels to share
 # them: on the CPU, minialex takes this path for the paper's conv3–conv5 (13×13 maps, 192–384
-# channels a column), where the training step's three layers took 194 ms instead of 253, and keeps
-# im2col for mini's narrow ones, where Winograd was slower. `F.conv2d` gives the same numbers
-# either way, up to float32 rounding:
+# channels a column), where the training step's three layers took 194 ms instead of 253, and for
+# its conv2 by F(3×3, 5×5) (27×27 maps, 48 channels in and 128 out), where forward and backward
+# took 0.52 of im2col's time. It keeps im2col for mini's narrow layers, where Winograd was slower.
+# `F.conv2d` gives the same numbers either way, up to float32 rounding:
 
 # %%
 xw = rng.standard_normal((8, 256, 13, 13)).astype(np.float32)       # 8 images: 392 tiles

@@ -26,8 +26,9 @@ transpose, the textbook layout). Then, per group,
 entries that copied it. ``Conv2d.forward_images`` and ``backward_images`` are these lines for
 a few images at a time. How the CPU runs them fast is ``conv_cpu.py``'s business, as the GPU's is
 ``kernels/conv_gpu.py``'s: the batch in chunks small enough for the cache, shared among the
-threads; a GEMM with few kernels in blocks of columns; and, for wide 3x3 convolutions (the
-paper's conv3-conv5), Winograd's F(2x2, 3x3) with 4/9 of the multiply-adds (``winograd.py``).
+threads; a GEMM with few kernels in blocks of columns; and, for wide 3x3 and 5x5 convolutions
+(the paper's conv2-conv5), Winograd's minimal filtering with 4/9 and 49/225 of the multiply-adds
+(``winograd.py``).
 On a GPU (``forward_gpu``/``backward_gpu``) the same arrangement runs on the whole batch in
 ``minialex/kernels/conv_gpu.py``: coalesced CUDA kernels and 2-D cuBLAS GEMMs, where TF32
 applies (docs/performance.md), columns recomputed in the backward pass.
@@ -131,8 +132,8 @@ class Conv2d(Function):
     with ``relu``, y = max(0, conv(x, weight) + bias) as one op (``conv2d_relu``).
 
     ``forward_images`` and ``backward_images`` are the algorithm, for a few images at a time;
-    ``conv_cpu`` decides how many images, on which thread, and when Winograd's F(2x2, 3x3) takes
-    the place of the GEMMs (the paper's conv3-conv5)."""
+    ``conv_cpu`` decides how many images, on which thread, and when Winograd's minimal filtering
+    takes the place of the GEMMs (the paper's conv2-conv5)."""
 
     name = "conv2d"
 

@@ -11,8 +11,9 @@ number in it was measured (the comments say where):
 - ``keeps_columns``: whether the backward reuses the forward's columns or unfolds them again.
 - ``matmul`` and ``matmul_bt``: a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
 - ``winograd_batch``, ``takes_winograd``, ``winograd_forward``/``winograd_backward``: wide 3x3
-  stride-1 convolutions (the paper's conv3-conv5) take Winograd's F(2x2, 3x3) (``winograd.py``),
-  4/9 of the multiply-adds, a few images at a time (``WINOGRAD_TILES``).
+  and 5x5 stride-1 convolutions (the paper's conv2-conv5) take Winograd's F(2x2, 3x3) and
+  F(3x3, 5x5) (``winograd.py``), 4/9 and 49/225 of the multiply-adds, a few images at a time
+  (``WINOGRAD_TILES``).
 
 Nothing here changes the result's bits with the thread count: the batch is cut the same way on
 any number of threads, the chunks' and parts' gradients are summed in the batch's order
@@ -38,20 +39,28 @@ CHUNK_BYTES = 4 << 20
 #: (64 and up; paper 16) is under the line.
 SPLIT_MACS = 8 << 20
 
-#: The CPU computes 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (winograd.py) when each
-#: group has at least WINOGRAD_MIN_CHANNELS input and output channels, the output maps are at
-#: least WINOGRAD_MIN_SIZE on a side and the batch makes WINOGRAD_MIN_TILES 2x2 output tiles:
-#: the paper's conv3-conv5 (13x13 maps: 49 tiles an image, 192-384 channels a group) took 73,
-#: 68 and 53 ms instead of 103, 88 and 62 (forward + backward in the training step, batch 16,
-#: 2 threads). Its transforms are passes over memory that only many channels repay: mini's
-#: conv3 (64 in, 96 out, 5x5 maps) took 17 ms instead of 10, and with those channels even
-#: 11x11 maps were slower. Its 16 GEMMs need enough tiles: the paper's conv3 forward at batch 8
-#: took as long as im2col's, at batch 2 1.5 times as long.
-WINOGRAD, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIZE, WINOGRAD_MIN_TILES = True, 128, 6, 384
+#: The CPU computes 3x3 and 5x5 stride-1 convolutions by Winograd's minimal filtering
+#: (winograd.py: F(2x2, 3x3) and F(3x3, 5x5)) when each group has at least
+#: WINOGRAD_MIN_CHANNELS[r] input and output channels, the output maps are at least
+#: WINOGRAD_MIN_SIZE on a side and the batch makes WINOGRAD_MIN_TILES[r] output tiles. The
+#: transforms are passes over memory that only many channels repay.
+#: - 3x3: the paper's conv3-conv5 (13x13 maps: 49 tiles an image, 192-384 channels a group)
+#:   took 73, 68 and 53 ms instead of 103, 88 and 62 (forward + backward in the training step,
+#:   batch 16, 2 threads). mini's conv3 (64 in, 96 out, 5x5 maps) took 17 ms instead of 10, and
+#:   with those channels even 11x11 maps were slower. Its 16 GEMMs need enough tiles: the
+#:   paper's conv3 forward at batch 8 took as long as im2col's, at batch 2 1.5 times as long.
+#: - 5x5: the paper's conv2 (27x27 maps: 81 tiles of 3x3 an image, 48 channels in and 128 out a
+#:   column) took 12 + 18 ms instead of 18 + 40 (forward + backward, one column, batch 16, 2
+#:   threads), and less than im2col from batch 1 on (2.3 + 2.8 ms against 2.6 + 4.8). mini's and
+#:   fashion's conv2 (12 in, 32 out, 11x11 maps, batch 128) took 9 + 12 ms instead of 5 + 10.
+WINOGRAD, WINOGRAD_MIN_SIZE = True, 6
+WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
+WINOGRAD_MIN_TILES = {3: 384, 5: 1}
 #: Winograd takes the batch a few images at a time, at most about this many tiles each, so that
 #: its arrays stay nearer the cores: the paper's step at batch 128 took 0.91 of im2col's time so
-#: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67.
-WINOGRAD_TILES = 2048
+#: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67. The
+#: paper's conv2 at batch 16 took 0.75 of the time in one part of 16 images than in two of 8.
+WINOGRAD_TILES = {3: 2048, 5: 1296}
 
 #: The forward keeps its unfolded columns for the backward (which otherwise unfolds each chunk
 #: again) when they take at most KEEP_BYTES in all: the small presets' convolutions at batch 128
@@ -131,48 +140,52 @@ def summed(parts):
 
 
 # --------------------------------------------------------------------------------------------
-# Winograd's F(2x2, 3x3) for the wide 3x3 convolutions
+# Winograd's minimal filtering for the wide 3x3 and 5x5 convolutions
 # --------------------------------------------------------------------------------------------
 
-def winograd_tiles(out_hw):
-    """2x2 output tiles per image: ceil(OH / 2) * ceil(OW / 2)."""
-    return ((out_hw[0] + 1) // 2) * ((out_hw[1] + 1) // 2)
+def winograd_tiles(out_hw, m):
+    """m x m output tiles per image: ceil(OH / m) * ceil(OW / m)."""
+    return -(-out_hw[0] // m) * -(-out_hw[1] // m)
 
 
 def winograd_batch(kernel_hw, stride, kernels, channels, out_hw):
     """The smallest batch from which a conv (``kernels`` and ``channels`` per group, output
     maps ``out_hw``) takes winograd.py on the CPU, or None if it never does (``WINOGRAD``)."""
-    if not (WINOGRAD and tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
-            and min(kernels, channels) >= WINOGRAD_MIN_CHANNELS and min(out_hw) >= WINOGRAD_MIN_SIZE):
+    r = kernel_hw[0]
+    if not (WINOGRAD and tuple(kernel_hw) in ((3, 3), (5, 5)) and tuple(stride) == (1, 1)
+            and min(kernels, channels) >= WINOGRAD_MIN_CHANNELS[r]
+            and min(out_hw) >= WINOGRAD_MIN_SIZE):
         return None
-    return -(-WINOGRAD_MIN_TILES // winograd_tiles(out_hw))
+    return -(-WINOGRAD_MIN_TILES[r] // winograd_tiles(out_hw, winograd.FILTERS[r].m))
 
 
 def takes_winograd(x_shape, weight_shape, stride, padding, groups, out_hw):
-    """3x3 kernels at stride 1 and equal padding, wide enough for winograd.py to pay."""
+    """3x3 or 5x5 kernels at stride 1 and equal padding, wide enough for winograd.py to pay."""
     batch = winograd_batch(weight_shape[2:], stride, weight_shape[0] // groups, weight_shape[1],
                            out_hw)
     return padding[0] == padding[1] and batch is not None and x_shape[0] >= batch
 
 
-def winograd_parts(n, out_hw):
-    """Equal slices of a batch of ``n`` with at most about WINOGRAD_TILES 2x2 output tiles each."""
-    return equal_slices(n, min(n, -(-n * winograd_tiles(out_hw) // WINOGRAD_TILES)))
+def winograd_parts(n, out_hw, r):
+    """Equal slices of a batch of ``n`` with at most about WINOGRAD_TILES[r] tiles each."""
+    return equal_slices(n, min(n, -(-n * winograd_tiles(out_hw, winograd.FILTERS[r].m)
+                                   // WINOGRAD_TILES[r])))
 
 
 def winograd_forward(x, weight, bias, padding, groups, relu, y):
     """y = conv(x, weight) + bias (then the ReLU) by winograd.py, a few images at a time; returns
     what ``winograd_backward`` needs: U = G w G^T and each part's (slice, V)."""
-    u = winograd.kernels(weight)
-    return u, [(part, winograd.forward(x[part], u, bias, padding, groups, relu, y[part]))
-               for part in winograd_parts(x.shape[0], y.shape[2:])]
+    f = winograd.FILTERS[weight.shape[2]]
+    u = winograd.kernels(weight, f)
+    return u, f, [(part, winograd.forward(x[part], u, f, bias, padding, groups, relu, y[part]))
+                  for part in winograd_parts(x.shape[0], y.shape[2:], f.r)]
 
 
 def winograd_backward(saved, gy, x, y, padding, groups, gx):
     """(dW, db) of ``winograd_forward``; dx into ``gx`` unless it is None. ``y``: the ReLU's
     output (its mask), or None without a ReLU."""
-    u, parts = saved
-    du, gb = summed([winograd.backward(gy[part], x[part], u, None if y is None else y[part], v,
-                                       padding, groups, None if gx is None else gx[part])
+    u, f, parts = saved
+    du, gb = summed([winograd.backward(gy[part], x[part], u, f, None if y is None else y[part],
+                                       v, padding, groups, None if gx is None else gx[part])
                      for part, v in parts])
-    return winograd.kernel_gradient(du), gb
+    return winograd.kernel_gradient(du, f), gb

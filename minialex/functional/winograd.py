@@ -1,35 +1,43 @@
-"""The CPU's 3x3 stride-1 convolutions (AlexNet's conv3-conv5, §3.5) by Winograd's minimal
-filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+"""The CPU's wide stride-1 convolutions (AlexNet's conv2 at 5x5 and conv3-conv5 at 3x3, §3.5) by
+Winograd's minimal filtering F(m x m, r x r) (Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks", 2016): F(2x2, 3x3) for 3x3 kernels, F(3x3, 5x5) for 5x5.
 
-A 2x2 block of a 3x3 kernel's outputs reads the 4x4 tile of input under it. With the constant
-matrices B (4x4), G (4x3) and A (4x2) below, the block is
+An m x m block of an r x r kernel's outputs reads the a x a tile of input under it, a = m + r - 1.
+With constant matrices B (a x a), G (a x r) and A (a x m), the block is
 
-    Y = A^T [ (G w G^T) * (B^T d B) ] A          * elementwise, over the 16 positions of a tile
+    Y = A^T [ (G w G^T) * (B^T d B) ] A          * elementwise, over the a*a positions of a tile
 
-16 multiplications for 4 outputs where the plain sum takes 36. Summed over the input channels, the
-products at each position p of the 16 are one matrix product over every tile of the batch:
+a*a multiplications for m*m outputs where the plain sum takes m*m*r*r: 16 instead of 36 for
+F(2x2, 3x3), 49 instead of 225 for F(3x3, 5x5). Summed over the input channels, the products at
+each position p are one matrix product over every tile of the batch:
 
     U[p] = (G w G^T)[p]   (K, C)        V[p] = (B^T d B)[p]   (C, tiles)
-    M[p] = U[p] @ V[p]    (K, tiles)    16 GEMMs, 4/9 of im2col's multiply-adds
+    M[p] = U[p] @ V[p]    (K, tiles)    a*a GEMMs: 4/9 of im2col's multiply-adds, or 49/225
 
-so the conv is: ``unfold`` into 4x4 tiles at stride 2, the three transforms (each a small
-constant matrix: kron(B^T, B^T) maps a flattened tile to its 16 transformed values), 16 GEMMs,
-and the 2x2 blocks put back in place. A map of odd size gets tiles that overhang its edge; their
-extra outputs are dropped (13x13 maps: 7x7 tiles, 16% more work than exact).
+so the conv is: ``unfold`` into a x a tiles at stride m, the three transforms (each a small
+constant matrix: kron(B^T, B^T) maps a flattened tile to its a*a transformed values), the GEMMs,
+and the m x m blocks put back in place. Where m does not divide a map's side, the last tiles
+overhang its edge and their extra outputs are dropped (13x13 maps at m = 2: 7x7 tiles, 16% more
+work than exact; the paper's 27x27 conv2 maps at m = 3: 9x9 tiles, none).
 
 Every step is linear, so the backward runs the transposed matrices in reverse:
 
     dM = A dY A^T      dU[p] = dM[p] @ V[p].T      dV[p] = U[p].T @ dM[p]
     dw = G^T dU G      dd = B dV B^T, added back over the overlapping tiles (``fold``)
 
-The results equal the im2col conv's up to rounding (float32: about 1e-6 relative; the tests
-compare with ``conv2d_naive`` in float64). ``conv.Conv2d`` takes this path on the CPU for 3x3,
-stride 1 kernels with many channels on large enough maps and batches
-(``conv_cpu.takes_winograd``: the paper's conv3-conv5), a few images at a time; the GPU keeps
-im2col.
+``minimal_filter`` builds A, G and B from interpolation points (Toom-Cook): where the matrices
+come from is the one idea of the method. Larger tiles save more multiplications but need more
+points, and points further from 0 (2, 1/2) make the transforms' entries larger and the rounding
+worse: float32 results differ from the im2col conv's by about 1e-6 relative with F(2x2, 3x3) and
+a few times that with F(3x3, 5x5) (the tests compare with ``conv2d_naive`` in float64).
+``conv.Conv2d`` takes this path on the CPU for 3x3 and 5x5 stride-1 kernels with many channels
+on large enough maps and batches (``conv_cpu.takes_winograd``: the paper's conv2-conv5), a few
+images at a time; the GPU keeps im2col.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy
 
@@ -37,115 +45,164 @@ from .. import cpu
 from .activation import relu_backward
 from .unfold import fold, unfold
 
-B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
-G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
-# For a tile flattened row by row, vec(P X Q) = kron(P, Q^T) @ vec(X):
-TILE = numpy.kron(B_T, B_T)          # (16, 16): vec(B^T d B) = TILE @ vec(d)
-KERNEL = numpy.kron(G, G)            # (16, 9):  vec(G w G^T) = KERNEL @ vec(w)
-OUTPUT = numpy.kron(A_T, A_T)        # (4, 16):  vec(A^T M A) = OUTPUT @ vec(M)
+#: The interpolation points, the first m + r - 2 of them, then infinity. Small numbers keep the
+#: transforms' entries small: B's integers for F(2, 3) and G's 1/2; F(3, 5) adds 2, -2 and 1/2.
+POINTS = (0, 1, -1, 2, -2, 0.5, -0.5)
 
 
-def _tiles(x, padding, th, tw):
-    """x (N, C, H, W) zero-padded to (2*th + 2, 2*tw + 2) and cut into 4x4 tiles at stride 2:
-    (C*16, th*tw*N), rows (c, tile row, tile column), columns in the order (ty, tx, n)."""
+def minimal_filter(m, r):
+    """A^T (m, a), G (a, r) and B^T (a, a) of Winograd's F(m, r), a = m + r - 1 (Toom-Cook):
+    for a tile d (a,) and a kernel w (r,), y = A^T [(G w) * (B^T d)] gives the m outputs
+    y[i] = sum_k w[k] d[i + k].
+
+    Why: y is the transpose of the polynomial product s(x) = u(x) w(x) (deg u = m - 1), which
+    Toom-Cook computes by evaluating u and w at a points p_j (A^T's columns and G's rows are
+    their powers, p_j^i), multiplying the values, and interpolating s back. Interpolation is
+    B^T's transpose: by Lagrange, row j of B^T holds the coefficients of prod_{l != j} (x - p_l),
+    and G's row j is divided by N_j = prod_{l != j} (p_j - p_l) to match (by its size, B^T's row
+    taking its sign, so that G's entries are positive). Infinity stands for the leading
+    coefficient: A^T's last column and G's last row pick the top coefficients, and B^T's last
+    row is prod_l (x - p_l)."""
+    a = m + r - 1
+    points = POINTS[:a - 1]
+    a_t, g, b_t = numpy.zeros((m, a)), numpy.zeros((a, r)), numpy.zeros((a, a))
+    for j, p in enumerate(points):
+        others = [q for q in points if q != p]
+        norm = math.prod(p - q for q in others)
+        a_t[:, j] = [p ** i for i in range(m)]
+        g[j] = [p ** k / abs(norm) for k in range(r)]
+        b_t[j, :a - 1] = numpy.sign(norm) * numpy.polynomial.polynomial.polyfromroots(others)
+    b_t += 0.0                                               # -0 entries (0 times -1) as 0
+    a_t[m - 1, a - 1] = g[a - 1, r - 1] = 1
+    b_t[a - 1] = numpy.polynomial.polynomial.polyfromroots(points)
+    return a_t, g, b_t
+
+
+class Filter:
+    """F(mxm, rxr): its 1-D matrices and the 2-D ones that act on flattened tiles and kernels,
+    vec(P X Q) = kron(P, Q^T) @ vec(X) for X flattened row by row."""
+
+    def __init__(self, m, r):
+        self.m, self.r, self.a = m, r, m + r - 1
+        self.A_T, self.G, self.B_T = minimal_filter(m, r)
+        self.tile = numpy.kron(self.B_T, self.B_T)       # (a*a, a*a): vec(B^T d B)
+        self.kernel = numpy.kron(self.G, self.G)         # (a*a, r*r): vec(G w G^T)
+        self.output = numpy.kron(self.A_T, self.A_T)     # (m*m, a*a): vec(A^T M A)
+
+
+#: The filters the CPU conv uses, by kernel size (chosen by timing the paper's layers: F(3x3,
+#: 5x5) took conv2 forward + backward in 0.52 of im2col's time and F(2x2, 5x5) in 0.78; for conv3-
+#: conv5, F(3x3, 3x3) and F(4x4, 3x3) were no faster than F(2x2, 3x3), with more rounding).
+FILTERS = {3: Filter(2, 3), 5: Filter(3, 5)}
+#: F(2, 3)'s matrices, as lesson 4 shows them.
+A_T, G, B_T = FILTERS[3].A_T, FILTERS[3].G, FILTERS[3].B_T
+
+
+def _tiles(x, padding, th, tw, f):
+    """x (N, C, H, W) zero-padded to (m*th + r - 1, m*tw + r - 1) and cut into a x a tiles at
+    stride m: (C*a*a, th*tw*N), rows (c, tile row, tile column), columns in the order (ty, tx, n)."""
     n, c, h, w = x.shape
-    xpad = numpy.zeros((n, c, 2 * th + 2, 2 * tw + 2), x.dtype)
+    xpad = numpy.zeros((n, c, f.m * th + f.r - 1, f.m * tw + f.r - 1), x.dtype)
     xpad[:, :, padding:padding + h, padding:padding + w] = x
-    return unfold(xpad, 4, 2, 0, batch_last=True)
+    return unfold(xpad, f.a, f.m, 0, batch_last=True)
 
 
-def _gemms(fn, groups):
+def _gemms(fn, groups, positions):
     """``fn(g, p)`` for every group g and tile position p, shared among the threads."""
-    cpu.in_parallel(lambda item: fn(*item), [(g, p) for g in range(groups) for p in range(16)])
+    cpu.in_parallel(lambda item: fn(*item), [(g, p) for g in range(groups)
+                                              for p in range(positions)])
 
 
-def kernels(weight):
-    """U = G w G^T of every kernel: weight (K, C/groups, 3, 3) -> (16, K, C/groups)."""
+def kernels(weight, f):
+    """U = G w G^T of every kernel: weight (K, C/groups, r, r) -> (a*a, K, C/groups)."""
     k, cg = weight.shape[:2]
-    return (KERNEL.astype(weight.dtype) @ weight.reshape(k * cg, 9).T).reshape(16, k, cg)
+    return (f.kernel.astype(weight.dtype) @ weight.reshape(k * cg, -1).T).reshape(-1, k, cg)
 
 
-def kernel_gradient(du):
-    """dw = G^T dU G: (16, K, C/groups) -> (K, C/groups, 3, 3)."""
+def kernel_gradient(du, f):
+    """dw = G^T dU G: (a*a, K, C/groups) -> (K, C/groups, r, r)."""
     k, cg = du.shape[1:]
-    return (KERNEL.T.astype(du.dtype) @ du.reshape(16, -1)).T.reshape(k, cg, 3, 3)
+    return (f.kernel.T.astype(du.dtype) @ du.reshape(len(du), -1)).T.reshape(k, cg, f.r, f.r)
 
 
-def forward(x, u, bias, padding, groups, relu, y):
-    """y = conv(x, w) + bias, then max(0, y) with ``relu``, for 3x3 kernels at stride 1.
+def _blocks(f, oh, ow):
+    """Each output offset (i, j) of an m x m block and the rows and columns of tiles that have
+    it inside the map: (i, j, rows, columns); the rest overhangs and is dropped."""
+    return [(i, j, (oh - i + f.m - 1) // f.m, (ow - j + f.m - 1) // f.m)
+            for i in range(f.m) for j in range(f.m)]
 
-    x (N, C, H, W), u = ``kernels(w)`` (16, K, C/groups), bias (K,) or None; writes y (N, K, OH,
-    OW), OH = H + 2*padding - 2, and returns what ``backward`` needs: V (C, 16, tiles)."""
+
+def forward(x, u, f, bias, padding, groups, relu, y):
+    """y = conv(x, w) + bias, then max(0, y) with ``relu``, for r x r kernels at stride 1.
+
+    x (N, C, H, W), u = ``kernels(w, f)`` (a*a, K, C/groups), bias (K,) or None; writes y (N, K,
+    OH, OW), OH = H + 2*padding - r + 1, and returns what ``backward`` needs: V (C, a*a, tiles)."""
     n, c, h, w = x.shape
-    k, kg, cg = u.shape[1], u.shape[1] // groups, u.shape[2]
-    oh, ow = y.shape[2:]
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    positions, k, cg = u.shape
+    kg, (oh, ow) = k // groups, y.shape[2:]
+    th, tw = -(-oh // f.m), -(-ow // f.m)
     t = th * tw * n
-    v = numpy.empty((c, 16, t), x.dtype)
-    tile = TILE.astype(x.dtype)
-    cpu.in_parallel(lambda s: numpy.matmul(tile, _tiles(x[:, s], padding, th, tw).reshape(
-        -1, 16, t), out=v[s]), cpu.equal_slices(c, cpu.THREADS))                                  # V = B^T d B
-    m = numpy.empty((16, k, t), x.dtype)
+    v = numpy.empty((c, positions, t), x.dtype)
+    tile = f.tile.astype(x.dtype)
+    cpu.in_parallel(lambda s: numpy.matmul(tile, _tiles(x[:, s], padding, th, tw, f).reshape(
+        -1, positions, t), out=v[s]), cpu.equal_slices(c, cpu.THREADS))                # V = B^T d B
+    m = numpy.empty((positions, k, t), x.dtype)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p],
-                                     out=m[p, g * kg:(g + 1) * kg]), groups)
-    output = OUTPUT.astype(x.dtype)
+                                     out=m[p, g * kg:(g + 1) * kg]), groups, positions)
+    output = f.output.astype(x.dtype)
 
     def kernel_rows(s):                        # Y = A^T M A for kernels s, then into NCHW
-        blocks = (output @ m.reshape(16, -1)[:, s.start * t:s.stop * t]).reshape(
-            2, 2, s.stop - s.start, th, tw, n)
-        for a in (0, 1):                       # each block's (a, b) output; overhang dropped
-            for b in (0, 1):
-                part = blocks[a, b, :, :(oh - a + 1) // 2, :(ow - b + 1) // 2]
-                out = y[:, s, a::2, b::2]
-                numpy.add(part.transpose(3, 0, 1, 2), 0 if bias is None else
-                          bias[s, None, None], out=out)
-                if relu:
-                    numpy.maximum(out, 0, out=out)
-    cpu.in_parallel(kernel_rows, cpu.equal_slices(k, cpu.THREADS))
+        blocks = (output @ m.reshape(positions, -1)[:, s.start * t:s.stop * t]).reshape(
+            f.m, f.m, s.stop - s.start, th, tw, n)
+        for i, j, rows, cols in _blocks(f, oh, ow):
+            out = y[:, s, i::f.m, j::f.m]
+            numpy.add(blocks[i, j, :, :rows, :cols].transpose(3, 0, 1, 2),
+                      0 if bias is None else bias[s, None, None], out=out)
+            if relu:
+                numpy.maximum(out, 0, out=out)
+    cpu.in_parallel(kernel_rows, cpu.pieces(k))
     return v
 
 
-def backward(gy, x, u, y, v, padding, groups, gx):
-    """dU (16, K, C/groups) and db (K,) of ``forward`` for the upstream gradient gy (N, K, OH,
+def backward(gy, x, u, f, y, v, padding, groups, gx):
+    """dU (a*a, K, C/groups) and db (K,) of ``forward`` for the upstream gradient gy (N, K, OH,
     OW), and dx (N, C, H, W) written into ``gx`` unless it is None. ``y`` is the ReLU's output
-    (None without one), ``v`` what ``forward`` returned; dw is ``kernel_gradient(dU)``."""
+    (None without one), ``v`` what ``forward`` returned; dw is ``kernel_gradient(dU, f)``."""
     n, c, h, w = x.shape
-    k, kg, cg = u.shape[1], u.shape[1] // groups, u.shape[2]
-    oh, ow = gy.shape[2:]
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    positions, k, cg = u.shape
+    kg, (oh, ow) = k // groups, gy.shape[2:]
+    th, tw = -(-oh // f.m), -(-ow // f.m)
     t = th * tw * n
-    dm = numpy.empty((16, k, t), gy.dtype)
+    dm = numpy.empty((positions, k, t), gy.dtype)
     gb = numpy.empty(k, gy.dtype)
-    output_t = OUTPUT.T.astype(gy.dtype)
+    output_t = f.output.T.astype(gy.dtype)
 
     def kernel_rows(s):                        # dY for kernels s in blocks, then dM = A dY A^T
-        d_blocks = numpy.zeros((2, 2, s.stop - s.start, th, tw, n), gy.dtype)  # overhang: 0
-        for a in (0, 1):
-            for b in (0, 1):
-                into = d_blocks[a, b, :, :(oh - a + 1) // 2, :(ow - b + 1) // 2]
-                into = into.transpose(3, 0, 1, 2)
-                if y is None:
-                    numpy.copyto(into, gy[:, s, a::2, b::2])
-                else:                          # the ReLU's backward: dy where y > 0
-                    relu_backward(y[:, s, a::2, b::2], gy[:, s, a::2, b::2], out=into)
-        d_blocks = d_blocks.reshape(4, -1)
-        gb[s] = d_blocks.reshape(4, -1, t).sum(axis=(0, 2))
-        numpy.matmul(output_t, d_blocks, out=dm.reshape(16, -1)[:, s.start * t:s.stop * t])
-    cpu.in_parallel(kernel_rows, cpu.equal_slices(k, cpu.THREADS))
+        d_blocks = numpy.zeros((f.m, f.m, s.stop - s.start, th, tw, n), gy.dtype)  # overhang: 0
+        for i, j, rows, cols in _blocks(f, oh, ow):
+            into = d_blocks[i, j, :, :rows, :cols].transpose(3, 0, 1, 2)
+            if y is None:
+                numpy.copyto(into, gy[:, s, i::f.m, j::f.m])
+            else:                              # the ReLU's backward: dy where y > 0
+                relu_backward(y[:, s, i::f.m, j::f.m], gy[:, s, i::f.m, j::f.m], out=into)
+        d_blocks = d_blocks.reshape(f.m * f.m, -1)
+        gb[s] = d_blocks.reshape(f.m * f.m, -1, t).sum(axis=(0, 2))
+        numpy.matmul(output_t, d_blocks, out=dm.reshape(positions, -1)[:, s.start * t:s.stop * t])
+    cpu.in_parallel(kernel_rows, cpu.pieces(k))
     du = numpy.empty(u.shape, gy.dtype)
     _gemms(lambda g, p: numpy.matmul(dm[p, g * kg:(g + 1) * kg], v[g * cg:(g + 1) * cg, p].T,
-                                     out=du[p, g * kg:(g + 1) * kg]), groups)
+                                     out=du[p, g * kg:(g + 1) * kg]), groups, positions)
     if gx is None:
         return du, gb
     dv = numpy.empty_like(v)
     _gemms(lambda g, p: numpy.matmul(u[p, g * kg:(g + 1) * kg].T, dm[p, g * kg:(g + 1) * kg],
-                                     out=dv[g * cg:(g + 1) * cg, p]), groups)
-    tile_t = TILE.T.astype(gy.dtype)
+                                     out=dv[g * cg:(g + 1) * cg, p]), groups, positions)
+    tile_t = f.tile.T.astype(gy.dtype)
 
     def channels(s):                           # dd = B dV B^T, tiles added back in place
         dd = numpy.matmul(tile_t, dv[s]).reshape(-1, t)
-        part = fold(dd, (n, s.stop - s.start, 2 * th + 2, 2 * tw + 2), 4, 2, 0, batch_last=True)
+        part = fold(dd, (n, s.stop - s.start, f.m * th + f.r - 1, f.m * tw + f.r - 1), f.a,
+                    f.m, 0, batch_last=True)
         gx[:, s] = part[:, :, padding:padding + h, padding:padding + w]
     cpu.in_parallel(channels, cpu.equal_slices(c, cpu.THREADS))
     return du, gb

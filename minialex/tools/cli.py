@@ -24,7 +24,7 @@ from ..backend import DeviceError, default_device, default_devices, gpu_availabl
 from ..checkpoint import CheckpointError, WriteError, read_extra
 from ..data import DataError, base_size_for
 from ..files import LockedError, check_folder_path, check_output, read_log, size_text
-from ..functional import conv_cpu
+from ..functional import conv_cpu, winograd
 from ..models import get_preset, table
 from ..train.loop import TrainingError
 from ..train.setup import (DEFAULTS, RECIPES, choose_preset, default_epochs, parse_devices,
@@ -282,17 +282,25 @@ def predict_command(checkpoint, images, ten_crop, top, devices):
 # --------------------------------------------------------------------------------------------
 
 def _cpu_convolutions(preset) -> str:
-    """Which convolutions the CPU computes by Winograd's F(2x2, 3x3) (conv_cpu.winograd_batch)."""
+    """Which convolutions the CPU computes by Winograd's minimal filtering, with which filter and
+    from which batch (conv_cpu.winograd_batch)."""
     p = get_preset(preset)
     sides = p.spatial_sizes()
-    batches = {layer.name: conv_cpu.winograd_batch((layer.kernel,) * 2, (layer.stride,) * 2,
-                                               layer.outputs, layer.inputs, (sides[layer.name],) * 2)
-               for layer in p.layers(1000) if layer.kernel}
-    wide = [name for name, batch in batches.items() if batch is not None]
+    wide = {}                                       # kernel size -> [(layer, batch)]
+    for layer in p.layers(1000):
+        if layer.kernel:
+            batch = conv_cpu.winograd_batch((layer.kernel,) * 2, (layer.stride,) * 2,
+                                            layer.outputs, layer.inputs, (sides[layer.name],) * 2)
+            if batch is not None:
+                wide.setdefault(layer.kernel, []).append((layer.name, batch))
     if not wide:
         return "convolutions on the CPU: im2col + GEMM (functional/conv.py)"
-    return (f"convolutions on the CPU: im2col + GEMM; {', '.join(wide)} by Winograd's F(2x2, 3x3) "
-            f"at batches of {max(batches[n] for n in wide)} and up (functional/winograd.py)")
+    parts = []
+    for r, layers in sorted(wide.items(), reverse=True):
+        m = winograd.FILTERS[r].m
+        parts.append(f"{', '.join(name for name, _ in layers)} by Winograd's F({m}x{m}, {r}x{r}) "
+                     f"at batches of {max(batch for _, batch in layers)} and up")
+    return f"convolutions on the CPU: im2col + GEMM; {'; '.join(parts)} (functional/winograd.py)"
 
 
 @command("info")
