@@ -122,7 +122,7 @@ def test_info_prints_the_paper_parameter_count():
     assert "7x7x1, s2" in fashion and "averaged over the three channels" in fashion
     assert "lr 0.03" in fashion and "24 epochs" in fashion
     assert ("conv2 by Winograd's F(3x3, 5x5) at batches of 1 and up; conv3, conv4, conv5 by "
-            "Winograd's F(2x2, 3x3) at batches of 8 and up") in text
+            "Winograd's F(3x3, 3x3) at batches of 8 and up") in text
     assert "convolutions on the CPU: im2col + GEMM (functional/conv.py)" in mini   # too narrow
 
 

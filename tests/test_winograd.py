@@ -80,7 +80,7 @@ def test_winograd_equals_the_naive_conv(every_wide, rng, n, c, h, w, k, kernel, 
 
 def test_winograd_takes_a_large_batch_a_few_images_at_a_time(every_wide, rng, monkeypatch):
     """WINOGRAD_TILES: three pieces of the batch, and the same function as the loops."""
-    monkeypatch.setattr(conv_cpu, "WINOGRAD_TILES", {3: 50, 5: 50})       # 20 tiles an image
+    monkeypatch.setattr(conv_cpu, "WINOGRAD_TILES", {3: 25, 5: 25})       # 9 tiles an image
     arrays = [rng.standard_normal((7, 4, 9, 7)), rng.standard_normal((6, 2, 3, 3)),
               rng.standard_normal(6)]
     upstream = rng.standard_normal((7, 6, 9, 7))
@@ -155,8 +155,8 @@ def test_only_wide_3x3_and_5x5_convs_take_winograd():
         return conv_cpu.takes_winograd(x.shape, w.shape, op.stride, op.padding, groups,
                                        op.out_hw(x, w))
     assert takes(16, 256, 13, 384) and takes(16, 384, 13, 384, groups=2)
-    assert takes(8, 384, 13, 256, groups=2)             # 8 images of 7x7 tiles: 392
-    assert not takes(7, 384, 13, 256, groups=2)         # 343 tiles
+    assert takes(8, 384, 13, 256, groups=2)             # 8 images of 5x5 tiles: 200
+    assert not takes(7, 384, 13, 256, groups=2)         # 175 tiles
     assert not takes(128, 64, 5, 96)                    # mini's conv3: too few channels
     assert not takes(16, 256, 5, 384)                   # too small a map
     assert takes(1, 96, 27, 256, kernel=5, groups=2)     # the paper's conv2 (48 in, 128 out)

@@ -287,14 +287,15 @@ print("F(3, 5), direct:", np.round([d7[i:i + 5] @ g5 for i in range(3)], 6), "| 
 # Summed over the input channels, each of the 16 products of a tile is a matrix product over all
 # tiles of the batch, so a conv becomes 16 GEMMs with 4/9 of im2col's multiply-adds, plus the
 # transforms, which are passes over memory. Those only pay when there are many channels to share
-# them: on the CPU, minialex takes this path for the paper's conv3–conv5 (13×13 maps, 192–384
-# channels a column), where the training step's three layers took 194 ms instead of 253, and for
-# its conv2 by F(3×3, 5×5) (27×27 maps, 48 channels in and 128 out), where forward and backward
-# took 0.52 of im2col's time. It keeps im2col for mini's narrow layers, where Winograd was slower.
-# `F.conv2d` gives the same numbers either way, up to float32 rounding:
+# them. On the CPU, minialex takes this path for the paper's conv3–conv5 (13×13 maps, 192–384
+# channels a column): by F(2×2, 3×3) the training step's three layers took 194 ms instead of 253,
+# and by F(3×3, 3×3) (25 products for 9 outputs) 0.93 of that, which is what minialex uses now.
+# Its conv2 takes F(3×3, 5×5) (27×27 maps, 48 channels in and 128 out), where forward and
+# backward took 0.52 of im2col's time. mini's narrow layers keep im2col: Winograd was slower
+# there. `F.conv2d` gives the same numbers either way, up to float32 rounding:
 
 # %%
-xw = rng.standard_normal((8, 256, 13, 13)).astype(np.float32)       # 8 images: 392 tiles
+xw = rng.standard_normal((8, 256, 13, 13)).astype(np.float32)       # 8 images: Winograd's path
 ww = (rng.standard_normal((384, 256, 3, 3)) * 0.02).astype(np.float32)
 y_wino = F.conv2d(minialex.Tensor(xw), minialex.Tensor(ww), padding=1).numpy()
 y_gemm = conv2d_im2col(xw, ww, np.zeros(384, np.float32), padding=1)

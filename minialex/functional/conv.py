@@ -27,7 +27,7 @@ entries that copied it. ``Conv2d.forward_images`` and ``backward_images`` are th
 a few images at a time. How the CPU runs them fast is ``conv_cpu.py``'s business, as the GPU's is
 ``kernels/conv_gpu.py``'s: the batch in chunks small enough for the cache, shared among the
 threads; a GEMM with few kernels in blocks of columns; and, for wide 3x3 and 5x5 convolutions
-(the paper's conv2-conv5), Winograd's minimal filtering with 4/9 and 49/225 of the multiply-adds
+(the paper's conv2-conv5), Winograd's minimal filtering with 25/81 and 49/225 of the multiply-adds
 (``winograd.py``).
 On a GPU (``forward_gpu``/``backward_gpu``) the same arrangement runs on the whole batch in
 ``minialex/kernels/conv_gpu.py``: coalesced CUDA kernels and 2-D cuBLAS GEMMs, where TF32

@@ -11,8 +11,8 @@ number in it was measured (the comments say where):
 - ``keeps_columns``: whether the backward reuses the forward's columns or unfolds them again.
 - ``matmul`` and ``matmul_bt``: a GEMM with few kernels takes its columns in blocks (``GEMM_BLOCK``).
 - ``winograd_batch``, ``takes_winograd``, ``winograd_forward``/``winograd_backward``: wide 3x3
-  and 5x5 stride-1 convolutions (the paper's conv2-conv5) take Winograd's F(2x2, 3x3) and
-  F(3x3, 5x5) (``winograd.py``), 4/9 and 49/225 of the multiply-adds, a few images at a time
+  and 5x5 stride-1 convolutions (the paper's conv2-conv5) take Winograd's F(3x3, 3x3) and
+  F(3x3, 5x5) (``winograd.py``), 25/81 and 49/225 of the multiply-adds, a few images at a time
   (``WINOGRAD_TILES``).
 
 Nothing here changes the result's bits with the thread count: the batch is cut the same way on
@@ -40,26 +40,29 @@ CHUNK_BYTES = 4 << 20
 SPLIT_MACS = 8 << 20
 
 #: The CPU computes 3x3 and 5x5 stride-1 convolutions by Winograd's minimal filtering
-#: (winograd.py: F(2x2, 3x3) and F(3x3, 5x5)) when each group has at least
+#: (winograd.py: F(3x3, 3x3) and F(3x3, 5x5)) when each group has at least
 #: WINOGRAD_MIN_CHANNELS[r] input and output channels, the output maps are at least
 #: WINOGRAD_MIN_SIZE on a side and the batch makes WINOGRAD_MIN_TILES[r] output tiles. The
 #: transforms are passes over memory that only many channels repay.
-#: - 3x3: the paper's conv3-conv5 (13x13 maps: 49 tiles an image, 192-384 channels a group)
-#:   took 73, 68 and 53 ms instead of 103, 88 and 62 (forward + backward in the training step,
-#:   batch 16, 2 threads). mini's conv3 (64 in, 96 out, 5x5 maps) took 17 ms instead of 10, and
-#:   with those channels even 11x11 maps were slower. Its 16 GEMMs need enough tiles: the
-#:   paper's conv3 forward at batch 8 took as long as im2col's, at batch 2 1.5 times as long.
+#: - 3x3: the paper's conv3-conv5 (13x13 maps, 192-384 channels a group) took 73, 68 and 53 ms
+#:   instead of 103, 88 and 62 by F(2x2, 3x3) (forward + backward in the training step, batch 16,
+#:   2 threads), and F(3x3, 3x3) (25 tiles an image) 0.93 of that. mini's conv3 (64 in, 96 out,
+#:   5x5 maps) took 17 ms instead of 10, and with those channels even 11x11 maps were slower. The
+#:   GEMMs need enough tiles: at batch 8 (200 tiles) conv3-conv5's forward took 0.82-0.95 of
+#:   im2col's time and their backward 0.55-0.71; at batch 2 their forwards took up to 1.36 times
+#:   as long (the backward still less).
 #: - 5x5: the paper's conv2 (27x27 maps: 81 tiles of 3x3 an image, 48 channels in and 128 out a
 #:   column) took 12 + 18 ms instead of 18 + 40 (forward + backward, one column, batch 16, 2
 #:   threads), and less than im2col from batch 1 on (2.3 + 2.8 ms against 2.6 + 4.8). mini's and
 #:   fashion's conv2 (12 in, 32 out, 11x11 maps, batch 128) took 9 + 12 ms instead of 5 + 10.
 WINOGRAD, WINOGRAD_MIN_SIZE = True, 6
 WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
-WINOGRAD_MIN_TILES = {3: 384, 5: 1}
+WINOGRAD_MIN_TILES = {3: 200, 5: 1}
 #: Winograd takes the batch a few images at a time, at most about this many tiles each, so that
 #: its arrays stay nearer the cores: the paper's step at batch 128 took 0.91 of im2col's time so
-#: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67. The
-#: paper's conv2 at batch 16 took 0.75 of the time in one part of 16 images than in two of 8.
+#: (0.96 with the whole batch at once), and 0.34 GB more memory at its peak instead of 0.67 (by
+#: F(2x2, 3x3), 2048 tiles of 2x2). The paper's conv2 at batch 16 took 0.75 of the time in one
+#: part of 16 images that it took in two of 8.
 WINOGRAD_TILES = {3: 2048, 5: 1296}
 
 #: The forward keeps its unfolded columns for the backward (which otherwise unfolds each chunk

@@ -1,6 +1,6 @@
 """The CPU's wide stride-1 convolutions (AlexNet's conv2 at 5x5 and conv3-conv5 at 3x3, §3.5) by
 Winograd's minimal filtering F(m x m, r x r) (Lavin & Gray, "Fast Algorithms for Convolutional
-Neural Networks", 2016): F(2x2, 3x3) for 3x3 kernels, F(3x3, 5x5) for 5x5.
+Neural Networks", 2016): F(3x3, 3x3) for 3x3 kernels, F(3x3, 5x5) for 5x5.
 
 An m x m block of an r x r kernel's outputs reads the a x a tile of input under it, a = m + r - 1.
 With constant matrices B (a x a), G (a x r) and A (a x m), the block is
@@ -8,17 +8,17 @@ With constant matrices B (a x a), G (a x r) and A (a x m), the block is
     Y = A^T [ (G w G^T) * (B^T d B) ] A          * elementwise, over the a*a positions of a tile
 
 a*a multiplications for m*m outputs where the plain sum takes m*m*r*r: 16 instead of 36 for
-F(2x2, 3x3), 49 instead of 225 for F(3x3, 5x5). Summed over the input channels, the products at
+F(2x2, 3x3), 25 instead of 81 for F(3x3, 3x3), 49 instead of 225 for F(3x3, 5x5). Summed over the input channels, the products at
 each position p are one matrix product over every tile of the batch:
 
     U[p] = (G w G^T)[p]   (K, C)        V[p] = (B^T d B)[p]   (C, tiles)
-    M[p] = U[p] @ V[p]    (K, tiles)    a*a GEMMs: 4/9 of im2col's multiply-adds, or 49/225
+    M[p] = U[p] @ V[p]    (K, tiles)    a*a GEMMs: 25/81 of im2col's multiply-adds, or 49/225
 
 so the conv is: ``unfold`` into a x a tiles at stride m, the three transforms (each a small
 constant matrix: kron(B^T, B^T) maps a flattened tile to its a*a transformed values), the GEMMs,
 and the m x m blocks put back in place. Where m does not divide a map's side, the last tiles
-overhang its edge and their extra outputs are dropped (13x13 maps at m = 2: 7x7 tiles, 16% more
-work than exact; the paper's 27x27 conv2 maps at m = 3: 9x9 tiles, none).
+overhang its edge and their extra outputs are dropped (the paper's 13x13 maps at m = 3: 5x5
+tiles, 33% more outputs than the map's; its 27x27 conv2 maps: 9x9 tiles, none).
 
 Every step is linear, so the backward runs the transposed matrices in reverse:
 
@@ -28,8 +28,9 @@ Every step is linear, so the backward runs the transposed matrices in reverse:
 ``minimal_filter`` builds A, G and B from interpolation points (Toom-Cook): where the matrices
 come from is the one idea of the method. Larger tiles save more multiplications but need more
 points, and points further from 0 (2, 1/2) make the transforms' entries larger and the rounding
-worse: float32 results differ from the im2col conv's by about 1e-6 relative with F(2x2, 3x3) and
-a few times that with F(3x3, 5x5) (the tests compare with ``conv2d_naive`` in float64).
+worse: float32 results differ from the im2col conv's by about 1e-6 of the largest output with
+F(2x2, 3x3) and 5e-6 with F(3x3, 3x3) and F(3x3, 5x5) (the tests compare with ``conv2d_naive``
+in float64).
 ``conv.Conv2d`` takes this path on the CPU for 3x3 and 5x5 stride-1 kernels with many channels
 on large enough maps and batches (``conv_cpu.takes_winograd``: the paper's conv2-conv5), a few
 images at a time; the GPU keeps im2col.
@@ -90,12 +91,13 @@ class Filter:
         self.output = numpy.kron(self.A_T, self.A_T)     # (m*m, a*a): vec(A^T M A)
 
 
-#: The filters the CPU conv uses, by kernel size (chosen by timing the paper's layers: F(3x3,
-#: 5x5) took conv2 forward + backward in 0.52 of im2col's time and F(2x2, 5x5) in 0.78; for conv3-
-#: conv5, F(3x3, 3x3) and F(4x4, 3x3) were no faster than F(2x2, 3x3), with more rounding).
-FILTERS = {3: Filter(2, 3), 5: Filter(3, 5)}
-#: F(2, 3)'s matrices, as lesson 4 shows them.
-A_T, G, B_T = FILTERS[3].A_T, FILTERS[3].G, FILTERS[3].B_T
+#: The filters the CPU conv uses, by kernel size. Chosen by timing the paper's layers at batch 16,
+#: forward + backward, 2 threads: conv2 took 0.52 of im2col's time by F(3x3, 5x5) and 0.78 by
+#: F(2x2, 5x5); conv3-conv5 (13x13 maps: 5x5 tiles of 3x3, 15% overhang) 0.93 of F(2x2, 3x3)'s
+#: time by F(3x3, 3x3), and 1.3-1.6 times as long by F(4x4, 3x3) (4x4 tiles of 4x4: 51% overhang).
+FILTERS = {3: Filter(3, 3), 5: Filter(3, 5)}
+#: F(2, 3)'s matrices, the smallest example, as lesson 4 shows them.
+A_T, G, B_T = minimal_filter(2, 3)
 
 
 def _tiles(x, padding, th, tw, f):
