@@ -156,12 +156,13 @@ def forward(x, u, f, bias, padding, groups, relu, y):
     def kernel_rows(s):                        # Y = A^T M A for kernels s, then into NCHW
         blocks = (output @ m.reshape(positions, -1)[:, s.start * t:s.stop * t]).reshape(
             f.m, f.m, s.stop - s.start, th, tw, n)
+        if bias is not None:                   # bias and ReLU while the blocks are contiguous,
+            blocks += bias[s, None, None, None]    # then one strided copy each
+        if relu:
+            numpy.maximum(blocks, 0, out=blocks)
         for i, j, rows, cols in _blocks(f, oh, ow):
-            out = y[:, s, i::f.m, j::f.m]
-            numpy.add(blocks[i, j, :, :rows, :cols].transpose(3, 0, 1, 2),
-                      0 if bias is None else bias[s, None, None], out=out)
-            if relu:
-                numpy.maximum(out, 0, out=out)
+            numpy.copyto(y[:, s, i::f.m, j::f.m],
+                         blocks[i, j, :, :rows, :cols].transpose(3, 0, 1, 2))
     cpu.in_parallel(kernel_rows, cpu.pieces(k))
     return v
 
@@ -180,13 +181,12 @@ def backward(gy, x, u, f, y, v, padding, groups, gx):
     output_t = f.output.T.astype(gy.dtype)
 
     def kernel_rows(s):                        # dY for kernels s in blocks, then dM = A dY A^T
+        # the ReLU's backward (dy where y > 0) over whole maps, then one strided copy per offset
+        dy = gy[:, s] if y is None else relu_backward(y[:, s], gy[:, s])
         d_blocks = numpy.zeros((f.m, f.m, s.stop - s.start, th, tw, n), gy.dtype)  # overhang: 0
         for i, j, rows, cols in _blocks(f, oh, ow):
-            into = d_blocks[i, j, :, :rows, :cols].transpose(3, 0, 1, 2)
-            if y is None:
-                numpy.copyto(into, gy[:, s, i::f.m, j::f.m])
-            else:                              # the ReLU's backward: dy where y > 0
-                relu_backward(y[:, s, i::f.m, j::f.m], gy[:, s, i::f.m, j::f.m], out=into)
+            numpy.copyto(d_blocks[i, j, :, :rows, :cols].transpose(3, 0, 1, 2),
+                         dy[:, :, i::f.m, j::f.m])
         d_blocks = d_blocks.reshape(f.m * f.m, -1)
         gb[s] = d_blocks.reshape(f.m * f.m, -1, t).sum(axis=(0, 2))
         numpy.matmul(output_t, d_blocks, out=dm.reshape(positions, -1)[:, s.start * t:s.stop * t])
