@@ -1,5 +1,6 @@
 """A CPU run is deterministic line for line whatever the thread count: one training step of the
-tiny net on 1, 2 and 3 threads gives the same loss and the same gradients, bit for bit.
+tiny net, and of the paper's, on 1, 2 and 3 threads gives the same loss and the same gradients,
+bit for bit.
 
 Every op that shares its work among threads must cut it the same way on any count wherever the
 pieces' results are added up (a float sum rounds by how its terms are grouped). Before this test,
@@ -40,8 +41,12 @@ def restore_threads():
     minialex.cpu.configure(threads)
 
 
-def test_one_step_is_the_same_on_one_two_and_three_threads(restore_threads):
-    runs = [one_step("tiny", 128, threads) for threads in (1, 2, 3)]
+@pytest.mark.parametrize("preset,batch", [
+    ("tiny", 128),
+    ("paper", 8),      # Winograd's conv2-conv5 and the fc layers' products cut into pieces
+])
+def test_one_step_is_the_same_on_one_two_and_three_threads(restore_threads, preset, batch):
+    runs = [one_step(preset, batch, threads) for threads in (1, 2, 3)]
     loss, grads, weights = runs[0]
     for threads, (other_loss, other_grads, other_weights) in zip((2, 3), runs[1:]):
         assert other_loss == loss, threads
