@@ -296,3 +296,29 @@ def test_resume_names_a_cause_only_when_it_knows_one(tmp_path):
     shutil.copytree(os.path.join(folder, "val", "cat"), os.path.join(folder, "val", "cow"))
     line = one_line_error(cli("train", "--resume", out, "--epochs", "2").output)
     assert line.endswith("in the model; 1 more; the data now has 4 classes, the checkpoint 3"), line
+
+
+def test_a_sigterm_lost_inside_a_del_is_sent_again(monkeypatch):
+    """Python runs a signal's handler between two steps of the main thread, here inside a
+    ``__del__``, where the ``Terminated`` it raises is printed as "Exception ignored" and
+    dropped (h5py's weakref callbacks did this to ``prepare``: it ran on to its end with exit 0).
+    ``sigterm_interrupts`` sends SIGTERM again until one lands where it unwinds."""
+    import time
+    from minialex.train.stop_flag import Terminated, sigterm_interrupts
+
+    class Dropped:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):        # the handler runs at one of these steps, inside __del__
+                pass
+
+    lost = []                            # what Python would print as "Exception ignored"
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: lost.append(unraisable.exc_type))
+    start = time.monotonic()
+    with pytest.raises(Terminated):
+        with sigterm_interrupts():
+            Dropped()
+            assert lost == [Terminated]      # the first one was dropped
+            while time.monotonic() - start < 10:
+                time.sleep(0.01)
+    assert time.monotonic() - start < 5

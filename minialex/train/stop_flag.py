@@ -25,6 +25,7 @@ resumable) run inside ``sigterm_interrupts()``, where SIGTERM raises ``Terminate
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -75,19 +76,42 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt (``sigterm_interrupts``)."""
 
 
+#: Seconds between the repeats of a SIGTERM whose ``Terminated`` was lost (``sigterm_interrupts``).
+RESEND_SECONDS = 0.2
+
+
 @contextlib.contextmanager
 def sigterm_interrupts():
     """Within the ``with``: SIGTERM raises ``Terminated``, so that a job which stops cleanly on
-    Ctrl-C stops the same way on a scheduler's SIGTERM (the main thread only, as above)."""
+    Ctrl-C stops the same way on a scheduler's SIGTERM (the main thread only, as above).
+
+    Python runs a signal's handler between two steps of the main thread, and that may be inside
+    a weakref callback or a ``__del__`` (h5py's run often while a cache is written), where an
+    exception is printed as "Exception ignored" and dropped: the job then ran on to its end. So
+    after the first SIGTERM, a helper thread sends it again every ``RESEND_SECONDS`` until the
+    ``with`` is left, and one of the repeats lands where ``Terminated`` unwinds."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    left, lock = threading.Event(), threading.Lock()
+
+    def resend():
+        while not left.wait(RESEND_SECONDS):
+            with lock:                       # never after the handler below is gone
+                if not left.is_set():
+                    os.kill(os.getpid(), signal.SIGTERM)
 
     def handle(signum, frame):
+        if left.is_set():                    # a repeat that arrived as the with was left
+            return
+        if not any(t.name == "minialex-sigterm" for t in threading.enumerate()):
+            threading.Thread(target=resend, name="minialex-sigterm", daemon=True).start()
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handle)
     try:
         yield
     finally:
+        with lock:
+            left.set()
         signal.signal(signal.SIGTERM, previous)
