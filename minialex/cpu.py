@@ -242,8 +242,8 @@ def parallel_matmul(a, b):
     all of W's 151 MB; dW = dy.T @ x writes 151 MB, in rows: whole rows of the result per thread
     (a cut by its columns wrote strided rows and took 1.17x as long). Every element of the result
     is computed by the same call whichever thread takes its piece (``PIECES``), so the bits do
-    not depend on the thread count (tests/test_threads.py). Small products (under 2**25 multiply-adds) run as one call:
-    the hand-over would cost more."""
+    not depend on the thread count (tests/test_threads.py). Small products (under 2**25
+    multiply-adds) run as one call: the hand-over would cost more."""
     if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 25:
         return a @ b
     out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))

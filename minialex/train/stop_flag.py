@@ -93,7 +93,7 @@ def sigterm_interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    left, lock = threading.Event(), threading.Lock()
+    left, lock, resending = threading.Event(), threading.Lock(), []
 
     def resend():
         while not left.wait(RESEND_SECONDS):
@@ -104,8 +104,9 @@ def sigterm_interrupts():
     def handle(signum, frame):
         if left.is_set():                    # a repeat that arrived as the with was left
             return
-        if not any(t.name == "minialex-sigterm" for t in threading.enumerate()):
-            threading.Thread(target=resend, name="minialex-sigterm", daemon=True).start()
+        if not resending:                    # the first SIGTERM of this with: start the repeats
+            resending.append(threading.Thread(target=resend, daemon=True))
+            resending[0].start()
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handle)
