@@ -54,7 +54,8 @@ def main(argv=None):
     setattr(module, args.name, old)
     med = {k: statistics.median(v) for k, v in times.items()}
     paired = statistics.median(a / b for a, b in zip(times["new"], times["old"]))
-    print(f"{args.preset}, batch {batch}, {minialex.cpu.THREADS} thread(s), {args.rounds} rounds: "
+    print(f"{args.preset}, batch {batch}, {minialex.cpu.THREADS} thread(s), "
+          f"{minialex.cpu.blas_kernels()}, {args.rounds} rounds: "
           f"{args.name} {old!r} -> {new!r}: new {1e3 * med['new']:.1f} ms, old "
           f"{1e3 * med['old']:.1f} ms, ratio of medians {med['new'] / med['old']:.3f}, "
           f"median of paired ratios {paired:.3f}")

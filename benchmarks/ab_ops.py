@@ -148,8 +148,9 @@ def paired(new, old, rounds):
 
 def compare(args):
     baseline = load_baseline(args.baseline, args.threads)
-    print(f"paired A/B, {args.threads} thread(s), {args.rounds} runs each: this checkout (new) "
-          f"against {args.baseline} (old); ratios below 1 mean new is faster")
+    print(f"paired A/B, {args.threads} thread(s), {minialex.cpu.blas_kernels()}, {args.rounds} "
+          f"runs each: this checkout (new) against {args.baseline} (old); ratios below 1 mean "
+          "new is faster")
     for new, old in zip(cases(args.ops, "minialex"), cases(args.ops, baseline)):
         label, forward, x, backward, gy = new
         _, old_forward, old_x, old_backward, old_gy = old
@@ -215,7 +216,8 @@ def scaling(preset, threads, rounds, batch=None):
                     times[job, count].append(time.perf_counter() - start)
                 if job == "step":
                     ops[count].append(per_op)
-    print(f"{preset}, batch {batch}, 1 thread against {threads}, {rounds} rounds alternating:")
+    print(f"{preset}, batch {batch}, 1 thread against {threads}, {rounds} rounds alternating, "
+          f"{minialex.cpu.blas_kernels()}:")
     for job in jobs:
         one, many = (statistics.median(times[job, c]) for c in (1, threads))
         print(f"  {job:<12} 1 thread {1e3 * one:8.1f} ms, {threads} threads {1e3 * many:8.1f} ms:"

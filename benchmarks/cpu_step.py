@@ -483,7 +483,7 @@ def have_torch(args) -> bool:
 
 def main(args):
     with_torch = have_torch(args)
-    versus = "minialex (NumPy {})".format(numpy.__version__)
+    versus = f"minialex (NumPy {numpy.__version__}, {utils.blas_kernels()})"
     if with_torch:
         import torch
         torch.set_num_threads(args.threads)

@@ -78,19 +78,42 @@ def configure(threads: int = None) -> int:
 
 
 
-def _openblas_threads():
-    """OpenBLAS's set_num_threads, as NumPy's wheels bundle it, or None (another BLAS: no pool)."""
+def _openblas():
+    """The OpenBLAS that NumPy's wheels bundle (ctypes), or None (another BLAS: no pool)."""
     base = os.path.dirname(os.path.dirname(numpy.__file__))
     for lib in glob.glob(os.path.join(base, "numpy.libs", "*openblas*")) + glob.glob(
             os.path.join(os.path.dirname(numpy.__file__), ".dylibs", "*openblas*")):
         try:
-            return ctypes.CDLL(lib).scipy_openblas_set_num_threads64_
+            library = ctypes.CDLL(lib)
+            library.scipy_openblas_set_num_threads64_       # the name NumPy 2's wheels give it
+            return library
         except (OSError, AttributeError):
             continue
     return None
 
 
-_BLAS = _openblas_threads()
+_OPENBLAS = _openblas()
+_CORETYPE = os.environ.get("OPENBLAS_CORETYPE")     # as OpenBLAS read it when NumPy loaded it
+_BLAS = _OPENBLAS.scipy_openblas_set_num_threads64_ if _OPENBLAS is not None else None
+
+
+def blas_kernels() -> str:
+    """Which of OpenBLAS's kernels run the GEMMs, e.g. 'SkylakeX' (AVX-512) or 'Haswell' (AVX2).
+
+    OpenBLAS picks them for the CPU when NumPy loads it, unless the environment variable
+    ``OPENBLAS_CORETYPE`` names others: some machines set it because older OpenBLAS builds
+    failed on their processors. On a CPU with AVX-512, Haswell's kernels ran a 2048^2 GEMM at
+    about half the rate (docs/performance.md), so a benchmark says which ran. Returns e.g.
+    'OpenBLAS SkylakeX', 'OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell)' or, with
+    another BLAS, 'not OpenBLAS'."""
+    if _OPENBLAS is None:
+        return "not OpenBLAS"
+    corename = getattr(_OPENBLAS, "scipy_openblas_get_corename64_", None)
+    if corename is None:
+        return "OpenBLAS"
+    corename.restype = ctypes.c_char_p
+    return (f"OpenBLAS {corename().decode()}"
+            + (f" (chosen by OPENBLAS_CORETYPE={_CORETYPE})" if _CORETYPE else ""))
 
 
 #: glibc's malloc serves blocks over its mmap threshold (128 KB at first, raised as such blocks are

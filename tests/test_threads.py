@@ -7,6 +7,12 @@ pieces' results are added up (a float sum rounds by how its terms are grouped). 
 tiny's conv1 summed its weight gradient over 3 chunks of the batch on one thread and 4 on two,
 and the two runs drifted apart from the first step (mini's conv2 too: 5 chunks against 6)."""
 
+import os
+import platform
+import re
+import subprocess
+import sys
+
 import numpy
 import pytest
 
@@ -73,3 +79,33 @@ def test_parallel_matmul_gives_the_same_bits_on_any_number_of_threads(rng, monke
         runs.append(minialex.cpu.parallel_matmul(a, b))
         numpy.testing.assert_array_equal(runs[-1], runs[0])
     numpy.testing.assert_allclose(runs[0], a.astype(float) @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_blas_kernels_names_the_kernels_and_the_variable_that_chose_them(monkeypatch):
+    """The benchmarks and `info` say which OpenBLAS kernels run the GEMMs: on a CPU with AVX-512
+    the Haswell kernels that OPENBLAS_CORETYPE=Haswell forces ran them at half the rate."""
+    if minialex.cpu._OPENBLAS is None:
+        assert minialex.cpu.blas_kernels() == "not OpenBLAS"
+        return
+    monkeypatch.setattr(minialex.cpu, "_CORETYPE", None)
+    name = minialex.cpu.blas_kernels()
+    assert re.fullmatch(r"OpenBLAS [A-Za-z0-9_]+", name), name
+    monkeypatch.setattr(minialex.cpu, "_CORETYPE", "Haswell")
+    assert minialex.cpu.blas_kernels() == f"{name} (chosen by OPENBLAS_CORETYPE=Haswell)"
+
+
+def has_avx2():
+    return (platform.machine() == "x86_64" and os.path.exists("/proc/cpuinfo")
+            and " avx2" in open("/proc/cpuinfo").read())
+
+
+@pytest.mark.skipif(not has_avx2(), reason="Haswell's kernels need an x86-64 CPU with AVX2")
+def test_blas_kernels_reads_what_openblas_loaded():
+    """A process started with OPENBLAS_CORETYPE=Haswell runs, and names, Haswell's kernels."""
+    if minialex.cpu._OPENBLAS is None:
+        pytest.skip("NumPy here does not bundle OpenBLAS")
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    code = "from minialex import cpu; print(cpu.blas_kernels())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell)"

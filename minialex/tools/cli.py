@@ -334,7 +334,8 @@ def info_command(preset, num_classes, devices, data, figure):
     click.echo(table(preset, num_classes))
     click.echo(f"devices here (--devices): column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
                + (" (one device: the crossings are no-op copies, and the two columns run together as grouped layers over the same weights, each conv with its ReLU as one op, models/placement.py)" if d0 == d1 else ""))
-    click.echo(_cpu_convolutions(preset))
+    click.echo(_cpu_convolutions(preset) + f"; this CPU: {cpu.threads_from_environment()} "
+               f"threads, GEMMs by {cpu.blas_kernels()}")
     click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
                "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
     size = get_preset(preset).input_size
