@@ -243,10 +243,12 @@ def batch_parts(n: int, bytes_per_image: int, chunk_bytes: int = 1 << 20, small=
 
 #: A product shared among the threads is cut into this many pieces (fewer if it has fewer rows
 #: or columns), whatever the thread count: OpenBLAS may round a row or column of a product
-#: differently depending on how many rows or columns its call holds (on this project's AMD EPYC
-#: with AVX-512, a (16, 4096) @ (4096, 1024) product's first 8 rows came out other than the same
-#: rows of the whole product), so a cut that followed the threads gave other bits on one thread
-#: than on two. 6 pieces share out evenly on 1, 2, 3 and 6 threads.
+#: differently depending on how many rows or columns its call holds (on this project's AMD EPYC,
+#: with the Haswell kernels its environment chooses (``blas_kernels``), a (16, 4096) @ (4096,
+#: 1024) product's first 1, 2, 4 or 8 rows came out other than the same rows of the whole
+#: product; with the SkylakeX kernels only a call of one row did), so a cut that followed the
+#: threads gave other bits on one thread than on two. 6 pieces share out evenly on 1, 2, 3 and 6
+#: threads.
 PIECES = 6
 
 
