@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from minialex import cpu
 from minialex.tools import cli
 from minialex.tools.cli import main
 from one_line import one_line_error
@@ -202,6 +203,7 @@ def test_bench_times_a_step_on_the_cpu():
     text = run("bench", "--preset", "tiny", "--batch-size", "8", "--steps", "1",
                "--warmup", "0", "--devices", "cpu").output
     assert "training step" in text and "images/s" in text
+    assert f"GEMMs by {cpu.blas_kernels()}" in text         # which kernels ran the products
 
 
 # --------------------------------------------------------------------------------------------

@@ -550,9 +550,10 @@ def bench_command(preset, batch_size, steps, warmup, precision, devices):
         if not on_gpu:
             break
     if not on_gpu:
-        click.echo("(no GPU: PyTorch comparison is GPU-only; see benchmarks/gpu_step.py"
+        click.echo(f"on the CPU: {cpu.THREADS} threads, GEMMs by {cpu.blas_kernels()}; "
+                   "python benchmarks/cpu_step.py times the same step next to PyTorch's"
                    + (f"; --precision {precision} applies to GPU matrix products only, so this is "
-                      "the CPU's float32" if precision != "fp32" else "") + ")")
+                      "the CPU's float32" if precision != "fp32" else ""))
 
 
 def _gpu_step_module():
