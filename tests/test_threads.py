@@ -12,6 +12,8 @@ import platform
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import numpy
 import pytest
@@ -109,3 +111,38 @@ def test_blas_kernels_reads_what_openblas_loaded():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip() == "OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell)"
+
+
+def test_in_parallel_waits_for_every_piece_a_helper_took(restore_threads):
+    """Each piece takes 0.1 s, so the pool's thread takes one while the caller works on the other:
+    in_parallel returns only once both have finished, in order."""
+    minialex.cpu.configure(2)
+    finished = []
+
+    def piece(i):
+        time.sleep(0.1)
+        finished.append(i)
+        return i * 10
+
+    assert minialex.cpu.in_parallel(piece, [0, 1, 2]) == [0, 10, 20]
+    assert sorted(finished) == [0, 1, 2]
+
+
+def test_in_parallel_does_not_wait_for_a_helper_that_took_nothing(restore_threads):
+    """With the pool's one thread held elsewhere, the caller does every piece itself and returns
+    at once: a helper that never started can take no piece, so waiting for it to wake (45 us on
+    an idle core, here for ever) would buy nothing."""
+    minialex.cpu.configure(2)
+    minialex.cpu.in_parallel(lambda i: i, [0, 1])              # the pool exists
+    release = threading.Event()
+    minialex.cpu._pool.submit(release.wait)                    # its only thread is busy
+    out = []
+    caller = threading.Thread(target=lambda: out.append(minialex.cpu.in_parallel(lambda i: -i,
+                                                                               [1, 2, 3])))
+    try:
+        caller.start()
+        caller.join(timeout=5)
+        assert out == [[-1, -2, -3]], "in_parallel waited for a helper that could take nothing"
+    finally:
+        release.set()
+        caller.join()
