@@ -5,7 +5,10 @@ bit for bit.
 Every op that shares its work among threads must cut it the same way on any count wherever the
 pieces' results are added up (a float sum rounds by how its terms are grouped). Before this test,
 tiny's conv1 summed its weight gradient over 3 chunks of the batch on one thread and 4 on two,
-and the two runs drifted apart from the first step (mini's conv2 too: 5 chunks against 6)."""
+and the two runs drifted apart from the first step (mini's conv2 too: 5 chunks against 6).
+
+Also here: the rest of the CPU module's promises (``minialex.cpu``): ``in_parallel`` returns once
+every piece is done and not later, and ``blas_kernels`` names the BLAS's kernels that ran."""
 
 import os
 import platform
@@ -114,8 +117,8 @@ def test_blas_kernels_reads_what_openblas_loaded():
 
 
 def test_in_parallel_waits_for_every_piece_a_helper_took(restore_threads):
-    """Each piece takes 0.1 s, so the pool's thread takes one while the caller works on the other:
-    in_parallel returns only once both have finished, in order."""
+    """Each piece takes 0.1 s, so the pool's thread takes some while the caller works on others:
+    in_parallel returns only once all three have finished, their results in order."""
     minialex.cpu.configure(2)
     finished = []
 
