@@ -103,17 +103,30 @@ def blas_kernels() -> str:
     OpenBLAS picks them for the CPU when NumPy loads it, unless the environment variable
     ``OPENBLAS_CORETYPE`` names others: some machines set it because older OpenBLAS builds
     failed on their processors. On a CPU with AVX-512, Haswell's kernels ran a 2048^2 GEMM at
-    about half the rate (docs/performance.md), so a benchmark says which ran. Returns e.g.
-    'OpenBLAS SkylakeX', 'OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell)' or, with
-    another BLAS, 'not OpenBLAS'."""
+    about half the rate (docs/performance.md), so a benchmark and a training run say which ran.
+    Returns e.g. 'OpenBLAS SkylakeX', 'OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell;
+    this CPU has AVX-512)' or, with another BLAS, 'not OpenBLAS'."""
     if _OPENBLAS is None:
         return "not OpenBLAS"
     corename = getattr(_OPENBLAS, "scipy_openblas_get_corename64_", None)
     if corename is None:
         return "OpenBLAS"
     corename.restype = ctypes.c_char_p
-    return (f"OpenBLAS {corename().decode()}"
-            + (f" (chosen by OPENBLAS_CORETYPE={_CORETYPE})" if _CORETYPE else ""))
+    name = corename().decode()
+    if not _CORETYPE:
+        return f"OpenBLAS {name}"
+    avx2_only = name in ("Haswell", "Zen") and _has_avx512()      # Zen runs Haswell's kernels
+    return (f"OpenBLAS {name} (chosen by OPENBLAS_CORETYPE={_CORETYPE}"
+            + ("; this CPU has AVX-512" if avx2_only else "") + ")")
+
+
+def _has_avx512() -> bool:
+    """Whether the CPU has AVX-512 (Linux's /proc/cpuinfo; False where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512f" in f.read()
+    except OSError:
+        return False
 
 
 #: glibc's malloc serves blocks over its mmap threshold (128 KB at first, raised as such blocks are

@@ -63,8 +63,9 @@ def test_top_level_help_lists_the_commands():
 
 def test_train_prints_what_it_does_and_writes_the_run(trained):
     out, text = trained
-    first = text.splitlines()[0]
+    first, second = text.splitlines()[:2]
     assert first.startswith("preset 'tiny' on cpu")
+    assert second == f"the CPU: {cpu.THREADS} threads, GEMMs by {cpu.blas_kernels()}"
     assert "epoch   2/2" in text and "top-5 err" in text and "done: best validation" in text
     for name in ("last.h5", "best.h5", "metrics.jsonl", "config.json"):
         assert (out / name).exists()

@@ -96,7 +96,12 @@ def test_blas_kernels_names_the_kernels_and_the_variable_that_chose_them(monkeyp
     name = minialex.cpu.blas_kernels()
     assert re.fullmatch(r"OpenBLAS [A-Za-z0-9_]+", name), name
     monkeypatch.setattr(minialex.cpu, "_CORETYPE", "Haswell")
+    monkeypatch.setattr(minialex.cpu, "_has_avx512", lambda: False)
     assert minialex.cpu.blas_kernels() == f"{name} (chosen by OPENBLAS_CORETYPE=Haswell)"
+    monkeypatch.setattr(minialex.cpu, "_has_avx512", lambda: True)
+    said = minialex.cpu.blas_kernels()          # AVX2's kernels on a CPU with AVX-512 say so
+    avx2_kernels = name in ("OpenBLAS Haswell", "OpenBLAS Zen")
+    assert said.endswith("; this CPU has AVX-512)") == avx2_kernels
 
 
 def has_avx2():
@@ -111,9 +116,11 @@ def test_blas_kernels_reads_what_openblas_loaded():
         pytest.skip("NumPy here does not bundle OpenBLAS")
     env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
     code = "from minialex import cpu; print(cpu.blas_kernels())"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert out.stdout.strip() == "OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell)"
+                         check=True, cwd=root)
+    clause = "; this CPU has AVX-512" if minialex.cpu._has_avx512() else ""
+    assert out.stdout.strip() == f"OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell{clause})"
 
 
 def test_in_parallel_waits_for_every_piece_a_helper_took(restore_threads):

@@ -156,6 +156,8 @@ class Trainer:
             self.echo(line)
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
         self.echo(f"preset '{cfg.preset}' on {place}: {why}")
+        if not any(d.is_cuda for d in devices):
+            self.echo(f"the CPU: {cpu.THREADS} threads, GEMMs by {cpu.blas_kernels()}")
         return resume
 
     def open_data(self) -> None:
