@@ -115,18 +115,23 @@ def blas_kernels() -> str:
     name = corename().decode()
     if not _CORETYPE:
         return f"OpenBLAS {name}"
-    avx2_only = name in ("Haswell", "Zen") and _has_avx512()      # Zen runs Haswell's kernels
+    avx2_only = name in ("Haswell", "Zen") and _cpu_has("avx512f")      # Zen runs Haswell's kernels
     return (f"OpenBLAS {name} (chosen by OPENBLAS_CORETYPE={_CORETYPE}"
             + ("; this CPU has AVX-512" if avx2_only else "") + ")")
 
 
-def _has_avx512() -> bool:
-    """Whether the CPU has AVX-512 (Linux's /proc/cpuinfo; False where there is none)."""
+def _cpu_has(flag: str) -> bool:
+    """Whether Linux's /proc/cpuinfo lists ``flag`` (e.g. 'avx512f'); False where there is none."""
     try:
         with open("/proc/cpuinfo") as f:
-            return " avx512f" in f.read()
+            return f" {flag}" in f.read()
     except OSError:
         return False
+
+
+def summary() -> str:
+    """The thread count and the BLAS kernels, as ``info``, ``bench`` and a training run say them."""
+    return f"{THREADS} threads, GEMMs by {blas_kernels()}"
 
 
 #: glibc's malloc serves blocks over its mmap threshold (128 KB at first, raised as such blocks are

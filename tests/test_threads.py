@@ -96,20 +96,16 @@ def test_blas_kernels_names_the_kernels_and_the_variable_that_chose_them(monkeyp
     name = minialex.cpu.blas_kernels()
     assert re.fullmatch(r"OpenBLAS [A-Za-z0-9_]+", name), name
     monkeypatch.setattr(minialex.cpu, "_CORETYPE", "Haswell")
-    monkeypatch.setattr(minialex.cpu, "_has_avx512", lambda: False)
+    monkeypatch.setattr(minialex.cpu, "_cpu_has", lambda flag: False)
     assert minialex.cpu.blas_kernels() == f"{name} (chosen by OPENBLAS_CORETYPE=Haswell)"
-    monkeypatch.setattr(minialex.cpu, "_has_avx512", lambda: True)
+    monkeypatch.setattr(minialex.cpu, "_cpu_has", lambda flag: True)
     said = minialex.cpu.blas_kernels()          # AVX2's kernels on a CPU with AVX-512 say so
     avx2_kernels = name in ("OpenBLAS Haswell", "OpenBLAS Zen")
     assert said.endswith("; this CPU has AVX-512)") == avx2_kernels
 
 
-def has_avx2():
-    return (platform.machine() == "x86_64" and os.path.exists("/proc/cpuinfo")
-            and " avx2" in open("/proc/cpuinfo").read())
-
-
-@pytest.mark.skipif(not has_avx2(), reason="Haswell's kernels need an x86-64 CPU with AVX2")
+@pytest.mark.skipif(platform.machine() != "x86_64" or not minialex.cpu._cpu_has("avx2"),
+                    reason="Haswell's kernels need an x86-64 CPU with AVX2")
 def test_blas_kernels_reads_what_openblas_loaded():
     """A process started with OPENBLAS_CORETYPE=Haswell runs, and names, Haswell's kernels."""
     if minialex.cpu._OPENBLAS is None:
@@ -119,7 +115,7 @@ def test_blas_kernels_reads_what_openblas_loaded():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=root)
-    clause = "; this CPU has AVX-512" if minialex.cpu._has_avx512() else ""
+    clause = "; this CPU has AVX-512" if minialex.cpu._cpu_has("avx512f") else ""
     assert out.stdout.strip() == f"OpenBLAS Haswell (chosen by OPENBLAS_CORETYPE=Haswell{clause})"
 
 

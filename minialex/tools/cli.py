@@ -334,8 +334,7 @@ def info_command(preset, num_classes, devices, data, figure):
     click.echo(table(preset, num_classes))
     click.echo(f"devices here (--devices): column 0 on {d0}, column 1 on {d1}, fc8 on {d0}"
                + (" (one device: the crossings are no-op copies, and the two columns run together as grouped layers over the same weights, each conv with its ReLU as one op, models/placement.py)" if d0 == d1 else ""))
-    click.echo(_cpu_convolutions(preset) + f"; this CPU: {cpu.threads_from_environment()} "
-               f"threads, GEMMs by {cpu.blas_kernels()}")
+    click.echo(f"{_cpu_convolutions(preset)}; this CPU: {cpu.summary()}")
     click.echo("dropout: the paper's form (x mask at training, x 0.5 at test, §4.2); "
                "SGD: v <- 0.9 v - 0.0005 lr w - lr grad, w <- w + v (§5), biases not decayed")
     size = get_preset(preset).input_size
@@ -550,8 +549,8 @@ def bench_command(preset, batch_size, steps, warmup, precision, devices):
         if not on_gpu:
             break
     if not on_gpu:
-        click.echo(f"on the CPU: {cpu.THREADS} threads, GEMMs by {cpu.blas_kernels()}; "
-                   "python benchmarks/cpu_step.py times the same step next to PyTorch's"
+        click.echo(f"on the CPU: {cpu.summary()}; python benchmarks/cpu_step.py times the same "
+                   "step next to PyTorch's"
                    + (f"; --precision {precision} applies to GPU matrix products only, so this is "
                       "the CPU's float32" if precision != "fp32" else ""))
 

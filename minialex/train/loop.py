@@ -157,7 +157,7 @@ class Trainer:
         place = str(devices[0]) if devices[0] == devices[1] else f"{devices[0]} and {devices[1]}"
         self.echo(f"preset '{cfg.preset}' on {place}: {why}")
         if not any(d.is_cuda for d in devices):
-            self.echo(f"the CPU: {cpu.THREADS} threads, GEMMs by {cpu.blas_kernels()}")
+            self.echo(f"the CPU: {cpu.summary()}")
         return resume
 
     def open_data(self) -> None:
