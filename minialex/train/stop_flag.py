@@ -89,7 +89,9 @@ def sigterm_interrupts():
     a weakref callback or a ``__del__`` (h5py's run often while a cache is written), where an
     exception is printed as "Exception ignored" and dropped: the job then ran on to its end. So
     after the first SIGTERM, a helper thread sends it again every ``RESEND_SECONDS`` until the
-    ``with`` is left, and one of the repeats lands where ``Terminated`` unwinds."""
+    ``with`` is left, and one of the repeats lands where ``Terminated`` unwinds. Python's own
+    "Exception ignored" report of a dropped ``Terminated`` is left out (a traceback for a signal
+    that is sent again would only alarm); a hook someone installed still hears of it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -109,10 +111,16 @@ def sigterm_interrupts():
             resending[0].start()
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, handle)
+    def unraisable(report):                  # a dropped Terminated: no "Exception ignored"
+        if not (hook is sys.__unraisablehook__ and isinstance(report.exc_value, Terminated)):
+            hook(report)
+
+    previous, hook = signal.signal(signal.SIGTERM, handle), sys.unraisablehook
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         with lock:
             left.set()
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
