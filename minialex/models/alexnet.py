@@ -86,9 +86,11 @@ class AlexNet(PresetModel):
     fuse_columns : when both columns share one device, run them together (placement.py:
         ``ColumnsTogether``, the same function with fewer, larger operations); False runs them
         column by column everywhere. Two devices always run column by column.
-    without : tricks of the paper to leave out, to measure them: any of 'relu' (tanh units),
-        'lrn', 'overlap' (2x2/2 pooling), 'dropout' (``common.WITHOUT``); default none
+    without : tricks of the paper to leave out, to measure them (any of 'relu' for tanh units,
+        'lrn', 'overlap' for 2x2/2 pooling, 'dropout'; ``common.WITHOUT``); default none
 
+    Notes
+    -----
     Parameters are named ``column0.conv1.weight`` ... ``column1.fc7.bias``, ``fc8.weight``,
     ``fc8.bias`` (conv weights (K, C, kh, kw), linear weights (out, in), as in PyTorch).
     """
