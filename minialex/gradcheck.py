@@ -79,20 +79,26 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
               raise_on_failure: bool = True) -> GradcheckReport:
     """Compare ``fn``'s backprop gradients with central finite differences.
 
-    Parameters
-    ----------
-    fn : callable taking Tensors and returning a Tensor, or a tuple of Tensors (then
-        L = sum_k sum(y_k * g_k) with one random g_k per output)
-    inputs : arrays or Tensors; float64 is required (cast them first)
-    wrt : indices of the inputs to differentiate (default: every floating-point input)
-    mode : 'elementwise', 'direction', or 'auto' (elementwise if the inputs hold at most
-        ``max_elements`` values in all)
-    rtol : largest relative error that passes
-    floor : relative-error denominator floor, so that values near zero compare absolutely;
-        raised to the numeric derivatives' rounding noise / rtol (see the module docstring)
-
     Returns a ``GradcheckReport``; raises ``GradcheckError`` with a table when the check fails
     (unless ``raise_on_failure`` is False).
+
+    Parameters
+    ----------
+    fn
+        callable taking Tensors and returning a Tensor, or a tuple of Tensors (then
+        L = sum_k sum(y_k * g_k) with one random g_k per output)
+    inputs
+        arrays or Tensors; float64 is required (cast them first)
+    wrt
+        indices of the inputs to differentiate (default: every floating-point input)
+    mode
+        'elementwise', 'direction', or 'auto' (elementwise if the inputs hold at most
+        ``max_elements`` values in all)
+    rtol
+        largest relative error that passes
+    floor
+        relative-error denominator floor, so that values near zero compare absolutely;
+        raised to the numeric derivatives' rounding noise / rtol (see the module docstring)
     """
     check = _Check(fn, inputs, wrt, name or getattr(fn, "__name__", "fn"), eps, seed)
     floor = max(floor, check.noise / rtol)      # below the rounding noise: compare absolutely

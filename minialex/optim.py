@@ -103,17 +103,22 @@ def _update(w, v, g, blocks, lr, momentum, decay_lr):
 class SGD:
     """SGD with momentum and weight decay, exactly the update of §5 (see the module docstring).
 
-    Parameters
-    ----------
-    params : ``model.named_parameters()`` (preferred: momentum buffers are saved under these
-        names) or an iterable of tensors with ``requires_grad`` (named param0, param1, ...)
-    lr : the learning rate epsilon (0.01 in the paper)
-    momentum : 0.9 in the paper
-    weight_decay : 0.0005 in the paper
-    decay_biases : False (cuda-convnet2, Caffe) or True (decay every parameter)
-
     The update runs on each parameter's own device, in place, with the array module taken from
     the parameter's array (NumPy or CuPy); the momentum buffer lives beside the weight.
+
+    Parameters
+    ----------
+    params
+        ``model.named_parameters()`` (preferred: momentum buffers are saved under these
+        names) or an iterable of tensors with ``requires_grad`` (named param0, param1, ...)
+    lr
+        the learning rate epsilon (0.01 in the paper)
+    momentum
+        0.9 in the paper
+    weight_decay
+        0.0005 in the paper
+    decay_biases
+        False (cuda-convnet2, Caffe) or True (decay every parameter)
     """
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9,

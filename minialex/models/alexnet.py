@@ -75,18 +75,27 @@ class AlexNet(PresetModel):
 
     Parameters
     ----------
-    num_classes : outputs of fc8 (1000 for ImageNet)
-    preset : 'paper', 'mini', 'fashion', 'tiny' (see ``minialex.models.PRESETS``) or a ``Preset``
-    devices : (device of column 0, device of column 1); default ``minialex.default_devices()``:
+    num_classes
+        outputs of fc8 (1000 for ImageNet)
+    preset
+        'paper', 'mini', 'fashion', 'tiny' (see ``minialex.models.PRESETS``) or a ``Preset``
+    devices
+        (device of column 0, device of column 1); default ``minialex.default_devices()``:
         cuda:0/cuda:1 with two GPUs, both cuda:0 with one, both 'cpu' without
-    seed : int; the same seed gives the same weights on every device, and the same dropout masks
-    dtype : numpy.float32 for training, numpy.float64 for gradient checks
-    init : 'paper', 'caffe' or 'he' (see init.py); default: the preset's own
-    dropout_mode : 'paper' (§4.2: keep-mask at training, x0.5 at test) or 'inverted'
-    fuse_columns : when both columns share one device, run them together (placement.py:
+    seed
+        the same seed gives the same weights on every device, and the same dropout masks
+    dtype
+        numpy.float32 for training, numpy.float64 for gradient checks
+    init
+        'paper', 'caffe' or 'he' (see init.py); default: the preset's own
+    dropout_mode
+        'paper' (§4.2: keep-mask at training, x0.5 at test) or 'inverted'
+    fuse_columns
+        when both columns share one device, run them together (placement.py:
         ``ColumnsTogether``, the same function with fewer, larger operations); False runs them
         column by column everywhere. Two devices always run column by column.
-    without : tricks of the paper to leave out, to measure them (any of 'relu' for tanh units,
+    without
+        tricks of the paper to leave out, to measure them (any of 'relu' for tanh units,
         'lrn', 'overlap' for 2x2/2 pooling, 'dropout'; ``common.WITHOUT``); default none
 
     Notes

@@ -113,16 +113,20 @@ def draw_figure2(preset: Union[str, Preset] = "paper", num_classes: int = 1000,
                  path: Optional[Union[str, os.PathLike]] = None, dpi: int = 100):
     """Figure 2 for ``preset``: both columns, every stage's shape, the crossings in red.
 
-    Parameters
-    ----------
-    preset : a preset's name ('paper', 'mini', 'fashion', 'tiny') or a ``Preset``
-    num_classes : width of fc8 (the paper: 1000)
-    path : if given, the figure is also written there as a PNG, whole (``files.write_atomic``;
-        folders are made)
-    dpi : resolution of the PNG
-
     Returns the ``matplotlib.figure.Figure``. Raises ``ValueError`` naming the problem for an
     unknown preset, a preset whose maps shrink below one pixel, or a bad ``num_classes``.
+
+    Parameters
+    ----------
+    preset
+        a preset's name ('paper', 'mini', 'fashion', 'tiny') or a ``Preset``
+    num_classes
+        width of fc8 (the paper: 1000)
+    path
+        if given, the figure is also written there as a PNG, whole (``files.write_atomic``;
+        folders are made)
+    dpi
+        resolution of the PNG
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -90,14 +90,18 @@ def filters_grid(columns: Sequence[numpy.ndarray], per_row: int = 16, zoom: int 
                  gap: int = 2, column_gap: int = 10) -> numpy.ndarray:
     """Figure 3 as an image: the kernels of each column in a block, blocks stacked top to bottom.
 
+    Returns a uint8 (H, W, 3) image.
+
     Parameters
     ----------
-    columns : one array per column, each (K, 3, kh, kw) (conv1's weights, PyTorch layout)
-    per_row : kernels per row of a block (16 gives the paper's 3 rows of 16 per column)
-    zoom : each kernel pixel becomes zoom x zoom pixels
-    gap, column_gap : white pixels between kernels, and between the columns' blocks
-
-    Returns a uint8 (H, W, 3) image.
+    columns
+        one array per column, each (K, 3, kh, kw) (conv1's weights, PyTorch layout)
+    per_row
+        kernels per row of a block (16 gives the paper's 3 rows of 16 per column)
+    zoom
+        each kernel pixel becomes zoom x zoom pixels
+    gap, column_gap
+        white pixels between kernels, and between the columns' blocks
     """
     if not columns:
         raise ValueError("filters_grid: no kernels given")
