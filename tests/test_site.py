@@ -1,7 +1,7 @@
 """The book as a reader meets it: built by the README's command, served over http on localhost,
 and read in a real browser (Debian's headless Chromium, driven by selenium).
 
-Checked on every page: it loads with no JavaScript console error, every image has loaded, every
+The build must print no warning. Checked on every page: it loads with no JavaScript console error, every image has loaded, every
 link inside the site leads to a page or file that exists (and to the anchor it names); each
 lesson page shows at least as many figures as its code draws; the search finds the LRN lesson.
 Screenshots are left for a person to look at: docs/_build/screenshots/landing.png, and
@@ -73,7 +73,12 @@ def site():
                             timeout=BUILD_TIMEOUT_S)
     assert result.returncode == 0, ("the site did not build:\n"
                                     + (result.stdout + result.stderr)[-4000:])
+    BUILD_LOG[:] = (result.stdout + result.stderr).splitlines()
     return HTML
+
+
+#: The site build's output lines (``site`` fills it).
+BUILD_LOG = []
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +177,16 @@ def test_site_has_its_pages(site):
             modules.append(".".join(parts))
     missing = [m for m in modules if f"api/{m}.html" not in pages]
     assert len(modules) > 40 and not missing, missing
+
+
+def test_the_build_warns_of_nothing(site):
+    """Sphinx and docutils warn where a page or a docstring does not render as written (a
+    numpy-style parameter list that napoleon misread came out as garbled fields in the API
+    reference, with only a warning in the build's output). The Jupyter kernel's own log lines
+    ("[IPKernelApp] WARNING | ...") are not the book's."""
+    warnings = [line for line in BUILD_LOG
+                if re.search(r"\bWARNING\b", line) and "[IPKernelApp]" not in line]
+    assert not warnings, "\n".join(warnings[:20])
 
 
 def test_every_page_loads_without_console_errors(crawl):
