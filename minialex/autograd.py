@@ -109,17 +109,20 @@ def _to_array(data, device: Optional[Device], dtype=None):
 class Tensor:
     """An array plus what autograd needs.
 
-    Attributes
-    ----------
-    data : numpy.ndarray or cupy.ndarray
-    grad : array of the same shape and dtype, or None (filled by ``backward`` for leaves)
-    requires_grad : bool
-    device : Device  ('cpu', 'cpu:0', 'cpu:1', 'cuda:N')
-    creator : the Function that produced this tensor (None for leaves)
-
     ``Tensor(data, requires_grad=False, device=None, dtype=None)``: ``data`` is an array (kept
     as it is, dtype included), a Python number or a nested list. Python floats become float32,
     Python ints int64. ``device=None`` means the array's own device ('cpu' for NumPy).
+
+    Attributes
+    ----------
+    data : numpy.ndarray or cupy.ndarray
+    grad : array of the same shape and dtype, or None
+        filled by ``backward`` for leaves
+    requires_grad : bool
+    device : Device
+        'cpu', 'cpu:0', 'cpu:1' or 'cuda:N'
+    creator : Function or None
+        the Function that produced this tensor (None for leaves)
     """
 
     # So that ``ndarray * tensor`` calls Tensor.__rmul__ instead of NumPy building an object
