@@ -1,11 +1,12 @@
 """The book as a reader meets it: built by the README's command, served over http on localhost,
 and read in a real browser (Debian's headless Chromium, driven by selenium).
 
-The build must print no warning. Checked on every page: it loads with no JavaScript console error, every image has loaded, every
-link inside the site leads to a page or file that exists (and to the anchor it names); each
-lesson page shows at least as many figures as its code draws; the search finds the LRN lesson.
-Screenshots are left for a person to look at: docs/_build/screenshots/landing.png, and
-lesson06.png and lesson06_figure.png (the LRN lesson's top and its first figure) beside it.
+The build must print no warning. Checked on every page: it loads with no JavaScript console
+error, every image has loaded, every link inside the site leads to a page or file that exists
+(and to the anchor it names); each lesson page shows at least as many figures as its code draws;
+the search finds the LRN lesson. Screenshots are left for a person to look at:
+docs/_build/screenshots/landing.png, and lesson06.png and lesson06_figure.png (the LRN lesson's
+top and its first figure) beside it.
 
 Needs the docs extra (``pip install -e ".[docs]"``; ``[test]`` includes it) and Chromium with its
 driver (``apt-get install chromium chromium-driver``). Without them the tests skip, saying why;
