@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import h5py
 import pytest
@@ -21,6 +22,7 @@ from minialex.checkpoint import WriteError, read_meta
 from minialex.tools.cli import main
 from minialex.data.cache import CacheDataset
 from minialex.files import append_line
+from minialex.train.stop_flag import Terminated, sigterm_interrupts
 
 resource = pytest.importorskip("resource", reason="POSIX only: file locks, file-size limits")
 
@@ -298,20 +300,21 @@ def test_resume_names_a_cause_only_when_it_knows_one(tmp_path):
     assert line.endswith("in the model; 1 more; the data now has 4 classes, the checkpoint 3"), line
 
 
+class Dropped:
+    """An object whose ``__del__`` sends this process SIGTERM, so that the handler runs inside
+    it, where Python drops what the handler raises."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):            # the handler runs at one of these steps, inside __del__
+            pass
+
+
 def test_a_sigterm_lost_inside_a_del_is_sent_again(monkeypatch):
     """Python runs a signal's handler between two steps of the main thread, here inside a
     ``__del__``, where the ``Terminated`` it raises is printed as "Exception ignored" and
     dropped (h5py's weakref callbacks did this to ``prepare``: it ran on to its end with exit 0).
     ``sigterm_interrupts`` sends SIGTERM again until one lands where it unwinds."""
-    import time
-    from minialex.train.stop_flag import Terminated, sigterm_interrupts
-
-    class Dropped:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):        # the handler runs at one of these steps, inside __del__
-                pass
-
     lost = []                            # what Python would print as "Exception ignored"
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: lost.append(unraisable.exc_type))
     start = time.monotonic()
@@ -328,15 +331,6 @@ def test_a_sigterm_lost_inside_a_del_prints_no_traceback(capsys, monkeypatch):
     """Python would report the dropped ``Terminated`` as "Exception ignored" with a traceback
     (what a flaky run of test_faults' SIGTERM test showed); the signal is sent again, so
     ``sigterm_interrupts`` leaves that report out and the job's one line is all a user sees."""
-    import time
-    from minialex.train.stop_flag import Terminated, sigterm_interrupts
-
-    class Dropped:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):        # the handler runs at one of these steps, inside __del__
-                pass
-
     monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)   # as outside pytest
     with pytest.raises(Terminated):
         with sigterm_interrupts():
